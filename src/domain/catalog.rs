@@ -1,0 +1,363 @@
+//! The service catalogue: merchants, their services and immutable terms
+//! versions (SPEC R4, R5, R20).
+//!
+//! The gateway reads the catalogue on every call, so it is held as one
+//! immutable [`CatalogSnapshot`] behind an `Arc` and replaced as a whole when
+//! it changes: lookups take no lock. Terms versions are never changed or
+//! removed once created, because a caller's consent and a dispute refer to the
+//! exact terms announced (R3, R19).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{MerchantId, TermsId};
+use super::money::Money;
+use super::number::{NumberKind, E164};
+use super::rating::{Tariff, TariffError};
+
+/// The statutory cap on a written payment reminder fee (lag 1981:739, 4 § p.1).
+pub const MAX_REMINDER_FEE: Money = Money::sek(60);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merchant {
+    pub id: MerchantId,
+    pub name: String,
+    pub org_number: String,
+    /// The billing company's fee on collected usage, in basis points (R20).
+    pub fee_basis_points: u32,
+    pub active: bool,
+}
+
+/// One immutable version of a service's terms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    pub terms_id: TermsId,
+    pub service_number: E164,
+    pub service_name: String,
+    pub version: u32,
+    pub tariff: Tariff,
+    /// The reminder fee agreed in these terms (0 = none; at most 60 SEK).
+    pub reminder_fee: Money,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub number: E164,
+    pub merchant_id: MerchantId,
+    pub name: String,
+    /// Shown in lookups; never on an invoice (a third party may open it).
+    pub category: String,
+    pub active: bool,
+    pub terms: Arc<Terms>,
+}
+
+/// What an admin asks for when creating or changing a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub number: E164,
+    pub merchant_id: MerchantId,
+    pub name: String,
+    pub category: String,
+    pub tariff: Tariff,
+    pub reminder_fee: Money,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("unknown merchant '{0}'")]
+    UnknownMerchant(String),
+    #[error("service name must be 1–100 characters")]
+    Name,
+    #[error("category must be at most 40 characters")]
+    Category,
+    #[error("merchant name must be 1–200 characters")]
+    MerchantName,
+    #[error("fee must be at most 10000 basis points (100 %)")]
+    Fee,
+    #[error("reminder fee must be between 0 and 60 SEK (lag 1981:739)")]
+    ReminderFee,
+    #[error("a service number must be a Swedish number, got a {0:?} number")]
+    ServiceNumberKind(NumberKind),
+    #[error(transparent)]
+    Tariff(#[from] TariffError),
+}
+
+impl Terms {
+    pub fn make_id(service: &E164, version: u32) -> TermsId {
+        TermsId::parse(&format!("t-{}-{}", service.digits(), version))
+            .expect("digits and a number form a valid terms id")
+    }
+
+    /// The text the IVR reads out within 10 seconds of the call's start
+    /// (reference/sweden.md §2.2, §2.4): price, minimum charge, how the call is
+    /// paid, the age requirement and consent to the service starting at once.
+    pub fn announcement_sv(&self, prepaid: bool) -> String {
+        let t = &self.tariff;
+        let mut s = format!(
+            "Du ringer {}. Samtalet kostar {} per minut",
+            self.service_name,
+            t.price_per_minute.to_swedish()
+        );
+        if t.billing_step_seconds == 1 {
+            s.push_str(" och debiteras per sekund");
+        } else if t.billing_step_seconds != 60 {
+            s.push_str(&format!(
+                " och debiteras per påbörjad period om {} sekunder",
+                t.billing_step_seconds
+            ));
+        } else {
+            s.push_str(" och debiteras per påbörjad minut");
+        }
+        if t.minimum_minutes > 0 {
+            s.push_str(&format!(
+                ", med en minimidebitering om {} minuter ({})",
+                t.minimum_minutes,
+                t.minimum_charge().to_swedish()
+            ));
+        }
+        s.push_str(". ");
+        if prepaid {
+            s.push_str("Kostnaden dras från saldot på din förskottskod. ");
+            s.push_str("Tryck 1 om du är minst 18 år. ");
+        } else {
+            s.push_str(
+                "Kostnaden faktureras innehavaren av numret du ringer från, med en separat faktura. ",
+            );
+            s.push_str(
+                "Tryck 1 om du är minst 18 år och ringer från ett nummer som är registrerat på dig. ",
+            );
+        }
+        s.push_str(
+            "Tryck sedan 1 för att godkänna priset och att tjänsten startar direkt; \
+             ångerrätten upphör när tjänsten har utförts.",
+        );
+        s
+    }
+}
+
+impl Merchant {
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
+            return Err(CatalogError::MerchantName);
+        }
+        if self.fee_basis_points > 10_000 {
+            return Err(CatalogError::Fee);
+        }
+        Ok(())
+    }
+}
+
+/// A consistent, immutable view of the whole catalogue.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogSnapshot {
+    /// Increases with every change; caches compare it to decide whether to reload.
+    pub version: u64,
+    pub merchants: HashMap<MerchantId, Arc<Merchant>>,
+    pub services: HashMap<E164, Arc<Service>>,
+    /// Every terms version ever created, current or not.
+    pub terms: HashMap<TermsId, Arc<Terms>>,
+}
+
+/// The result of planning a service upsert: the new service and, when the
+/// money terms changed, the new terms version it points to.
+#[derive(Clone, Debug)]
+pub struct ServiceChange {
+    pub service: Arc<Service>,
+    pub new_terms: Option<Arc<Terms>>,
+}
+
+impl CatalogSnapshot {
+    pub fn service(&self, number: &E164) -> Option<&Arc<Service>> {
+        self.services.get(number)
+    }
+
+    pub fn merchant(&self, id: &MerchantId) -> Option<&Arc<Merchant>> {
+        self.merchants.get(id)
+    }
+
+    pub fn terms(&self, id: &TermsId) -> Option<&Arc<Terms>> {
+        self.terms.get(id)
+    }
+
+    /// Plans a service upsert against this snapshot (pure; the store applies
+    /// it atomically). A change of tariff or reminder fee creates a new terms
+    /// version; renaming a service keeps the version (the name in old terms
+    /// stays what was announced then).
+    pub fn plan_service(
+        &self,
+        spec: &ServiceSpec,
+        now_ms: i64,
+    ) -> Result<ServiceChange, CatalogError> {
+        let name = spec.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(CatalogError::Name);
+        }
+        if spec.category.chars().count() > 40 {
+            return Err(CatalogError::Category);
+        }
+        if spec.reminder_fee.is_negative() || spec.reminder_fee > MAX_REMINDER_FEE {
+            return Err(CatalogError::ReminderFee);
+        }
+        if !spec.number.is_swedish() {
+            return Err(CatalogError::ServiceNumberKind(spec.number.kind()));
+        }
+        if !self.merchants.contains_key(&spec.merchant_id) {
+            return Err(CatalogError::UnknownMerchant(spec.merchant_id.to_string()));
+        }
+        let existing = self.services.get(&spec.number);
+        let (terms, new_terms) = match existing {
+            Some(s)
+                if s.terms.tariff == spec.tariff && s.terms.reminder_fee == spec.reminder_fee =>
+            {
+                (s.terms.clone(), None)
+            }
+            _ => {
+                let version = self
+                    .terms
+                    .values()
+                    .filter(|t| t.service_number == spec.number)
+                    .map(|t| t.version)
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let t = Arc::new(Terms {
+                    terms_id: Terms::make_id(&spec.number, version),
+                    service_number: spec.number.clone(),
+                    service_name: name.to_string(),
+                    version,
+                    tariff: spec.tariff,
+                    reminder_fee: spec.reminder_fee,
+                    created_at_ms: now_ms,
+                });
+                (t.clone(), Some(t))
+            }
+        };
+        let service = Arc::new(Service {
+            number: spec.number.clone(),
+            merchant_id: spec.merchant_id.clone(),
+            name: name.to_string(),
+            category: spec.category.trim().to_string(),
+            active: spec.active,
+            terms,
+        });
+        Ok(ServiceChange { service, new_terms })
+    }
+
+    /// A new snapshot with `change` applied and the version bumped.
+    pub fn with_service(&self, change: &ServiceChange) -> CatalogSnapshot {
+        let mut next = self.clone();
+        next.version += 1;
+        if let Some(t) = &change.new_terms {
+            next.terms.insert(t.terms_id.clone(), t.clone());
+        }
+        next.services
+            .insert(change.service.number.clone(), change.service.clone());
+        next
+    }
+
+    pub fn with_merchant(&self, merchant: Merchant) -> CatalogSnapshot {
+        let mut next = self.clone();
+        next.version += 1;
+        next.merchants
+            .insert(merchant.id.clone(), Arc::new(merchant));
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merchant() -> Merchant {
+        Merchant {
+            id: MerchantId::parse("stjarnlinjen").unwrap(),
+            name: "Stjärnlinjen AB".into(),
+            org_number: "556677-8899".into(),
+            fee_basis_points: 1500,
+            active: true,
+        }
+    }
+
+    fn spec(price_ore: i64) -> ServiceSpec {
+        ServiceSpec {
+            number: E164::parse("0900-123 45 67").unwrap(),
+            merchant_id: MerchantId::parse("stjarnlinjen").unwrap(),
+            name: "Tarotlinjen".into(),
+            category: "tarot".into(),
+            tariff: Tariff::new(Money::ore_unchecked(price_ore), 60, 2).unwrap(),
+            reminder_fee: Money::sek(60),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn price_change_creates_new_immutable_terms() {
+        let cat = CatalogSnapshot::default().with_merchant(merchant());
+        let c1 = cat.plan_service(&spec(2990), 1).unwrap();
+        let cat = cat.with_service(&c1);
+        assert_eq!(c1.service.terms.terms_id.as_str(), "t-469001234567-1");
+
+        // Renaming keeps the terms version.
+        let mut renamed = spec(2990);
+        renamed.name = "Tarot direkt".into();
+        let c2 = cat.plan_service(&renamed, 2).unwrap();
+        assert!(c2.new_terms.is_none());
+        let cat = cat.with_service(&c2);
+
+        // A new price is a new version; the old one is still there.
+        let c3 = cat.plan_service(&spec(3490), 3).unwrap();
+        let cat = cat.with_service(&c3);
+        assert_eq!(c3.service.terms.terms_id.as_str(), "t-469001234567-2");
+        let old = cat
+            .terms(&TermsId::parse("t-469001234567-1").unwrap())
+            .unwrap();
+        assert_eq!(old.tariff.price_per_minute.ore(), 2990);
+        assert_eq!(cat.version, 4);
+    }
+
+    #[test]
+    fn refuses_bad_specs() {
+        let cat = CatalogSnapshot::default();
+        assert_eq!(
+            cat.plan_service(&spec(2990), 1).unwrap_err(),
+            CatalogError::UnknownMerchant("stjarnlinjen".into())
+        );
+        let cat = cat.with_merchant(merchant());
+        let mut s = spec(2990);
+        s.reminder_fee = Money::sek(61);
+        assert_eq!(
+            cat.plan_service(&s, 1).unwrap_err(),
+            CatalogError::ReminderFee
+        );
+        let mut s = spec(2990);
+        s.name = " ".into();
+        assert_eq!(cat.plan_service(&s, 1).unwrap_err(), CatalogError::Name);
+        let mut s = spec(2990);
+        s.number = E164::parse("+4520123456").unwrap();
+        assert!(matches!(
+            cat.plan_service(&s, 1).unwrap_err(),
+            CatalogError::ServiceNumberKind(_)
+        ));
+    }
+
+    #[test]
+    fn announcement_mentions_price_minimum_and_invoice() {
+        let cat = CatalogSnapshot::default().with_merchant(merchant());
+        let c = cat.plan_service(&spec(2990), 1).unwrap();
+        let text = c.service.terms.announcement_sv(false);
+        assert!(text.contains("29,90 kr per minut"), "{text}");
+        assert!(
+            text.contains("minimidebitering om 2 minuter (59,80 kr)"),
+            "{text}"
+        );
+        assert!(text.contains("separat faktura"), "{text}");
+        assert!(text.contains("18 år"), "{text}");
+        let prepaid = c.service.terms.announcement_sv(true);
+        assert!(prepaid.contains("förskottskod"));
+        assert!(!prepaid.contains("separat faktura"));
+    }
+}

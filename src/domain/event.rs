@@ -1,0 +1,487 @@
+//! Outbox events (DESIGN invariant 6): what settlement must know of.
+//!
+//! The wire form is the proto3 JSON of `callauth.v1.Event` with the original
+//! (snake_case) field names — the Redis Functions write it with `cjson`, the
+//! embedded store with serde — so one decoder reads both and any protobuf
+//! JSON parser reads it too. Event ids come from business keys
+//! ("usage:<call_id>"), never from a stream position, so that the ledger
+//! commits a fact once even when a failover makes a store emit it again.
+
+use serde::{Deserialize, Serialize};
+
+use super::account::{BlockKind, LimitSource};
+use super::decision::Funding;
+use crate::pb;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub event_id: String,
+    pub at_ms: i64,
+    pub partition: u32,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventBody {
+    UsagePosted(UsagePosted),
+    HoldExpired(HoldExpired),
+    HoldVoided(HoldVoided),
+    ThresholdReached(ThresholdReached),
+    LimitReached(LimitReached),
+    ConsentRecorded(ConsentRecorded),
+    BlockChanged(BlockChanged),
+    PrepaidDebited(PrepaidDebited),
+    PrepaidCredited(PrepaidCredited),
+    LimitChanged(LimitChanged),
+    DirectoryChanged(DirectoryChanged),
+    InvoiceApplied(InvoiceApplied),
+    PaymentApplied(PaymentApplied),
+}
+
+impl EventBody {
+    /// The event type for metrics labels and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EventBody::UsagePosted(_) => "usage_posted",
+            EventBody::HoldExpired(_) => "hold_expired",
+            EventBody::HoldVoided(_) => "hold_voided",
+            EventBody::ThresholdReached(_) => "threshold_reached",
+            EventBody::LimitReached(_) => "limit_reached",
+            EventBody::ConsentRecorded(_) => "consent_recorded",
+            EventBody::BlockChanged(_) => "block_changed",
+            EventBody::PrepaidDebited(_) => "prepaid_debited",
+            EventBody::PrepaidCredited(_) => "prepaid_credited",
+            EventBody::LimitChanged(_) => "limit_changed",
+            EventBody::DirectoryChanged(_) => "directory_changed",
+            EventBody::InvoiceApplied(_) => "invoice_applied",
+            EventBody::PaymentApplied(_) => "payment_applied",
+        }
+    }
+}
+
+/// Event ids, one function per fact. Kept together so that the memory store,
+/// the Redis Functions (which build the same strings) and the ledger agree.
+pub mod ids {
+    pub fn usage(call_id: &str) -> String {
+        format!("usage:{call_id}")
+    }
+    pub fn prepaid_debit(call_id: &str) -> String {
+        format!("prepaid-debit:{call_id}")
+    }
+    pub fn expired(call_id: &str) -> String {
+        format!("expired:{call_id}")
+    }
+    pub fn voided(call_id: &str) -> String {
+        format!("voided:{call_id}")
+    }
+    pub fn consent(call_id: &str) -> String {
+        format!("consent:{call_id}")
+    }
+    pub fn threshold(number: &str, seq: u64) -> String {
+        format!("threshold:{number}:{seq}")
+    }
+    pub fn limit_reached(number: &str, seq: u64) -> String {
+        format!("limit:{number}:{seq}")
+    }
+    pub fn block(number: &str, seq: u64) -> String {
+        format!("block:{number}:{seq}")
+    }
+    pub fn limit_changed(number: &str, seq: u64) -> String {
+        format!("limit-changed:{number}:{seq}")
+    }
+    pub fn directory(number: &str, seq: u64) -> String {
+        format!("directory:{number}:{seq}")
+    }
+    pub fn prepaid_credit(code_id: &str, reference: &str) -> String {
+        format!("prepaid-credit:{code_id}:{reference}")
+    }
+    pub fn invoice_applied(number: &str, invoice_id: &str) -> String {
+        format!("invoice:{number}:{invoice_id}")
+    }
+    pub fn payment_applied(number: &str, payment_id: &str) -> String {
+        format!("payment:{number}:{payment_id}")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UsagePosted {
+    pub call_id: String,
+    pub record_id: String,
+    pub merchant_id: String,
+    pub service_number: String,
+    pub number: String,
+    pub funding: Funding,
+    pub code_id: String,
+    pub terms_id: String,
+    pub price_per_minute_ore: i64,
+    pub billing_step_seconds: u32,
+    pub minimum_minutes: u32,
+    pub started_at_ms: i64,
+    pub duration_seconds: u32,
+    pub billed_seconds: u32,
+    pub charge_ore: i64,
+    pub granted_seconds: u32,
+    pub overrun_seconds: u32,
+    pub late: bool,
+    pub authorized_at_ms: i64,
+    pub exposure_after_ore: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HoldExpired {
+    pub call_id: String,
+    pub number: String,
+    pub funding: Funding,
+    pub code_id: String,
+    pub amount_ore: i64,
+    pub granted_seconds: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HoldVoided {
+    pub call_id: String,
+    pub number: String,
+    pub funding: Funding,
+    pub code_id: String,
+    pub amount_ore: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThresholdReached {
+    pub number: String,
+    pub exposure_ore: i64,
+    pub limit_ore: i64,
+    pub unbilled_ore: i64,
+    pub invoiced_unpaid_ore: i64,
+    pub sequence: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitReached {
+    pub number: String,
+    pub exposure_ore: i64,
+    pub limit_ore: i64,
+    pub sequence: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsentRecorded {
+    pub call_id: String,
+    pub number: String,
+    pub number_withheld: bool,
+    pub service_number: String,
+    pub merchant_id: String,
+    pub funding: Funding,
+    pub code_id: String,
+    pub terms_id: String,
+    pub price_per_minute_ore: i64,
+    pub minimum_minutes: u32,
+    pub billing_step_seconds: u32,
+    pub reminder_fee_ore: i64,
+    pub age_confirmed: bool,
+    pub own_number_confirmed: bool,
+    pub step1_at_ms: i64,
+    pub terms_accepted: bool,
+    pub step2_at_ms: i64,
+    pub ivr_client: String,
+    pub ivr_id: String,
+    pub line_ref: String,
+    pub authorized_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlockChanged {
+    pub number: String,
+    pub kind: BlockKind,
+    pub target: String,
+    pub blocked: bool,
+    pub reason: String,
+    pub actor: String,
+    pub sequence: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrepaidDebited {
+    pub code_id: String,
+    pub call_id: String,
+    pub amount_ore: i64,
+    pub balance_after_ore: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrepaidCredited {
+    pub code_id: String,
+    pub reference: String,
+    pub amount_ore: i64,
+    pub balance_after_ore: i64,
+    pub issued: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitChanged {
+    pub number: String,
+    pub limit_ore: i64,
+    pub source: LimitSource,
+    pub reference: String,
+    pub actor: String,
+    pub sequence: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DirectoryChanged {
+    pub number: String,
+    pub holder_registered: bool,
+    pub actor: String,
+    pub sequence: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InvoiceApplied {
+    pub number: String,
+    pub invoice_id: String,
+    pub usage_ore: i64,
+    pub fees_ore: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PaymentApplied {
+    pub number: String,
+    pub payment_id: String,
+    pub amount_ore: i64,
+    pub overdue_cleared: bool,
+    pub first_invoice_paid: bool,
+}
+
+impl Event {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events serialise")
+    }
+
+    pub fn from_json(s: &str) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+fn funding_pb(f: Funding) -> i32 {
+    match f {
+        Funding::Postpaid => pb::Funding::Postpaid as i32,
+        Funding::Prepaid => pb::Funding::Prepaid as i32,
+    }
+}
+
+fn block_kind_pb(k: BlockKind) -> i32 {
+    (match k {
+        BlockKind::HolderAllServices => pb::BlockKind::HolderAllServices,
+        BlockKind::HolderMerchant => pb::BlockKind::HolderMerchant,
+        BlockKind::HolderService => pb::BlockKind::HolderService,
+        BlockKind::CreditLimit => pb::BlockKind::CreditLimit,
+        BlockKind::Overdue => pb::BlockKind::Overdue,
+    }) as i32
+}
+
+fn limit_source_pb(s: LimitSource) -> i32 {
+    (match s {
+        LimitSource::Default => pb::LimitSource::Default,
+        LimitSource::HolderRequested => pb::LimitSource::HolderRequested,
+        LimitSource::CreditDecision => pb::LimitSource::CreditDecision,
+    }) as i32
+}
+
+/// The protobuf form of an event (the contract in `proto/callauth/v1/events.proto`).
+impl From<&Event> for pb::Event {
+    fn from(e: &Event) -> pb::Event {
+        use pb::event::Body;
+        let body = match &e.body {
+            EventBody::UsagePosted(u) => Body::UsagePosted(pb::UsagePosted {
+                call_id: u.call_id.clone(),
+                record_id: u.record_id.clone(),
+                merchant_id: u.merchant_id.clone(),
+                service_number: u.service_number.clone(),
+                number: u.number.clone(),
+                funding: funding_pb(u.funding),
+                code_id: u.code_id.clone(),
+                terms_id: u.terms_id.clone(),
+                price_per_minute_ore: u.price_per_minute_ore,
+                billing_step_seconds: u.billing_step_seconds,
+                minimum_minutes: u.minimum_minutes,
+                started_at_ms: u.started_at_ms,
+                duration_seconds: u.duration_seconds,
+                billed_seconds: u.billed_seconds,
+                charge_ore: u.charge_ore,
+                granted_seconds: u.granted_seconds,
+                overrun_seconds: u.overrun_seconds,
+                late: u.late,
+                authorized_at_ms: u.authorized_at_ms,
+                exposure_after_ore: u.exposure_after_ore,
+            }),
+            EventBody::HoldExpired(h) => Body::HoldExpired(pb::HoldExpired {
+                call_id: h.call_id.clone(),
+                number: h.number.clone(),
+                funding: funding_pb(h.funding),
+                code_id: h.code_id.clone(),
+                amount_ore: h.amount_ore,
+                granted_seconds: h.granted_seconds,
+            }),
+            EventBody::HoldVoided(h) => Body::HoldVoided(pb::HoldVoided {
+                call_id: h.call_id.clone(),
+                number: h.number.clone(),
+                funding: funding_pb(h.funding),
+                code_id: h.code_id.clone(),
+                amount_ore: h.amount_ore,
+            }),
+            EventBody::ThresholdReached(t) => Body::ThresholdReached(pb::ThresholdReached {
+                number: t.number.clone(),
+                exposure_ore: t.exposure_ore,
+                limit_ore: t.limit_ore,
+                unbilled_ore: t.unbilled_ore,
+                invoiced_unpaid_ore: t.invoiced_unpaid_ore,
+                sequence: t.sequence,
+            }),
+            EventBody::LimitReached(l) => Body::LimitReached(pb::LimitReached {
+                number: l.number.clone(),
+                exposure_ore: l.exposure_ore,
+                limit_ore: l.limit_ore,
+                sequence: l.sequence,
+            }),
+            EventBody::ConsentRecorded(c) => Body::ConsentRecorded(pb::ConsentRecorded {
+                call_id: c.call_id.clone(),
+                number: c.number.clone(),
+                number_withheld: c.number_withheld,
+                service_number: c.service_number.clone(),
+                merchant_id: c.merchant_id.clone(),
+                funding: funding_pb(c.funding),
+                code_id: c.code_id.clone(),
+                terms_id: c.terms_id.clone(),
+                price_per_minute_ore: c.price_per_minute_ore,
+                minimum_minutes: c.minimum_minutes,
+                billing_step_seconds: c.billing_step_seconds,
+                reminder_fee_ore: c.reminder_fee_ore,
+                age_confirmed: c.age_confirmed,
+                own_number_confirmed: c.own_number_confirmed,
+                step1_at_ms: c.step1_at_ms,
+                terms_accepted: c.terms_accepted,
+                step2_at_ms: c.step2_at_ms,
+                ivr_client: c.ivr_client.clone(),
+                ivr_id: c.ivr_id.clone(),
+                line_ref: c.line_ref.clone(),
+                authorized_at_ms: c.authorized_at_ms,
+            }),
+            EventBody::BlockChanged(b) => Body::BlockChanged(pb::BlockChanged {
+                number: b.number.clone(),
+                kind: block_kind_pb(b.kind),
+                target: b.target.clone(),
+                blocked: b.blocked,
+                reason: b.reason.clone(),
+                actor: b.actor.clone(),
+                sequence: b.sequence,
+            }),
+            EventBody::PrepaidDebited(p) => Body::PrepaidDebited(pb::PrepaidDebited {
+                code_id: p.code_id.clone(),
+                call_id: p.call_id.clone(),
+                amount_ore: p.amount_ore,
+                balance_after_ore: p.balance_after_ore,
+            }),
+            EventBody::PrepaidCredited(p) => Body::PrepaidCredited(pb::PrepaidCredited {
+                code_id: p.code_id.clone(),
+                reference: p.reference.clone(),
+                amount_ore: p.amount_ore,
+                balance_after_ore: p.balance_after_ore,
+                issued: p.issued,
+            }),
+            EventBody::LimitChanged(l) => Body::LimitChanged(pb::LimitChanged {
+                number: l.number.clone(),
+                limit_ore: l.limit_ore,
+                source: limit_source_pb(l.source),
+                reference: l.reference.clone(),
+                actor: l.actor.clone(),
+                sequence: l.sequence,
+            }),
+            EventBody::DirectoryChanged(d) => Body::DirectoryChanged(pb::DirectoryChanged {
+                number: d.number.clone(),
+                holder_registered: d.holder_registered,
+                actor: d.actor.clone(),
+                sequence: d.sequence,
+            }),
+            EventBody::InvoiceApplied(i) => Body::InvoiceApplied(pb::InvoiceApplied {
+                number: i.number.clone(),
+                invoice_id: i.invoice_id.clone(),
+                usage_ore: i.usage_ore,
+                fees_ore: i.fees_ore,
+            }),
+            EventBody::PaymentApplied(p) => Body::PaymentApplied(pb::PaymentApplied {
+                number: p.number.clone(),
+                payment_id: p.payment_id.clone(),
+                amount_ore: p.amount_ore,
+                overdue_cleared: p.overdue_cleared,
+                first_invoice_paid: p.first_invoice_paid,
+            }),
+        };
+        pb::Event {
+            event_id: e.event_id.clone(),
+            at_ms: e.at_ms,
+            partition: e.partition,
+            body: Some(body),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_proto3_json_shape() {
+        let e = Event {
+            event_id: ids::usage("c1"),
+            at_ms: 1_763_900_000_000,
+            partition: 3,
+            body: EventBody::UsagePosted(UsagePosted {
+                call_id: "c1".into(),
+                funding: Funding::Postpaid,
+                charge_ore: 2990,
+                ..Default::default()
+            }),
+        };
+        let json = e.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["event_id"], "usage:c1");
+        assert_eq!(v["usage_posted"]["funding"], "FUNDING_POSTPAID");
+        assert_eq!(v["usage_posted"]["charge_ore"], 2990);
+        assert_eq!(Event::from_json(&json).unwrap(), e);
+        let p: pb::Event = (&e).into();
+        assert!(
+            matches!(p.body, Some(pb::event::Body::UsagePosted(ref u)) if u.charge_ore == 2990)
+        );
+    }
+
+    #[test]
+    fn reads_sparse_json_as_written_by_lua() {
+        // cjson omits nothing, but a field added later must not break old readers,
+        // and a missing field reads as its proto3 default.
+        let json = r#"{"event_id":"threshold:+46701234567:1","at_ms":5,"partition":0,
+            "threshold_reached":{"number":"+46701234567","exposure_ore":120000,"limit_ore":150000,"sequence":1,"future_field":true}}"#;
+        let e = Event::from_json(json).unwrap();
+        match e.body {
+            EventBody::ThresholdReached(t) => {
+                assert_eq!(t.exposure_ore, 120_000);
+                assert_eq!(t.unbilled_ore, 0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
