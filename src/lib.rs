@@ -19,3 +19,5 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("callauth_descriptor");
 }
+pub mod metrics;
+pub mod store;

@@ -1,0 +1,168 @@
+//! Metrics: every name declared once, as `callauth_<subsystem>_<name>_<unit>`
+//! (STYLE, after quickwit). Histograms use explicit buckets from 50 µs to
+//! 1 s with the latency objective (1 ms) as an exact boundary; never
+//! summaries. Labels are bounded sets (method, decision, reason, backend,
+//! operation, partition index): never a phone number, code or call id.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+// gRPC layer (api::middleware).
+pub const GRPC_REQUESTS_TOTAL: &str = "callauth_grpc_requests_total";
+pub const GRPC_REQUEST_DURATION_SECONDS: &str = "callauth_grpc_request_duration_seconds";
+pub const GRPC_REQUESTS_IN_FLIGHT: &str = "callauth_grpc_requests_in_flight";
+pub const GRPC_OVERLOAD_REJECTIONS_TOTAL: &str = "callauth_grpc_overload_rejections_total";
+
+// Decisions (gateway).
+pub const AUTHORIZE_DECISIONS_TOTAL: &str = "callauth_authorize_decisions_total";
+pub const AUTHORIZE_GRANTED_SECONDS: &str = "callauth_authorize_granted_seconds";
+pub const EXTEND_DECISIONS_TOTAL: &str = "callauth_extend_decisions_total";
+pub const RELEASE_OUTCOMES_TOTAL: &str = "callauth_release_outcomes_total";
+pub const HOLDS_PENDING: &str = "callauth_holds_pending";
+pub const HOLDS_EXPIRED_TOTAL: &str = "callauth_holds_expired_total";
+pub const USAGE_ACKS_TOTAL: &str = "callauth_usage_acks_total";
+pub const USAGE_OVERRUN_SECONDS_TOTAL: &str = "callauth_usage_overrun_seconds_total";
+pub const USAGE_CHARGED_ORE_TOTAL: &str = "callauth_usage_charged_ore_total";
+pub const CREDIT_EVENTS_TOTAL: &str = "callauth_credit_events_total";
+pub const PREPAID_CODE_FAILURES_TOTAL: &str = "callauth_prepaid_code_failures_total";
+pub const PREPAID_LOCKOUTS_TOTAL: &str = "callauth_prepaid_lockouts_total";
+
+// State store.
+pub const STORE_OPERATION_DURATION_SECONDS: &str = "callauth_store_operation_duration_seconds";
+pub const STORE_ERRORS_TOTAL: &str = "callauth_store_errors_total";
+pub const STORE_READY: &str = "callauth_store_ready";
+
+// Catalogue cache.
+pub const CATALOG_LOOKUPS_TOTAL: &str = "callauth_catalog_lookups_total";
+pub const CATALOG_STALENESS_SECONDS: &str = "callauth_catalog_staleness_seconds";
+pub const CATALOG_VERSION: &str = "callauth_catalog_version";
+
+// Outbox.
+pub const OUTBOX_EVENTS_TOTAL: &str = "callauth_outbox_events_total";
+pub const OUTBOX_DROPPED_TOTAL: &str = "callauth_outbox_dropped_events_total";
+pub const OUTBOX_LENGTH_EVENTS: &str = "callauth_outbox_length_events";
+
+pub const BUILD_INFO: &str = "callauth_build_info";
+
+/// Latency buckets in seconds: 50 µs … 1 s, with the 1 ms objective exact.
+pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+/// The authorize latency objective, in seconds (a bucket boundary above).
+pub const LATENCY_OBJECTIVE_SECONDS: f64 = 0.001;
+
+const GRANT_BUCKETS_SECONDS: &[f64] = &[
+    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// the same handle, so tests may start many servers in one process).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS_SECONDS)
+                .expect("non-empty buckets")
+                .set_buckets_for_metric(
+                    Matcher::Full(AUTHORIZE_GRANTED_SECONDS.to_string()),
+                    GRANT_BUCKETS_SECONDS,
+                )
+                .expect("non-empty buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        GRPC_REQUESTS_TOTAL,
+        "gRPC requests by method and status code (cancelled requests included)"
+    );
+    describe_histogram!(
+        GRPC_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "gRPC server time per request by method"
+    );
+    describe_gauge!(GRPC_REQUESTS_IN_FLIGHT, "gRPC requests being served");
+    describe_counter!(
+        GRPC_OVERLOAD_REJECTIONS_TOTAL,
+        "requests refused with RESOURCE_EXHAUSTED by the concurrency limit"
+    );
+    describe_counter!(
+        AUTHORIZE_DECISIONS_TOTAL,
+        "Authorize answers by decision, reason and funding"
+    );
+    describe_histogram!(
+        AUTHORIZE_GRANTED_SECONDS,
+        Unit::Seconds,
+        "seconds granted to allowed calls"
+    );
+    describe_counter!(
+        EXTEND_DECISIONS_TOTAL,
+        "Extend answers by result and reason"
+    );
+    describe_counter!(RELEASE_OUTCOMES_TOTAL, "Release answers by outcome");
+    describe_gauge!(HOLDS_PENDING, "pending holds (calls in progress)");
+    describe_counter!(
+        HOLDS_EXPIRED_TOTAL,
+        "pending holds released after their timeout"
+    );
+    describe_counter!(
+        USAGE_ACKS_TOTAL,
+        "usage acknowledgements by result and reject reason"
+    );
+    describe_counter!(
+        USAGE_OVERRUN_SECONDS_TOTAL,
+        "seconds of usage beyond the grant (charged)"
+    );
+    describe_counter!(
+        USAGE_CHARGED_ORE_TOTAL,
+        "öre charged by posted usage, by funding"
+    );
+    describe_counter!(CREDIT_EVENTS_TOTAL, "80 % threshold and 100 % limit events");
+    describe_counter!(PREPAID_CODE_FAILURES_TOTAL, "wrong prepaid codes typed");
+    describe_counter!(
+        PREPAID_LOCKOUTS_TOTAL,
+        "lines locked out after repeated wrong prepaid codes"
+    );
+    describe_histogram!(
+        STORE_OPERATION_DURATION_SECONDS,
+        Unit::Seconds,
+        "state store round trip per operation"
+    );
+    describe_counter!(
+        STORE_ERRORS_TOTAL,
+        "state store errors by operation and kind"
+    );
+    describe_gauge!(STORE_READY, "1 when the state store is reachable and ready");
+    describe_counter!(CATALOG_LOOKUPS_TOTAL, "catalogue cache lookups by result");
+    describe_gauge!(
+        CATALOG_STALENESS_SECONDS,
+        Unit::Seconds,
+        "time since the catalogue cache was last confirmed current"
+    );
+    describe_gauge!(CATALOG_VERSION, "version of the cached catalogue");
+    describe_counter!(OUTBOX_EVENTS_TOTAL, "events appended to the outbox by type");
+    describe_counter!(
+        OUTBOX_DROPPED_TOTAL,
+        "outbox events dropped from a bounded buffer, by sink"
+    );
+    describe_gauge!(
+        OUTBOX_LENGTH_EVENTS,
+        "events held in the outbox (stream length) per partition"
+    );
+    describe_gauge!(BUILD_INFO, "build information");
+}
