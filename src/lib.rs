@@ -6,8 +6,15 @@
 //! `gateway` (the business operations over a store) → `api` (gRPC) →
 //! `server` (wiring, HTTP, shutdown).
 
+pub mod api;
+pub mod catalog_file;
 pub mod clock;
+pub mod config;
+pub mod ctl;
 pub mod domain;
+pub mod gateway;
+pub mod run;
+pub mod server;
 
 /// Generated protobuf and gRPC code for `callauth.v1`. Generated types stop at
 /// `api/`; everything else works with `domain` types.

@@ -234,6 +234,7 @@ impl Hold {
             replayed: true,
             terms_id: Some(self.terms_id.clone()),
             hold_expires_at_ms: self.expires_at_ms,
+            lockout_started: false,
         }
     }
 
@@ -532,6 +533,10 @@ impl Inner {
     fn record_failure(&self, line: &LineKey, now_ms: i64) -> bool {
         let p = &self.policy;
         let mut st = self.lines.entry(line.clone()).or_default();
+        if st.locked_until_ms > now_ms {
+            // Already locked: nothing more to count.
+            return true;
+        }
         if st.window_start_ms + p.lockout_window_ms <= now_ms {
             st.failures = 0;
             st.window_start_ms = now_ms;
@@ -600,6 +605,7 @@ impl Store for MemoryStore {
             replayed: false,
             terms_id: Some(hold.terms_id.clone()),
             hold_expires_at_ms: hold.expires_at_ms,
+            lockout_started: false,
         };
         a.holds.insert(call.call_id.clone(), hold);
         Ok(result)
@@ -644,11 +650,13 @@ impl Store for MemoryStore {
         // Step 2: the code.
         let Some(code_arc) = s.code_arc(code) else {
             let locked = s.record_failure(line, now_ms);
-            return Ok(AuthorizeResult::refused(Decision::Denied(if locked {
+            let mut r = AuthorizeResult::refused(Decision::Denied(if locked {
                 DenyReason::PrepaidLockedOut
             } else {
                 DenyReason::PrepaidCodeInvalid
-            })));
+            }));
+            r.lockout_started = locked;
+            return Ok(r);
         };
         let mut c = guard(&code_arc)?;
         let snap = CodeSnapshot {
@@ -676,6 +684,7 @@ impl Store for MemoryStore {
             replayed: false,
             terms_id: Some(hold.terms_id.clone()),
             hold_expires_at_ms: hold.expires_at_ms,
+            lockout_started: false,
         };
         c.holds.insert(call.call_id.clone(), hold);
         Ok(result)

@@ -153,6 +153,8 @@ pub struct AuthorizeResult {
     /// a price change it is the version the caller accepted, not the current one.
     pub terms_id: Option<TermsId>,
     pub hold_expires_at_ms: i64,
+    /// This request's wrong prepaid code locked the line out (for metrics).
+    pub lockout_started: bool,
 }
 
 impl AuthorizeResult {
@@ -162,6 +164,7 @@ impl AuthorizeResult {
             replayed: false,
             terms_id: None,
             hold_expires_at_ms: 0,
+            lockout_started: false,
         }
     }
 }

@@ -112,3 +112,4 @@ pub fn call(id: &str, service: &Arc<Service>, consent: bool) -> CallSpec {
         },
     }
 }
+pub mod server;

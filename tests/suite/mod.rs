@@ -841,6 +841,7 @@ pub async fn wrong_codes_lock_the_line_out<S: Store>(s: S) {
             DenyReason::PrepaidCodeInvalid
         };
         assert_eq!(d.decision, Decision::Denied(expected), "attempt {i}");
+        assert_eq!(d.lockout_started, i == max, "attempt {i}");
     }
     // Locked: even the right code is refused, and nothing is held.
     let d = s

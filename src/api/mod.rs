@@ -1,0 +1,473 @@
+//! The gRPC services of `callauth.v1`. Generated types stop here: each
+//! handler checks the caller's role, converts the request (`convert`), calls
+//! the [`Gateway`] and converts the answer back.
+//!
+//! Every unary RPC runs inside an [`Rpc`] guard that takes a permit from the
+//! process-wide concurrency limit (refusing with `RESOURCE_EXHAUSTED` when
+//! none is free, rather than queueing behind a slow store) and records the
+//! request count and latency when it is dropped — so a request cancelled by
+//! its client or its deadline is still counted (as `cancelled`).
+
+pub mod auth;
+pub mod convert;
+pub mod error;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::gateway::{Gateway, GatewayError};
+use crate::metrics as m;
+use crate::pb;
+use crate::store::{IssueOutcome, Store};
+use auth::{require_admin, require_ivr, require_merchant};
+use error::{code_label, to_status};
+
+/// State shared by the services.
+pub struct ApiState<S: Store> {
+    pub gateway: Arc<Gateway<S>>,
+    pub limiter: Arc<Semaphore>,
+}
+
+/// Counts and times one RPC; see the module documentation.
+pub struct Rpc {
+    method: &'static str,
+    start: Instant,
+    code: Option<Code>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Rpc {
+    pub fn begin(limiter: &Arc<Semaphore>, method: &'static str) -> Result<Rpc, Status> {
+        let permit = limiter.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!(m::GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method).increment(1);
+            metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => method, "code" => "resource_exhausted")
+                .increment(1);
+            Status::resource_exhausted("the gateway is at its concurrency limit; retry shortly")
+        })?;
+        metrics::gauge!(m::GRPC_REQUESTS_IN_FLIGHT).increment(1.0);
+        Ok(Rpc {
+            method,
+            start: Instant::now(),
+            code: None,
+            _permit: Some(permit),
+        })
+    }
+
+    pub fn finish<T>(mut self, r: Result<T, Status>) -> Result<T, Status> {
+        self.code = Some(match &r {
+            Ok(_) => Code::Ok,
+            Err(s) => s.code(),
+        });
+        r
+    }
+}
+
+impl Drop for Rpc {
+    fn drop(&mut self) {
+        let code = self.code.map_or("cancelled", code_label);
+        metrics::gauge!(m::GRPC_REQUESTS_IN_FLIGHT).decrement(1.0);
+        metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => self.method, "code" => code)
+            .increment(1);
+        metrics::histogram!(m::GRPC_REQUEST_DURATION_SECONDS, "method" => self.method)
+            .record(self.start.elapsed().as_secs_f64());
+    }
+}
+
+fn gw<T>(r: Result<T, GatewayError>) -> Result<T, Status> {
+    r.map_err(to_status)
+}
+
+macro_rules! api_service {
+    ($name:ident) => {
+        pub struct $name<S: Store>(pub Arc<ApiState<S>>);
+
+        impl<S: Store> Clone for $name<S> {
+            fn clone(&self) -> Self {
+                $name(self.0.clone())
+            }
+        }
+    };
+}
+
+api_service!(AuthorizationApi);
+api_service!(UsageApi);
+api_service!(CatalogApi);
+api_service!(AccountsApi);
+
+#[tonic::async_trait]
+impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
+    async fn authorize(
+        &self,
+        req: Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "Authorize")?;
+        let r = async {
+            let client = require_ivr(&req)?.client_id.clone();
+            let gateway = &self.0.gateway;
+            let input = convert::authorize_input(req.into_inner(), &client, gateway.now_ms())?;
+            let out = gw(gateway.authorize(input).await)?;
+            Ok(Response::new(convert::authorize_response(&out)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn extend(
+        &self,
+        req: Request<pb::ExtendRequest>,
+    ) -> Result<Response<pb::ExtendResponse>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "Extend")?;
+        let r = async {
+            require_ivr(&req)?;
+            let r = req.into_inner();
+            let call_id = crate::domain::CallId::parse(&r.call_id)
+                .map_err(|e| Status::invalid_argument(format!("call_id: {e}")))?;
+            let out = gw(self.0.gateway.extend(&call_id, r.sequence).await)?;
+            Ok(Response::new(convert::extend_response(&out)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn release(
+        &self,
+        req: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "Release")?;
+        let r = async {
+            require_ivr(&req)?;
+            let call_id = crate::domain::CallId::parse(&req.get_ref().call_id)
+                .map_err(|e| Status::invalid_argument(format!("call_id: {e}")))?;
+            let out = gw(self.0.gateway.release(&call_id).await)?;
+            Ok(Response::new(convert::release_response(out)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+}
+
+/// Acknowledgements buffered per usage stream: a merchant that stops reading
+/// acknowledgements stops the gateway from reading its records.
+const USAGE_STREAM_BUFFER: usize = 64;
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<pb::UsageAck, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
+    type ReportStream = AckStream;
+
+    async fn report(
+        &self,
+        req: Request<Streaming<pb::UsageRecord>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let merchant = require_merchant(&req)?;
+        metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => "Report", "code" => "stream_opened")
+            .increment(1);
+        let mut inbound = req.into_inner();
+        let gateway = self.0.gateway.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(USAGE_STREAM_BUFFER);
+        tokio::spawn(async move {
+            while let Some(next) = inbound.next().await {
+                let record = match next {
+                    Ok(r) => r,
+                    Err(status) => {
+                        tracing::debug!(merchant = %merchant, error = %status, "usage stream ended by client error");
+                        break;
+                    }
+                };
+                let ack = gateway
+                    .report_usage(&merchant, &convert::usage_input(&record))
+                    .await
+                    .map(|outcome| convert::usage_ack(&record, &outcome))
+                    // The store is unreachable: end the stream with the error.
+                    // Records without an acknowledgement are resent by the
+                    // merchant; applying them is idempotent.
+                    .map_err(to_status);
+                let failed = ack.is_err();
+                if tx.send(ack).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn report_one(
+        &self,
+        req: Request<pb::UsageRecord>,
+    ) -> Result<Response<pb::UsageAck>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "ReportOne")?;
+        let r = async {
+            let merchant = require_merchant(&req)?;
+            let record = req.into_inner();
+            let outcome = gw(self
+                .0
+                .gateway
+                .report_usage(&merchant, &convert::usage_input(&record))
+                .await)?;
+            Ok(Response::new(convert::usage_ack(&record, &outcome)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
+    async fn lookup_service(
+        &self,
+        req: Request<pb::LookupServiceRequest>,
+    ) -> Result<Response<pb::ServiceInfo>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "LookupService")?;
+        let r = async {
+            let number = convert::number("service_number", &req.get_ref().service_number)?;
+            let catalog = self.0.gateway.catalog().snapshot();
+            let service = catalog.service(&number).ok_or_else(|| {
+                Status::not_found(format!(
+                    "no service has the number {}",
+                    number.national_display()
+                ))
+            })?;
+            let merchant = catalog
+                .merchant(&service.merchant_id)
+                .map(|m| m.name.as_str())
+                .unwrap_or("");
+            Ok(Response::new(convert::service_info(service, merchant)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn list_services(
+        &self,
+        req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "ListServices")?;
+        let r = async {
+            let filter = req.get_ref().merchant_id.clone();
+            let catalog = self.0.gateway.catalog().snapshot();
+            let mut services: Vec<_> = catalog
+                .services
+                .values()
+                .filter(|s| filter.is_empty() || s.merchant_id.as_str() == filter)
+                .map(|s| {
+                    let merchant = catalog
+                        .merchant(&s.merchant_id)
+                        .map(|m| m.name.as_str())
+                        .unwrap_or("");
+                    convert::service_info(s, merchant)
+                })
+                .collect();
+            services.sort_by(|a, b| a.service_number.cmp(&b.service_number));
+            Ok(Response::new(pb::ListServicesResponse { services }))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn get_terms(
+        &self,
+        req: Request<pb::GetTermsRequest>,
+    ) -> Result<Response<pb::Terms>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "GetTerms")?;
+        let r = async {
+            let id = crate::domain::TermsId::parse(&req.get_ref().terms_id)
+                .map_err(|e| Status::invalid_argument(format!("terms_id: {e}")))?;
+            let catalog = self.0.gateway.catalog().snapshot();
+            let terms = catalog
+                .terms(&id)
+                .ok_or_else(|| Status::not_found(format!("no terms {id}")))?;
+            Ok(Response::new(convert::terms(terms, false)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn upsert_merchant(
+        &self,
+        req: Request<pb::Merchant>,
+    ) -> Result<Response<pb::Merchant>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "UpsertMerchant")?;
+        let r = async {
+            let actor = require_admin(&req)?.client_id.clone();
+            let merchant = convert::merchant_in(req.into_inner())?;
+            gw(self.0.gateway.upsert_merchant(&merchant).await)?;
+            tracing::info!(actor = %actor, merchant = %merchant.id, "merchant upserted");
+            Ok(Response::new(convert::merchant_out(&merchant)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn upsert_service(
+        &self,
+        req: Request<pb::UpsertServiceRequest>,
+    ) -> Result<Response<pb::ServiceInfo>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "UpsertService")?;
+        let r = async {
+            let actor = require_admin(&req)?.client_id.clone();
+            let spec = convert::service_spec(req.into_inner())?;
+            let change = gw(self.0.gateway.upsert_service(&spec).await)?;
+            tracing::info!(
+                actor = %actor,
+                service = %change.service.number.as_str(),
+                terms = %change.service.terms.terms_id,
+                new_terms = change.new_terms.is_some(),
+                "service upserted"
+            );
+            let catalog = self.0.gateway.catalog().snapshot();
+            let merchant = catalog
+                .merchant(&change.service.merchant_id)
+                .map(|m| m.name.as_str())
+                .unwrap_or("");
+            Ok(Response::new(convert::service_info(
+                &change.service,
+                merchant,
+            )))
+        }
+        .await;
+        rpc.finish(r)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
+    async fn put_directory_entry(
+        &self,
+        req: Request<pb::DirectoryEntry>,
+    ) -> Result<Response<pb::AccountView>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "PutDirectoryEntry")?;
+        let r = async {
+            let actor = require_admin(&req)?.client_id.clone();
+            let number = convert::number("number", &req.get_ref().number)?;
+            let view = gw(self
+                .0
+                .gateway
+                .put_directory(&number, req.get_ref().holder_registered, &actor)
+                .await)?;
+            Ok(Response::new(convert::account_view(&view)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn set_block(
+        &self,
+        req: Request<pb::SetBlockRequest>,
+    ) -> Result<Response<pb::AccountView>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "SetBlock")?;
+        let r = async {
+            let actor = require_admin(&req)?.client_id.clone();
+            let number = convert::number("number", &req.get_ref().number)?;
+            let change = convert::block_change(req.get_ref(), &actor)?;
+            let view = gw(self.0.gateway.set_block(&number, &change).await)?;
+            tracing::info!(actor = %actor, number = %number.masked(), kind = change.kind.label(), blocked = change.blocked, "block changed");
+            Ok(Response::new(convert::account_view(&view)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn set_credit_limit(
+        &self,
+        req: Request<pb::SetCreditLimitRequest>,
+    ) -> Result<Response<pb::AccountView>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "SetCreditLimit")?;
+        let r = async {
+            let actor = require_admin(&req)?.client_id.clone();
+            let r = req.into_inner();
+            let number = convert::number("number", &r.number)?;
+            let change = convert::limit_change(r)?;
+            let view = gw(self.0.gateway.set_limit(&number, &change, &actor).await)?;
+            tracing::info!(actor = %actor, number = %number.masked(), limit_ore = view.limit.ore(), "credit limit changed");
+            Ok(Response::new(convert::account_view(&view)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn get_account(
+        &self,
+        req: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::AccountView>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "GetAccount")?;
+        let r = async {
+            require_admin(&req)?;
+            let number = convert::number("number", &req.get_ref().number)?;
+            let view = gw(self.0.gateway.account(&number).await)?;
+            Ok(Response::new(convert::account_view(&view)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn issue_prepaid_code(
+        &self,
+        req: Request<pb::IssuePrepaidCodeRequest>,
+    ) -> Result<Response<pb::IssuePrepaidCodeResponse>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "IssuePrepaidCode")?;
+        let r = async {
+            let actor = require_admin(&req)?.client_id.clone();
+            let amount = convert::money("amount_ore", req.get_ref().amount_ore)?;
+            let purchase = convert::reference("purchase_ref", &req.get_ref().purchase_ref)?;
+            let out = gw(self.0.gateway.issue_prepaid(amount, &purchase).await)?;
+            let response = match out {
+                IssueOutcome::Issued { code, view } => {
+                    tracing::info!(actor = %actor, code_id = %view.code_id, purchase = %purchase, "prepaid code issued");
+                    pb::IssuePrepaidCodeResponse {
+                        code: code.expose().to_string(),
+                        code_id: view.code_id.to_string(),
+                        balance_ore: view.balance.ore(),
+                        already_issued: false,
+                    }
+                }
+                IssueOutcome::AlreadyIssued(view) => pb::IssuePrepaidCodeResponse {
+                    code: String::new(),
+                    code_id: view.code_id.to_string(),
+                    balance_ore: view.balance.ore(),
+                    already_issued: true,
+                },
+            };
+            Ok(Response::new(response))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn top_up_prepaid_code(
+        &self,
+        req: Request<pb::TopUpPrepaidCodeRequest>,
+    ) -> Result<Response<pb::PrepaidBalance>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "TopUpPrepaidCode")?;
+        let r = async {
+            require_admin(&req)?;
+            let r = req.get_ref();
+            let amount = convert::money("amount_ore", r.amount_ore)?;
+            let topup = convert::reference("topup_ref", &r.topup_ref)?;
+            let view = gw(self.0.gateway.top_up_prepaid(&r.code, amount, &topup).await)?;
+            Ok(Response::new(convert::prepaid_balance(&view)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+
+    async fn get_prepaid_balance(
+        &self,
+        req: Request<pb::GetPrepaidBalanceRequest>,
+    ) -> Result<Response<pb::PrepaidBalance>, Status> {
+        let rpc = Rpc::begin(&self.0.limiter, "GetPrepaidBalance")?;
+        let r = async {
+            require_admin(&req)?;
+            let view = gw(self.0.gateway.prepaid_balance(&req.get_ref().code).await)?;
+            Ok(Response::new(convert::prepaid_balance(&view)))
+        }
+        .await;
+        rpc.finish(r)
+    }
+}

@@ -1,0 +1,232 @@
+//! The gateway's configuration: one `clap` struct, every flag also an
+//! environment variable (`CALLAUTH_…`), secrets never printed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::domain::{CreditPolicy, GrantPolicy, Money};
+use crate::gateway::GatewayLimits;
+use crate::server::ServerOptions;
+use crate::store::StorePolicy;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "callauth-gateway",
+    version,
+    about = "Real-time call authorization gateway for separately invoiced premium-rate calls"
+)]
+pub struct GatewayConfig {
+    /// gRPC listen address.
+    #[arg(long, env = "CALLAUTH_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub grpc_listen: SocketAddr,
+
+    /// HTTP listen address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CALLAUTH_HTTP_LISTEN", default_value = "127.0.0.1:9090")]
+    pub http_listen: SocketAddr,
+
+    /// State store: "memory" (embedded, nothing persists), "redis://host:port[/db]",
+    /// or "redis+cluster://host:port,host:port,…".
+    #[arg(long, env = "CALLAUTH_STORE", default_value = "memory")]
+    pub store: String,
+
+    /// Load the demo catalogue, directory and demo tokens (examples/demo.toml).
+    /// On by default with the memory store when no --catalog is given.
+    #[arg(long, env = "CALLAUTH_DEMO")]
+    pub demo: bool,
+
+    /// A catalogue file (merchants, services, directory) to load at start.
+    #[arg(long, env = "CALLAUTH_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// Client tokens (TOML, see README "Security"). Required unless --demo.
+    #[arg(long, env = "CALLAUTH_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Secret key (at least 32 bytes) for hashing prepaid codes. Required with
+    /// a persistent store; a random one is made for the memory store.
+    #[arg(long, env = "CALLAUTH_PREPAID_CODE_KEY", hide_env_values = true)]
+    pub prepaid_code_key: Option<String>,
+
+    /// Also write every outbox event to this JSON-lines file (memory store).
+    #[arg(long, env = "CALLAUTH_OUTBOX_JSONL")]
+    pub outbox_jsonl: Option<PathBuf>,
+
+    /// Number of state-store partitions (fixed per deployment).
+    #[arg(long, env = "CALLAUTH_PARTITIONS", default_value_t = 16)]
+    pub partitions: u32,
+
+    /// Credit limit of a first-time caller, SEK (R8).
+    #[arg(long, env = "CALLAUTH_FIRST_TIME_LIMIT_SEK", default_value = "1500")]
+    pub first_time_limit_sek: Money,
+
+    /// Credit limit after the first paid invoice, SEK (R8).
+    #[arg(long, env = "CALLAUTH_ESTABLISHED_LIMIT_SEK", default_value = "3000")]
+    pub established_limit_sek: Money,
+
+    /// Exposure, in percent of the limit, that triggers an invoice at once (R8).
+    #[arg(long, env = "CALLAUTH_THRESHOLD_PERCENT", default_value_t = 80,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub threshold_percent: u8,
+
+    /// Seconds granted per Authorize or Extend at most (R10).
+    #[arg(long, env = "CALLAUTH_GRANT_QUOTA_SECONDS", default_value_t = 900)]
+    pub grant_quota_seconds: u32,
+
+    /// Longest call, seconds; also the longest usage a record may report.
+    #[arg(long, env = "CALLAUTH_MAX_CALL_SECONDS", default_value_t = 14_400)]
+    pub max_call_seconds: u32,
+
+    /// A pending hold expires this long after its grant ends (R10).
+    #[arg(long, env = "CALLAUTH_HOLD_GRACE_SECONDS", default_value_t = 120)]
+    pub hold_grace_seconds: u32,
+
+    /// Finished calls are remembered this long (retries, late usage).
+    #[arg(long, env = "CALLAUTH_HOLD_RETENTION_HOURS", default_value_t = 168)]
+    pub hold_retention_hours: u32,
+
+    /// Wrong prepaid codes from one line that lock it out (R17).
+    #[arg(long, env = "CALLAUTH_PREPAID_MAX_FAILURES", default_value_t = 5)]
+    pub prepaid_max_failures: u32,
+
+    /// How long a line stays locked out, seconds.
+    #[arg(long, env = "CALLAUTH_PREPAID_LOCKOUT_SECONDS", default_value_t = 900)]
+    pub prepaid_lockout_seconds: u32,
+
+    /// Deadline for requests that carry none, milliseconds.
+    #[arg(long, env = "CALLAUTH_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    pub request_timeout_ms: u64,
+
+    /// Requests served at once by the process; beyond it RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CALLAUTH_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
+    pub max_concurrent_requests: usize,
+
+    /// Seconds in-flight requests get to finish at shutdown.
+    #[arg(long, env = "CALLAUTH_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Close client connections after this many seconds (0 = never) so that
+    /// clients re-balance over replicas.
+    #[arg(
+        long,
+        env = "CALLAUTH_MAX_CONNECTION_AGE_SECONDS",
+        default_value_t = 300
+    )]
+    pub max_connection_age_seconds: u64,
+
+    /// How often the catalogue version is checked, milliseconds (the
+    /// staleness bound for changes made through another gateway).
+    #[arg(long, env = "CALLAUTH_CATALOG_REFRESH_MS", default_value_t = 1000)]
+    pub catalog_refresh_ms: u64,
+
+    /// Tokio worker threads (0 = one per core).
+    #[arg(long, env = "CALLAUTH_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
+    /// Log format: "text" or "json".
+    #[arg(long, env = "CALLAUTH_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl GatewayConfig {
+    pub fn store_policy(&self) -> StorePolicy {
+        StorePolicy {
+            credit: CreditPolicy {
+                first_time_limit: self.first_time_limit_sek,
+                established_limit: self.established_limit_sek,
+                threshold_percent: self.threshold_percent,
+            },
+            grant: GrantPolicy {
+                quota_seconds: self.grant_quota_seconds,
+                max_call_seconds: self.max_call_seconds,
+            },
+            hold_grace_ms: i64::from(self.hold_grace_seconds) * 1000,
+            hold_retention_ms: i64::from(self.hold_retention_hours) * 3_600_000,
+            lockout_max_failures: self.prepaid_max_failures,
+            lockout_ms: i64::from(self.prepaid_lockout_seconds) * 1000,
+            partitions: self.partitions,
+            ..StorePolicy::default()
+        }
+    }
+
+    pub fn limits(&self) -> GatewayLimits {
+        GatewayLimits {
+            max_call_seconds: self.max_call_seconds,
+            ..GatewayLimits::default()
+        }
+    }
+
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            max_concurrent_requests: self.max_concurrent_requests,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            catalog_refresh_interval: Duration::from_millis(self.catalog_refresh_ms),
+            max_connection_age: (self.max_connection_age_seconds > 0)
+                .then(|| Duration::from_secs(self.max_connection_age_seconds)),
+            ..ServerOptions::default()
+        }
+    }
+
+    /// Checks combinations clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.partitions == 0 || self.partitions > 16_384 {
+            return Err("--partitions must be between 1 and 16384".into());
+        }
+        if self.first_time_limit_sek.is_negative() || self.established_limit_sek.is_negative() {
+            return Err("limits must not be negative".into());
+        }
+        if self.grant_quota_seconds == 0 || self.max_call_seconds == 0 {
+            return Err("--grant-quota-seconds and --max-call-seconds must be positive".into());
+        }
+        if let Some(k) = &self.prepaid_code_key {
+            if k.len() < 32 {
+                return Err("--prepaid-code-key must be at least 32 bytes".into());
+            }
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err("--log-format is text or json".into());
+        }
+        Ok(())
+    }
+}
+
+/// Sets up `tracing` (RUST_LOG filters, default info) as text or JSON.
+pub fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = GatewayConfig::parse_from(["callauth-gateway"]);
+        c.validate().unwrap();
+        let p = c.store_policy();
+        assert_eq!(p.credit.first_time_limit, Money::sek(1500));
+        assert_eq!(p.credit.established_limit, Money::sek(3000));
+        assert_eq!(p.credit.threshold_percent, 80);
+        assert_eq!(c.store, "memory");
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        assert!(GatewayConfig::try_parse_from(["g", "--threshold-percent", "0"]).is_err());
+        assert!(GatewayConfig::try_parse_from(["g", "--first-time-limit-sek", "abc"]).is_err());
+        let c = GatewayConfig::parse_from(["g", "--prepaid-code-key", "short"]);
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! Builds a gateway from its configuration and runs it until a shutdown
+//! signal: what `callauth-gateway` does, kept in the library so the binary
+//! stays a few lines (STYLE "library first").
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use crate::api::auth::TokenRegistry;
+use crate::catalog_file::{CatalogFile, DEMO};
+use crate::clock::SystemClock;
+use crate::config::GatewayConfig;
+use crate::domain::CodeHasher;
+use crate::gateway::Gateway;
+use crate::server;
+use crate::store::memory::MemoryStore;
+use crate::store::outbox::Outbox;
+use crate::store::Store;
+
+pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    crate::metrics::install();
+    let policy = cfg.store_policy();
+    if cfg.store == "memory" {
+        let mut outbox = Outbox::new(policy.partitions, 100_000);
+        if let Some(path) = &cfg.outbox_jsonl {
+            outbox = outbox
+                .with_jsonl_file(path)
+                .with_context(|| format!("opening outbox file {}", path.display()))?;
+        }
+        let store = MemoryStore::with_outbox(policy, outbox);
+        run_with(cfg, store, true).await
+    } else {
+        bail!(
+            "unknown --store '{}': use memory, redis://host:port or redis+cluster://host:port,…",
+            cfg.store
+        )
+    }
+}
+
+/// Runs the gateway on `store`. `ephemeral` stores lose everything at exit,
+/// so they may use a random prepaid-code key and the demo catalogue by default.
+pub async fn run_with<S: Store>(
+    cfg: GatewayConfig,
+    store: S,
+    ephemeral: bool,
+) -> anyhow::Result<()> {
+    let demo = cfg.demo || (ephemeral && cfg.catalog.is_none());
+    let demo_file = if demo {
+        Some(CatalogFile::parse(DEMO).context("the built-in demo catalogue")?)
+    } else {
+        None
+    };
+
+    let tokens = match (&cfg.tokens_file, &demo_file) {
+        (Some(path), _) => TokenRegistry::from_file(path)?,
+        (None, Some(d)) => {
+            tracing::warn!(
+                "using the PUBLIC demo tokens from examples/demo.toml: for a laptop only"
+            );
+            TokenRegistry::from_clients(&d.clients)?
+        }
+        (None, None) => bail!("--tokens-file (CALLAUTH_TOKENS_FILE) is required outside demo mode"),
+    };
+
+    let hasher = match &cfg.prepaid_code_key {
+        Some(key) => CodeHasher::new(key.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None if ephemeral => {
+            tracing::warn!("no --prepaid-code-key: using a random key (codes die with this process, like the memory store)");
+            let key: [u8; 32] = rand::random();
+            CodeHasher::new(&key).expect("32 bytes")
+        }
+        None => bail!(
+            "--prepaid-code-key (CALLAUTH_PREPAID_CODE_KEY) is required with a persistent store"
+        ),
+    };
+
+    let gateway = Arc::new(Gateway::new(
+        store,
+        Arc::new(SystemClock),
+        hasher,
+        cfg.limits(),
+    ));
+    if let Some(d) = &demo_file {
+        d.load_into(&gateway)
+            .await
+            .context("loading the demo catalogue")?;
+        tracing::info!(
+            services = d.services.len(),
+            directory = d.directory.len(),
+            "demo catalogue loaded"
+        );
+    }
+    if let Some(path) = &cfg.catalog {
+        let f = CatalogFile::read(path)?;
+        f.load_into(&gateway)
+            .await
+            .with_context(|| format!("loading {}", path.display()))?;
+        tracing::info!(path = %path.display(), services = f.services.len(), "catalogue loaded");
+    }
+
+    let grpc = tokio::net::TcpListener::bind(cfg.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC to {}", cfg.grpc_listen))?;
+    let http = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP to {}", cfg.http_listen))?;
+    let running = server::start(gateway, tokens, grpc, http, cfg.server_options()).await?;
+    server::shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown();
+    running.stopped().await
+}
