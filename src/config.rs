@@ -84,7 +84,7 @@ pub struct GatewayConfig {
     pub hold_grace_seconds: u32,
 
     /// Finished calls are remembered this long (retries, late usage).
-    #[arg(long, env = "CALLAUTH_HOLD_RETENTION_HOURS", default_value_t = 168)]
+    #[arg(long, env = "CALLAUTH_HOLD_RETENTION_HOURS", default_value_t = 72)]
     pub hold_retention_hours: u32,
 
     /// Wrong prepaid codes from one line that lock it out (R17).

@@ -310,8 +310,10 @@ fn print_authorize(r: &pb::AuthorizeResponse) {
             sek(r.hold_ore)
         );
     }
-    if let Some(t) = &r.terms {
-        print_terms(t);
+    match &r.terms {
+        Some(t) if r.decision == pb::Decision::ConsentRequired as i32 => print_terms(t),
+        Some(t) => println!("  terms {}", t.terms_id),
+        None => {}
     }
 }
 

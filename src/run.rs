@@ -22,7 +22,10 @@ pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
     crate::metrics::install();
     let policy = cfg.store_policy();
     if cfg.store == "memory" {
-        let mut outbox = Outbox::new(policy.partitions, 100_000);
+        let mut outbox = Outbox::new(
+            policy.partitions,
+            crate::store::memory::DEFAULT_OUTBOX_CAPACITY,
+        );
         if let Some(path) = &cfg.outbox_jsonl {
             outbox = outbox
                 .with_jsonl_file(path)

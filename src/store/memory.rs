@@ -29,6 +29,10 @@ use crate::domain::decision::{
 use crate::domain::event::{self, ids, EventBody};
 use crate::domain::rating::{rate, Tariff};
 
+/// Events kept per partition in the in-process outbox (the JSON-lines file,
+/// when configured, keeps all of them).
+pub const DEFAULT_OUTBOX_CAPACITY: usize = 10_000;
+
 /// The embedded store. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -255,7 +259,7 @@ impl Hold {
 
 impl MemoryStore {
     pub fn new(policy: StorePolicy) -> MemoryStore {
-        let outbox = Outbox::new(policy.partitions, 100_000);
+        let outbox = Outbox::new(policy.partitions, DEFAULT_OUTBOX_CAPACITY);
         MemoryStore::with_outbox(policy, outbox)
     }
 

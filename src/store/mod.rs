@@ -93,7 +93,7 @@ impl Default for StorePolicy {
                 max_call_seconds: 4 * 3600,
             },
             hold_grace_ms: 120_000,
-            hold_retention_ms: 7 * 24 * 3600 * 1000,
+            hold_retention_ms: 72 * 3600 * 1000,
             usage_start_skew_ms: 300_000,
             lockout_max_failures: 5,
             lockout_window_ms: 15 * 60 * 1000,
