@@ -15,6 +15,7 @@ pub mod domain;
 pub mod gateway;
 pub mod run;
 pub mod server;
+pub mod settlement;
 
 /// Generated protobuf and gRPC code for `callauth.v1`. Generated types stop at
 /// `api/`; everything else works with `domain` types.

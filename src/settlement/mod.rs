@@ -1,0 +1,13 @@
+//! The settlement side: the PostgreSQL ledger, invoicing, payments, reminders,
+//! collection, merchant settlements and personal data (SPEC R11–R22).
+//!
+//! The pure building blocks come first: OCR references (`ocr`), Bankgirot's
+//! BgMax payment files (`bgmax`), the Stockholm invoicing calendar
+//! (`calendar`), late-payment interest (`interest`) and invoice documents
+//! (`pdf`).
+
+pub mod bgmax;
+pub mod calendar;
+pub mod interest;
+pub mod ocr;
+pub mod pdf;
