@@ -50,6 +50,31 @@ pub struct GatewayConfig {
     #[arg(long, env = "CALLAUTH_PREPAID_CODE_KEY", hide_env_values = true)]
     pub prepaid_code_key: Option<String>,
 
+    /// Prefix of every Redis key (several deployments may share a Redis).
+    #[arg(long, env = "CALLAUTH_REDIS_PREFIX", default_value = "ca")]
+    pub redis_prefix: String,
+
+    /// Redis per-command response timeout, milliseconds.
+    #[arg(long, env = "CALLAUTH_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+
+    /// Redis connect timeout, milliseconds.
+    #[arg(long, env = "CALLAUTH_REDIS_CONNECT_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_connect_timeout_ms: u64,
+
+    /// Entries kept in a partition's event stream while no consumer group
+    /// reads it (with groups, streams are trimmed behind the slowest one).
+    #[arg(
+        long,
+        env = "CALLAUTH_STREAM_CAP_WITHOUT_CONSUMERS",
+        default_value_t = 1_000_000
+    )]
+    pub stream_cap_without_consumers: u64,
+
+    /// Load the Redis Function library and exit (the Helm hook job).
+    #[arg(long)]
+    pub load_functions_only: bool,
+
     /// Also write every outbox event to this JSON-lines file (memory store).
     #[arg(long, env = "CALLAUTH_OUTBOX_JSONL")]
     pub outbox_jsonl: Option<PathBuf>,
@@ -151,6 +176,14 @@ impl GatewayConfig {
         }
     }
 
+    pub fn redis_config(&self) -> crate::store::redis::RedisConfig {
+        let mut c = crate::store::redis::RedisConfig::new(&self.store);
+        c.prefix = self.redis_prefix.clone();
+        c.response_timeout = Duration::from_millis(self.redis_timeout_ms);
+        c.connection_timeout = Duration::from_millis(self.redis_connect_timeout_ms);
+        c
+    }
+
     pub fn limits(&self) -> GatewayLimits {
         GatewayLimits {
             max_call_seconds: self.max_call_seconds,
@@ -185,6 +218,18 @@ impl GatewayConfig {
             if k.len() < 32 {
                 return Err("--prepaid-code-key must be at least 32 bytes".into());
             }
+        }
+        if self.store != "memory"
+            && !self.store.starts_with("redis://")
+            && !self.store.starts_with("redis+cluster://")
+        {
+            return Err(format!(
+                "--store '{}' is not memory, redis://host:port or redis+cluster://host:port,…",
+                self.store
+            ));
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}', ' ']) {
+            return Err("--redis-prefix must be non-empty, without braces or spaces".into());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err("--log-format is text or json".into());

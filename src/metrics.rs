@@ -42,6 +42,7 @@ pub const CATALOG_VERSION: &str = "callauth_catalog_version";
 pub const OUTBOX_EVENTS_TOTAL: &str = "callauth_outbox_events_total";
 pub const OUTBOX_DROPPED_TOTAL: &str = "callauth_outbox_dropped_events_total";
 pub const OUTBOX_LENGTH_EVENTS: &str = "callauth_outbox_length_events";
+pub const OUTBOX_CONSUMER_LAG_EVENTS: &str = "callauth_outbox_consumer_lag_events";
 
 pub const BUILD_INFO: &str = "callauth_build_info";
 
@@ -163,6 +164,10 @@ fn describe() {
     describe_gauge!(
         OUTBOX_LENGTH_EVENTS,
         "events held in the outbox (stream length) per partition"
+    );
+    describe_gauge!(
+        OUTBOX_CONSUMER_LAG_EVENTS,
+        "events of a partition's stream not yet delivered to or acknowledged by a consumer group"
     );
     describe_gauge!(BUILD_INFO, "build information");
 }

@@ -15,6 +15,7 @@ use crate::gateway::Gateway;
 use crate::server;
 use crate::store::memory::MemoryStore;
 use crate::store::outbox::Outbox;
+use crate::store::redis::RedisStore;
 use crate::store::Store;
 
 pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
@@ -34,10 +35,57 @@ pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
         let store = MemoryStore::with_outbox(policy, outbox);
         run_with(cfg, store, true).await
     } else {
-        bail!(
-            "unknown --store '{}': use memory, redis://host:port or redis+cluster://host:port,…",
-            cfg.store
-        )
+        let redis = cfg.redis_config();
+        let store = RedisStore::connect(&redis, policy)
+            .await
+            .with_context(|| format!("connecting to {}", cfg.store))?;
+        tracing::info!(store = %cfg.store, prefix = %redis.prefix, version = crate::store::redis::LIBRARY_VERSION, "redis function library loaded");
+        if cfg.load_functions_only {
+            return Ok(());
+        }
+        let trimmer = store.clone();
+        let cap = cfg.stream_cap_without_consumers;
+        let partitions = cfg.partitions;
+        tokio::spawn(async move { trim_loop(trimmer, cap, partitions).await });
+        run_with(cfg, store, false).await
+    }
+}
+
+/// Trims the event streams behind their consumer groups every 10 s and
+/// exports stream length and group lag per partition.
+async fn trim_loop(store: RedisStore, cap_without_groups: u64, partitions: u32) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    let mut warned = false;
+    loop {
+        tick.tick().await;
+        let mut without_groups = 0;
+        for p in 0..partitions {
+            match store.stream_groups(p).await {
+                Ok(groups) => {
+                    if groups.is_empty() {
+                        without_groups += 1;
+                    }
+                    for g in groups {
+                        let lag = g.lag.unwrap_or(0) + g.pending;
+                        metrics::gauge!(crate::metrics::OUTBOX_CONSUMER_LAG_EVENTS, "partition" => p.to_string(), "group" => g.name)
+                            .set(lag as f64);
+                    }
+                }
+                Err(e) => tracing::warn!(partition = p, error = %e, "reading stream groups failed"),
+            }
+        }
+        if without_groups > 0 && !warned {
+            tracing::warn!(
+                partitions = without_groups,
+                "event streams have no consumer group: is callauth-settlement running?"
+            );
+            warned = true;
+        }
+        match store.trim_streams(cap_without_groups).await {
+            Ok(n) if n > 0 => tracing::debug!(removed = n, "event streams trimmed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "trimming event streams failed"),
+        }
     }
 }
 

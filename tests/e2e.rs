@@ -14,3 +14,19 @@ mod memory {
 
     crate::e2e_suite!(fresh());
 }
+
+mod redis_single {
+    async fn fresh() -> callauth::store::redis::RedisStore {
+        crate::common::redis::single_store(callauth::store::StorePolicy::default()).await
+    }
+
+    crate::e2e_suite!(fresh());
+}
+
+mod redis_cluster {
+    async fn fresh() -> callauth::store::redis::RedisStore {
+        crate::common::redis::cluster_store(callauth::store::StorePolicy::default()).await
+    }
+
+    crate::e2e_suite!(fresh());
+}

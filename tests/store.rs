@@ -1,4 +1,5 @@
-//! The shared store suite (tests/suite) against every backend.
+//! The shared store suite (tests/suite) against every backend: the embedded
+//! store, a real single-node Redis and a real 3-master Redis Cluster.
 
 mod common;
 #[macro_use]
@@ -9,6 +10,22 @@ mod memory {
 
     async fn fresh() -> MemoryStore {
         MemoryStore::new(crate::common::policy())
+    }
+
+    crate::store_suite!(fresh());
+}
+
+mod redis_single {
+    async fn fresh() -> callauth::store::redis::RedisStore {
+        crate::common::redis::single_store(crate::common::policy()).await
+    }
+
+    crate::store_suite!(fresh());
+}
+
+mod redis_cluster {
+    async fn fresh() -> callauth::store::redis::RedisStore {
+        crate::common::redis::cluster_store(crate::common::policy()).await
     }
 
     crate::store_suite!(fresh());

@@ -14,6 +14,7 @@
 pub mod memory;
 pub mod outbox;
 pub mod partition;
+pub mod redis;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -112,4 +112,5 @@ pub fn call(id: &str, service: &Arc<Service>, consent: bool) -> CallSpec {
         },
     }
 }
+pub mod redis;
 pub mod server;

@@ -1,0 +1,713 @@
+#!lua name=callauth_v__V__
+--
+-- callauth state-store Functions, library version __V__ (DESIGN invariants 2, 4, 6, 7).
+--
+-- Every Function is one business step: it validates first and writes last,
+-- checks its own idempotency, and appends its events to the partition's
+-- stream in the same call, so a money change is all or nothing. All keys of
+-- one call share one hash tag ({<prefix>:p<N>}), so each call touches one
+-- Redis Cluster slot. Keys derived inside a Function (a hold found in the
+-- expiry index, the account a hold belongs to) carry the same hash tag.
+--
+-- Money is integer öre. Lua numbers are doubles: the Rust caller asserts that
+-- every amount is far below 2^53, and divisions go through idiv(), which
+-- corrects the floating quotient with exact products, so the integer results
+-- are exact. The rules mirror src/domain (rating.rs, decision.rs, account.rs);
+-- the shared store suite holds this file and the embedded store to the same
+-- behaviour.
+--
+-- Reason codes are those of callauth.v1.Reason (src/domain/decision.rs `code`).
+-- Events are the proto3 JSON of callauth.v1.Event (src/domain/event.rs).
+
+local GRANTED = 1
+local CONSENT_MISSING = 10
+local NOT_IN_DIRECTORY = 22
+local HOLDER_NOT_REGISTERED = 23
+local BLOCKED_BY_HOLDER = 30
+local BLOCKED_CREDIT_LIMIT = 31
+local BLOCKED_OVERDUE = 32
+local INSUFFICIENT_CREDIT = 40
+local PREPAID_CODE_INVALID = 50
+local PREPAID_LOCKED_OUT = 51
+local PREPAID_BALANCE_INSUFFICIENT = 52
+local CALL_ENDED = 61
+local MAX_CALL_DURATION = 62
+
+-- ---------------------------------------------------------------- helpers
+
+local function num(x)
+  if x == false or x == nil or x == '' then return 0 end
+  return tonumber(x)
+end
+
+-- Exact floor(x / y) for integers |x|, |y| < 2^53, y > 0.
+local function idiv(x, y)
+  local q = math.floor(x / y)
+  while (q + 1) * y <= x do q = q + 1 end
+  while q * y > x do q = q - 1 end
+  return q
+end
+
+-- Exact ceil(x / y) for integers, y > 0.
+local function iceil(x, y)
+  return -idiv(-x, y)
+end
+
+-- rating.rs rate(): charge and billed seconds of a call of d seconds.
+local function rate(p, b, m, d)
+  if d <= 0 then return 0, 0 end
+  local stepped = iceil(d, b) * b
+  local charge = idiv(p * stepped + 30, 60)
+  local minimum = p * m
+  if charge >= minimum then
+    return charge, math.max(stepped, m * 60)
+  end
+  return minimum, m * 60
+end
+
+-- rating.rs max_seconds_within(): the longest duration <= cap the budget covers.
+local function max_seconds(p, b, m, budget, cap)
+  local least = rate(p, b, m, 1)
+  if budget < least or cap <= 0 then return 0 end
+  if p == 0 then return cap end
+  local steps = idiv(60 * budget + 29, p * b)
+  return math.min(steps * b, cap)
+end
+
+-- decision.rs grant_for(): (granted seconds, hold) or nil.
+local function grant_for(p, b, m, available, quota, max_call)
+  local cap = math.min(math.max(quota, m * 60), max_call)
+  local secs = max_seconds(p, b, m, available, cap)
+  if secs <= 0 then return nil end
+  local hold = rate(p, b, m, secs)
+  return secs, hold
+end
+
+local function xadd(stream, event)
+  redis.call('XADD', stream, '*', 'e', cjson.encode(event))
+end
+
+local function event(id, at, partition, kind, body)
+  local e = { event_id = id, at_ms = at, partition = partition }
+  e[kind] = body
+  return e
+end
+
+-- The account's limit (account.rs CreditPolicy::effective_limit).
+local function account_limit(a, first_time, established)
+  local source = num(a.ls)
+  if source == 2 or source == 3 then return num(a.lf) end
+  if a.est == '1' then return established end
+  return first_time
+end
+
+-- HGETALL as a table.
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+local function funding_of(hold)
+  if hold.pk == 'c' then return 'FUNDING_PREPAID' end
+  return 'FUNDING_POSTPAID'
+end
+
+local function code_of(hold)
+  if hold.pk == 'c' then return hold.pid end
+  return ''
+end
+
+local function block_event(stream, partition, a_key, number, kind, target, blocked, reason, actor, now)
+  local seq = redis.call('HINCRBY', a_key, 'sq_b', 1)
+  xadd(stream, event('block:' .. number .. ':' .. seq, now, partition, 'block_changed', {
+    number = number, kind = kind, target = target, blocked = blocked,
+    reason = reason, actor = actor, sequence = seq }))
+end
+
+-- account.rs on_exposure_rise: the 80 % event once per cycle, the credit block at 100 %.
+local function after_rise(stream, partition, a_key, number, first_time, established, percent, now)
+  local a = hgetall(a_key)
+  local limit = account_limit(a, first_time, established)
+  local ub, iu = num(a.ub), num(a.iu)
+  local exposure = ub + iu
+  if a.tf ~= '1' and exposure * 100 >= limit * percent then
+    redis.call('HSET', a_key, 'tf', '1')
+    local seq = redis.call('HINCRBY', a_key, 'sq_t', 1)
+    xadd(stream, event('threshold:' .. number .. ':' .. seq, now, partition, 'threshold_reached', {
+      number = number, exposure_ore = exposure, limit_ore = limit,
+      unbilled_ore = ub, invoiced_unpaid_ore = iu, sequence = seq }))
+  end
+  if a.bc ~= '1' and exposure >= limit then
+    redis.call('HSET', a_key, 'bc', '1')
+    local seq = redis.call('HINCRBY', a_key, 'sq_l', 1)
+    xadd(stream, event('limit:' .. number .. ':' .. seq, now, partition, 'limit_reached', {
+      number = number, exposure_ore = exposure, limit_ore = limit, sequence = seq }))
+    block_event(stream, partition, a_key, number, 'BLOCK_KIND_CREDIT_LIMIT', '', true,
+      'limit reached', 'gateway', now)
+  end
+end
+
+-- account.rs on_exposure_fall: lift the credit block below the limit, re-arm below the threshold.
+local function after_fall(stream, partition, a_key, number, first_time, established, percent, now)
+  local a = hgetall(a_key)
+  local limit = account_limit(a, first_time, established)
+  local exposure = num(a.ub) + num(a.iu)
+  if a.tf == '1' and exposure * 100 < limit * percent then
+    redis.call('HDEL', a_key, 'tf')
+  end
+  if a.bc == '1' and exposure < limit then
+    redis.call('HDEL', a_key, 'bc')
+    block_event(stream, partition, a_key, number, 'BLOCK_KIND_CREDIT_LIMIT', '', false,
+      'below the limit', 'gateway', now)
+  end
+end
+
+local function limit_changed_event(stream, partition, a_key, number, first_time, established, reference, actor, now)
+  local a = hgetall(a_key)
+  local seq = redis.call('HINCRBY', a_key, 'sq_lc', 1)
+  local source = num(a.ls)
+  if source == 0 then source = 1 end
+  local names = { 'LIMIT_SOURCE_DEFAULT', 'LIMIT_SOURCE_HOLDER_REQUESTED', 'LIMIT_SOURCE_CREDIT_DECISION' }
+  xadd(stream, event('limit-changed:' .. number .. ':' .. seq, now, partition, 'limit_changed', {
+    number = number, limit_ore = account_limit(a, first_time, established),
+    source = names[source], reference = reference, actor = actor, sequence = seq }))
+end
+
+-- Writes a new pending hold. Returns its expiry.
+local function create_hold(h_key, exp_key, call_id, fields, granted, hold, now, grace, retention)
+  local expires = now + granted * 1000 + grace
+  redis.call('HSET', h_key,
+    'pk', fields.pk, 'pid', fields.pid, 'num', fields.num, 'svc', fields.svc, 'mer', fields.mer,
+    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m,
+    'og', granted, 'oh', hold, 'g', granted, 'h', hold, 'at', now, 'exp', expires, 'st', 'P')
+  -- TTLs are relative: `now` is the caller's clock, which Redis's own clock
+  -- need not match (and a test's clock may be years away).
+  redis.call('PEXPIRE', h_key, (expires - now) + retention)
+  redis.call('ZADD', exp_key, expires, call_id)
+  return expires
+end
+
+-- The answer to a retried Authorize of a call that holds credit.
+local function replay(h)
+  return { 2, num(h.og), num(h.oh), num(h.exp), h.tid }
+end
+
+-- ------------------------------------------------------------- functions
+
+-- Postpaid authorize (decision.rs decide_postpaid + the hold).
+-- KEYS[1] account hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- ARGV: now, call_id, number, service, merchant, terms_id, price, step, minimum,
+--       quota, max_call, grace_ms, retention_ms, first_time_limit, established_limit,
+--       consent_verdict (0 = both steps for these terms, else the reason code),
+--       partition, consent_event_json (appended when allowed)
+-- Returns {0, reason} refused | {1, granted, hold, expires, terms_id} allowed |
+--         {2, granted, hold, expires, terms_id} replayed | {-1, message} call id reused.
+local function authorize(keys, args)
+  local a_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
+  local now, call_id, number, service, merchant = tonumber(args[1]), args[2], args[3], args[4], args[5]
+  local terms_id = args[6]
+  local p, b, m = tonumber(args[7]), tonumber(args[8]), tonumber(args[9])
+  local quota, max_call = tonumber(args[10]), tonumber(args[11])
+  local grace, retention = tonumber(args[12]), tonumber(args[13])
+  local first_time, established = tonumber(args[14]), tonumber(args[15])
+  local consent_verdict = tonumber(args[16])
+
+  if redis.call('EXISTS', h_key) == 1 then
+    local h = hgetall(h_key)
+    if h.pk ~= 'n' or h.pid ~= number or h.svc ~= service then
+      return { -1, 'call_id ' .. call_id .. ' is already used for another caller, code or service' }
+    end
+    return replay(h)
+  end
+  local f = redis.call('HMGET', a_key, 'dir', 'ls', 'lf', 'est', 'ub', 'iu', 'pd', 'bo', 'bc', 'bd',
+    'bm:' .. merchant, 'bs:' .. service)
+  local dir = f[1]
+  if not dir then return { 0, NOT_IN_DIRECTORY } end
+  if dir ~= '1' then return { 0, HOLDER_NOT_REGISTERED } end
+  if f[8] == '1' or f[11] == '1' or f[12] == '1' then return { 0, BLOCKED_BY_HOLDER } end
+  if f[10] == '1' then return { 0, BLOCKED_OVERDUE } end
+  if f[9] == '1' then return { 0, BLOCKED_CREDIT_LIMIT } end
+  local limit = account_limit({ ls = f[2], lf = f[3], est = f[4] }, first_time, established)
+  local available = limit - num(f[5]) - num(f[6]) - num(f[7])
+  if available < rate(p, b, m, 1) then return { 0, INSUFFICIENT_CREDIT } end
+  if consent_verdict ~= 0 then return { 0, consent_verdict } end
+  local granted, hold = grant_for(p, b, m, available, quota, max_call)
+  if not granted then return { 0, INSUFFICIENT_CREDIT } end
+  local expires = create_hold(h_key, exp_key, call_id,
+    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m },
+    granted, hold, now, grace, retention)
+  redis.call('HINCRBY', a_key, 'pd', hold)
+  redis.call('HINCRBY', a_key, 'pc', 1)
+  redis.call('XADD', stream, '*', 'e', args[18])
+  return { 1, granted, hold, expires, terms_id }
+end
+
+-- The calling line's part of a prepaid authorize (decide_prepaid_line). Read only.
+-- KEYS[1] the caller's account hash (may not exist)   KEYS[2] line lockout hash
+-- ARGV: merchant, service
+-- Returns {locked_until_ms, holder_blocked (0/1)}.
+local function prepaid_line(keys, args)
+  local locked_until = num(redis.call('HGET', keys[2], 'lu'))
+  local f = redis.call('HMGET', keys[1], 'bo', 'bm:' .. args[1], 'bs:' .. args[2])
+  local blocked = 0
+  if f[1] == '1' or f[2] == '1' or f[3] == '1' then blocked = 1 end
+  return { locked_until, blocked }
+end
+
+-- Counts a wrong prepaid code on a line (R17).
+-- KEYS[1] line lockout hash
+-- ARGV: now, window_ms, max_failures, lockout_ms
+-- Returns 1 when the line is (now) locked, else 0.
+local function code_failure(keys, args)
+  local key = keys[1]
+  local now, window, max, lockout = tonumber(args[1]), tonumber(args[2]), tonumber(args[3]), tonumber(args[4])
+  local l = hgetall(key)
+  if num(l.lu) > now then return 1 end
+  local failures, start = num(l.f), num(l.ws)
+  if start + window <= now then
+    failures = 0
+    start = now
+  end
+  failures = failures + 1
+  local locked = 0
+  if failures >= max then
+    redis.call('HSET', key, 'f', 0, 'ws', now, 'lu', now + lockout)
+    locked = 1
+  else
+    redis.call('HSET', key, 'f', failures, 'ws', start)
+  end
+  redis.call('PEXPIRE', key, math.max(now + lockout, start + window) - now + 1000)
+  return locked
+end
+
+-- The code's part of a prepaid authorize (decide_prepaid_code + the hold).
+-- KEYS[1] code hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- ARGV: now, call_id, code_id, number ('' when withheld), service, merchant, terms_id,
+--       price, step, minimum, quota, max_call, grace_ms, retention_ms, consent_verdict,
+--       partition, consent_event_json
+-- Returns as authorize; {0, PREPAID_CODE_INVALID} for an unknown code.
+local function authorize_code(keys, args)
+  local c_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
+  local now, call_id, code_id, number, service, merchant, terms_id =
+    tonumber(args[1]), args[2], args[3], args[4], args[5], args[6], args[7]
+  local p, b, m = tonumber(args[8]), tonumber(args[9]), tonumber(args[10])
+  local quota, max_call = tonumber(args[11]), tonumber(args[12])
+  local grace, retention = tonumber(args[13]), tonumber(args[14])
+  local consent_verdict = tonumber(args[15])
+
+  if redis.call('EXISTS', h_key) == 1 then
+    local h = hgetall(h_key)
+    if h.pk ~= 'c' or h.pid ~= code_id or h.svc ~= service then
+      return { -1, 'call_id ' .. call_id .. ' is already used for another caller, code or service' }
+    end
+    return replay(h)
+  end
+  local f = redis.call('HMGET', c_key, 'bal', 'pd')
+  if not f[1] then return { 0, PREPAID_CODE_INVALID } end
+  local available = num(f[1]) - num(f[2])
+  if available < rate(p, b, m, 1) then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
+  if consent_verdict ~= 0 then return { 0, consent_verdict } end
+  local granted, hold = grant_for(p, b, m, available, quota, max_call)
+  if not granted then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
+  local expires = create_hold(h_key, exp_key, call_id,
+    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m },
+    granted, hold, now, grace, retention)
+  redis.call('HINCRBY', c_key, 'pd', hold)
+  redis.call('XADD', stream, '*', 'e', args[17])
+  return { 1, granted, hold, expires, terms_id }
+end
+
+-- Grows a pending call's grant (decide_extend), idempotent per (call_id, sequence).
+-- KEYS[1] payer hash (account or code)   KEYS[2] hold hash   KEYS[3] expiry zset
+-- ARGV: now, call_id, sequence, quota, max_call, grace_ms, first_time_limit,
+--       established_limit, prepaid_holder_blocked (0/1)
+-- Returns {-1, message} | {-2} unknown call |
+--         {outcome (1 extended, else the refusal reason), total, added, hold, expires, replayed}
+local function extend(keys, args)
+  local payer_key, h_key, exp_key = keys[1], keys[2], keys[3]
+  local now, call_id, seq = tonumber(args[1]), args[2], tonumber(args[3])
+  local quota, max_call, grace = tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
+  local first_time, established = tonumber(args[7]), tonumber(args[8])
+  if redis.call('EXISTS', h_key) == 0 then return { -2 } end
+  local h = hgetall(h_key)
+  local last = num(h.xs)
+  if last > 0 and seq == last then
+    local r = cjson.decode(h.xr)
+    return { r[1], r[2], r[3], r[4], r[5], 1 }
+  end
+  if seq ~= last + 1 then
+    return { -1, 'extension sequence ' .. seq .. ' is out of order: expected ' .. (last + 1) }
+  end
+  local p, b, m = num(h.p), num(h.b), num(h.m)
+  local granted, hold, expires = num(h.g), num(h.h), num(h.exp)
+  local outcome
+  if h.st ~= 'P' or expires <= now then
+    outcome = CALL_ENDED
+  else
+    local refusal = 0
+    local available
+    if h.pk == 'n' then
+      local a = redis.call('HMGET', payer_key, 'ls', 'lf', 'est', 'ub', 'iu', 'pd', 'bo', 'bc', 'bd',
+        'bm:' .. h.mer, 'bs:' .. h.svc)
+      if a[7] == '1' or a[10] == '1' or a[11] == '1' then
+        refusal = BLOCKED_BY_HOLDER
+      elseif a[9] == '1' then
+        refusal = BLOCKED_OVERDUE
+      elseif a[8] == '1' then
+        refusal = BLOCKED_CREDIT_LIMIT
+      end
+      local limit = account_limit({ ls = a[1], lf = a[2], est = a[3] }, first_time, established)
+      available = limit - num(a[4]) - num(a[5]) - num(a[6])
+    else
+      if args[9] == '1' then refusal = BLOCKED_BY_HOLDER end
+      local c = redis.call('HMGET', payer_key, 'bal', 'pd')
+      available = num(c[1]) - num(c[2])
+    end
+    if refusal ~= 0 then
+      outcome = refusal
+    elseif granted >= max_call then
+      outcome = MAX_CALL_DURATION
+    else
+      local cap = math.min(granted + quota, max_call)
+      local budget = hold + math.max(available, 0)
+      local secs = max_seconds(p, b, m, budget, cap)
+      if secs <= granted then
+        outcome = INSUFFICIENT_CREDIT
+      else
+        local new_hold = math.max(rate(p, b, m, secs), hold)
+        local new_expires = num(h.at) + secs * 1000 + grace
+        redis.call('HINCRBY', payer_key, 'pd', new_hold - hold)
+        redis.call('HSET', h_key, 'g', secs, 'h', new_hold, 'exp', new_expires)
+        redis.call('ZADD', exp_key, new_expires, call_id)
+        local ttl = redis.call('PTTL', h_key)
+        if ttl > 0 then redis.call('PEXPIRE', h_key, ttl + (new_expires - expires)) end
+        outcome = GRANTED
+        granted, hold, expires = secs, new_hold, new_expires
+      end
+    end
+  end
+  local added = granted - num(h.g)
+  local result = { outcome, granted, added, hold, expires }
+  redis.call('HSET', h_key, 'xs', seq, 'xr', cjson.encode(result))
+  return { outcome, granted, added, hold, expires, 0 }
+end
+
+-- Voids a pending hold (Release).
+-- KEYS[1] payer hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- ARGV: now, call_id, retention_ms, partition
+-- Returns {1, amount} voided | {2} already voided | {3} already posted | {4} already expired | {5} unknown.
+local function release(keys, args)
+  local payer_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
+  local now, call_id, retention, partition = tonumber(args[1]), args[2], tonumber(args[3]), tonumber(args[4])
+  if redis.call('EXISTS', h_key) == 0 then return { 5 } end
+  local h = hgetall(h_key)
+  if h.st == 'V' then return { 2 } end
+  if h.st == 'O' then return { 3 } end
+  if h.st == 'E' then return { 4 } end
+  local amount = num(h.h)
+  redis.call('HSET', h_key, 'st', 'V')
+  redis.call('PEXPIRE', h_key, retention)
+  redis.call('ZREM', exp_key, call_id)
+  redis.call('HINCRBY', payer_key, 'pd', -amount)
+  if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
+  xadd(stream, event('voided:' .. call_id, now, partition, 'hold_voided', {
+    call_id = call_id, number = h.num, funding = funding_of(h), code_id = code_of(h), amount_ore = amount }))
+  return { 1, amount }
+end
+
+-- Rates usage with the hold's terms and posts it (R4, R8, R10); idempotent per call.
+-- KEYS[1] payer hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- ARGV: now, call_id, merchant, record_id, service, started_at_ms, duration_seconds,
+--       start_skew_ms, retention_ms, first_time_limit, established_limit, threshold_percent, partition
+-- Returns {1 applied | 2 duplicate, charge, billed, overrun, late} or {0, reject_code, detail}
+-- with reject codes 1 unknown call, 2 service mismatch, 3 not merchant's, 4 conflicting
+-- duplicate, 5 released, 6 start out of range.
+local function post_usage(keys, args)
+  local payer_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
+  local now, call_id, merchant, record_id, service = tonumber(args[1]), args[2], args[3], args[4], args[5]
+  local started, duration = tonumber(args[6]), tonumber(args[7])
+  local skew, retention = tonumber(args[8]), tonumber(args[9])
+  local first_time, established, percent = tonumber(args[10]), tonumber(args[11]), tonumber(args[12])
+  local partition = tonumber(args[13])
+  if redis.call('EXISTS', h_key) == 0 then
+    return { 0, 1, 'no call with this call_id was authorized' }
+  end
+  local h = hgetall(h_key)
+  if h.svc ~= service then return { 0, 2, 'the call was authorized for another service number' } end
+  if h.mer ~= merchant then return { 0, 3, "the call was authorized for another merchant's service" } end
+  if h.st == 'O' then
+    if num(h.u_d) == duration then
+      return { 2, num(h.u_c), num(h.u_b), num(h.u_o), num(h.u_l) }
+    end
+    return { 0, 4, 'the call was already posted with ' .. h.u_d .. ' s' }
+  end
+  if h.st == 'V' then return { 0, 5, 'the IVR released the call before the service started' } end
+  if started < num(h.at) - skew then return { 0, 6, 'started_at is before the call was authorized' } end
+  local late = 0
+  if h.st == 'E' then late = 1 end
+  local p, b, m = num(h.p), num(h.b), num(h.m)
+  local charge, billed = rate(p, b, m, duration)
+  local granted = num(h.g)
+  local overrun = math.max(duration - granted, 0)
+  if late == 0 then
+    redis.call('ZREM', exp_key, call_id)
+    redis.call('HINCRBY', payer_key, 'pd', -num(h.h))
+    if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
+  end
+  redis.call('HSET', h_key, 'st', 'O', 'u_d', duration, 'u_c', charge, 'u_b', billed, 'u_o', overrun, 'u_l', late)
+  redis.call('PEXPIRE', h_key, retention)
+  local exposure = 0
+  if h.pk == 'n' then
+    redis.call('HINCRBY', payer_key, 'ub', charge)
+    local e = redis.call('HMGET', payer_key, 'ub', 'iu')
+    exposure = num(e[1]) + num(e[2])
+  else
+    redis.call('HINCRBY', payer_key, 'bal', -charge)
+  end
+  xadd(stream, event('usage:' .. call_id, now, partition, 'usage_posted', {
+    call_id = call_id, record_id = record_id, merchant_id = merchant, service_number = service,
+    number = h.num, funding = funding_of(h), code_id = code_of(h), terms_id = h.tid,
+    price_per_minute_ore = p, billing_step_seconds = b, minimum_minutes = m,
+    started_at_ms = started, duration_seconds = duration, billed_seconds = billed,
+    charge_ore = charge, granted_seconds = granted, overrun_seconds = overrun,
+    late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure }))
+  if h.pk == 'n' then
+    after_rise(stream, partition, payer_key, h.num, first_time, established, percent, now)
+  else
+    xadd(stream, event('prepaid-debit:' .. call_id, now, partition, 'prepaid_debited', {
+      code_id = h.pid, call_id = call_id, amount_ore = charge,
+      balance_after_ore = num(redis.call('HGET', payer_key, 'bal')) }))
+  end
+  return { 1, charge, billed, overrun, late }
+end
+
+-- Expires up to max due holds of a partition (R10). Safe to run concurrently.
+-- KEYS[1] expiry zset   KEYS[2] event stream
+-- ARGV: now, max, key_prefix (the partition's "{…}:" tag), retention_ms, partition
+-- Hold and payer keys are derived from the prefix and carry the same hash tag.
+-- Returns the number of holds expired.
+local function expire_due(keys, args)
+  local exp_key, stream = keys[1], keys[2]
+  local now, max, prefix = tonumber(args[1]), tonumber(args[2]), args[3]
+  local retention, partition = tonumber(args[4]), tonumber(args[5])
+  local due = redis.call('ZRANGEBYSCORE', exp_key, '-inf', now, 'LIMIT', 0, max)
+  local expired = 0
+  for _, call_id in ipairs(due) do
+    redis.call('ZREM', exp_key, call_id)
+    local h_key = prefix .. 'h:' .. call_id
+    local h = hgetall(h_key)
+    if h.st == 'P' and num(h.exp) <= now then
+      local amount = num(h.h)
+      local payer_key
+      if h.pk == 'n' then payer_key = prefix .. 'a:' .. h.pid else payer_key = prefix .. 'c:' .. h.pid end
+      redis.call('HSET', h_key, 'st', 'E')
+      redis.call('PEXPIRE', h_key, retention)
+      redis.call('HINCRBY', payer_key, 'pd', -amount)
+      if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
+      xadd(stream, event('expired:' .. call_id, now, partition, 'hold_expired', {
+        call_id = call_id, number = h.num, funding = funding_of(h), code_id = code_of(h),
+        amount_ore = amount, granted_seconds = num(h.g) }))
+      expired = expired + 1
+    end
+  end
+  return expired
+end
+
+-- Records a number-directory entry (R1).
+-- KEYS[1] account hash   KEYS[2] event stream
+-- ARGV: now, number, registered (0/1), actor, partition
+local function put_directory(keys, args)
+  local a_key, stream = keys[1], keys[2]
+  local now, number, registered, actor, partition = tonumber(args[1]), args[2], args[3], args[4], tonumber(args[5])
+  if redis.call('HGET', a_key, 'dir') ~= registered then
+    redis.call('HSET', a_key, 'dir', registered)
+    local seq = redis.call('HINCRBY', a_key, 'sq_d', 1)
+    xadd(stream, event('directory:' .. number .. ':' .. seq, now, partition, 'directory_changed', {
+      number = number, holder_registered = (registered == '1'), actor = actor, sequence = seq }))
+  end
+  return 1
+end
+
+-- Adds or lifts a holder or overdue block (R6, R7).
+-- KEYS[1] account hash   KEYS[2] event stream
+-- ARGV: now, number, field ('bo', 'bd', 'bm:<merchant>', 'bs:<service>'), kind name,
+--       target, blocked (0/1), reason, actor, partition
+-- Returns 1 when the block changed.
+local function set_block(keys, args)
+  local a_key, stream = keys[1], keys[2]
+  local now, number, field, kind, target = tonumber(args[1]), args[2], args[3], args[4], args[5]
+  local blocked, reason, actor, partition = args[6] == '1', args[7], args[8], tonumber(args[9])
+  local current = redis.call('HGET', a_key, field) == '1'
+  if current == blocked then
+    -- Make sure the account exists even when nothing changed.
+    redis.call('HSETNX', a_key, 'pd', 0)
+    return 0
+  end
+  if blocked then redis.call('HSET', a_key, field, '1') else redis.call('HDEL', a_key, field) end
+  block_event(stream, partition, a_key, number, kind, target, blocked, reason, actor, now)
+  return 1
+end
+
+-- Changes the limit (R9), then re-evaluates the credit block and the threshold.
+-- KEYS[1] account hash   KEYS[2] event stream
+-- ARGV: now, number, source (1 default, 2 holder, 3 decision), fixed_limit,
+--       first_time_limit, established_limit, threshold_percent, reference, actor, partition
+local function set_limit(keys, args)
+  local a_key, stream = keys[1], keys[2]
+  local now, number, source, fixed = tonumber(args[1]), args[2], args[3], args[4]
+  local first_time, established, percent = tonumber(args[5]), tonumber(args[6]), tonumber(args[7])
+  local reference, actor, partition = args[8], args[9], tonumber(args[10])
+  redis.call('HSET', a_key, 'ls', source, 'lf', fixed)
+  limit_changed_event(stream, partition, a_key, number, first_time, established, reference, actor, now)
+  after_fall(stream, partition, a_key, number, first_time, established, percent, now)
+  after_rise(stream, partition, a_key, number, first_time, established, percent, now)
+  return 1
+end
+
+-- Applies an invoice (or fees added to one): unbilled -> invoiced-unpaid; idempotent per invoice.
+-- KEYS[1] account hash   KEYS[2] applied-invoices set   KEYS[3] event stream
+-- ARGV: now, number, invoice_id, usage, fees, first_time_limit, established_limit,
+--       threshold_percent, partition
+-- Returns 1 applied | 2 already applied | {-1, message} | {-2} no account.
+local function apply_invoice(keys, args)
+  local a_key, set_key, stream = keys[1], keys[2], keys[3]
+  local now, number, invoice_id = tonumber(args[1]), args[2], args[3]
+  local usage, fees = tonumber(args[4]), tonumber(args[5])
+  local first_time, established, percent = tonumber(args[6]), tonumber(args[7]), tonumber(args[8])
+  local partition = tonumber(args[9])
+  if redis.call('EXISTS', a_key) == 0 then return { -2 } end
+  if redis.call('SISMEMBER', set_key, invoice_id) == 1 then return 2 end
+  local unbilled = num(redis.call('HGET', a_key, 'ub'))
+  if usage > unbilled then
+    return { -1, 'invoice ' .. invoice_id .. ' bills ' .. usage .. ' öre but only ' .. unbilled .. ' öre is unbilled' }
+  end
+  redis.call('SADD', set_key, invoice_id)
+  redis.call('HINCRBY', a_key, 'ub', -usage)
+  redis.call('HINCRBY', a_key, 'iu', usage + fees)
+  xadd(stream, event('invoice:' .. number .. ':' .. invoice_id, now, partition, 'invoice_applied', {
+    number = number, invoice_id = invoice_id, usage_ore = usage, fees_ore = fees }))
+  after_rise(stream, partition, a_key, number, first_time, established, percent, now)
+  return 1
+end
+
+-- Applies a payment (R7, R8, R15); idempotent per payment.
+-- KEYS[1] account hash   KEYS[2] applied-payments set   KEYS[3] event stream
+-- ARGV: now, number, payment_id, amount, clear_overdue (0/1), first_invoice_paid (0/1),
+--       first_time_limit, established_limit, threshold_percent, partition
+-- Returns 1 applied | 2 already applied | {-1, message} | {-2} no account.
+local function apply_payment(keys, args)
+  local a_key, set_key, stream = keys[1], keys[2], keys[3]
+  local now, number, payment_id, amount = tonumber(args[1]), args[2], args[3], tonumber(args[4])
+  local clear_overdue, first_paid = args[5] == '1', args[6] == '1'
+  local first_time, established, percent = tonumber(args[7]), tonumber(args[8]), tonumber(args[9])
+  local partition = tonumber(args[10])
+  if redis.call('EXISTS', a_key) == 0 then return { -2 } end
+  if redis.call('SISMEMBER', set_key, payment_id) == 1 then return 2 end
+  local invoiced = num(redis.call('HGET', a_key, 'iu'))
+  if amount > invoiced then
+    return { -1, 'payment ' .. payment_id .. ' of ' .. amount .. ' öre exceeds the invoiced-unpaid ' .. invoiced .. ' öre' }
+  end
+  redis.call('SADD', set_key, payment_id)
+  redis.call('HINCRBY', a_key, 'iu', -amount)
+  xadd(stream, event('payment:' .. number .. ':' .. payment_id, now, partition, 'payment_applied', {
+    number = number, payment_id = payment_id, amount_ore = amount,
+    overdue_cleared = clear_overdue, first_invoice_paid = first_paid }))
+  if clear_overdue and redis.call('HGET', a_key, 'bd') == '1' then
+    redis.call('HDEL', a_key, 'bd')
+    block_event(stream, partition, a_key, number, 'BLOCK_KIND_OVERDUE', '', false, 'paid', 'settlement', now)
+  end
+  if first_paid and redis.call('HGET', a_key, 'est') ~= '1' then
+    redis.call('HSET', a_key, 'est', '1')
+    local source = num(redis.call('HGET', a_key, 'ls'))
+    if source == 0 or source == 1 then
+      limit_changed_event(stream, partition, a_key, number, first_time, established,
+        'first invoice paid', 'settlement', now)
+    end
+  end
+  after_fall(stream, partition, a_key, number, first_time, established, percent, now)
+  return 1
+end
+
+-- Issues a prepaid code for a purchase (R17); idempotent per purchase. The
+-- caller chose a code whose partition is the purchase's, so both keys share a slot.
+-- KEYS[1] purchase key   KEYS[2] code hash   KEYS[3] event stream
+-- ARGV: now, code_id, amount, purchase_ref, partition
+-- Returns {1, code_id} issued | {2, code_id} already issued | {-1, message}.
+local function issue_code(keys, args)
+  local pur_key, c_key, stream = keys[1], keys[2], keys[3]
+  local now, code_id, amount, ref, partition = tonumber(args[1]), args[2], tonumber(args[3]), args[4], tonumber(args[5])
+  local existing = redis.call('GET', pur_key)
+  if existing then return { 2, existing } end
+  if redis.call('EXISTS', c_key) == 1 then return { -1, 'code id collision; try again' } end
+  redis.call('SET', pur_key, code_id)
+  redis.call('HSET', c_key, 'bal', amount, 'pd', 0, 'iss', now, 'r:' .. ref, 1)
+  xadd(stream, event('prepaid-credit:' .. code_id .. ':' .. ref, now, partition, 'prepaid_credited', {
+    code_id = code_id, reference = ref, amount_ore = amount, balance_after_ore = amount, issued = true }))
+  return { 1, code_id }
+end
+
+-- Tops a code up; idempotent per top-up reference.
+-- KEYS[1] code hash   KEYS[2] event stream
+-- ARGV: now, code_id, amount, topup_ref, partition
+-- Returns 1 | 2 already applied | 0 unknown code.
+local function top_up(keys, args)
+  local c_key, stream = keys[1], keys[2]
+  local now, code_id, amount, ref, partition = tonumber(args[1]), args[2], tonumber(args[3]), args[4], tonumber(args[5])
+  if redis.call('EXISTS', c_key) == 0 then return 0 end
+  if redis.call('HSETNX', c_key, 'r:' .. ref, 1) == 0 then return 2 end
+  local balance = redis.call('HINCRBY', c_key, 'bal', amount)
+  xadd(stream, event('prepaid-credit:' .. code_id .. ':' .. ref, now, partition, 'prepaid_credited', {
+    code_id = code_id, reference = ref, amount_ore = amount, balance_after_ore = balance, issued = false }))
+  return 1
+end
+
+-- Replaces the catalogue's records if its version is still `expected`, and bumps it.
+-- KEYS[1] version   KEYS[2] merchants hash   KEYS[3] services hash   KEYS[4] terms hash
+-- ARGV: expected_version, then triples (kind 'm'|'s'|'t', key, json)
+-- Returns the new version, or -1 when another writer changed the catalogue first.
+local function catalog_apply(keys, args)
+  local version = num(redis.call('GET', keys[1]))
+  if version ~= tonumber(args[1]) then return -1 end
+  for i = 2, #args, 3 do
+    local kind, key, json = args[i], args[i + 1], args[i + 2]
+    if kind == 'm' then redis.call('HSET', keys[2], key, json)
+    elseif kind == 's' then redis.call('HSET', keys[3], key, json)
+    elseif kind == 't' then redis.call('HSETNX', keys[4], key, json)
+    end
+  end
+  return redis.call('INCR', keys[1])
+end
+
+-- The whole catalogue in one consistent read.
+-- KEYS[1] version   KEYS[2] merchants hash   KEYS[3] services hash   KEYS[4] terms hash
+-- Returns {version, merchants flat, services flat, terms flat}.
+local function catalog_read(keys, args)
+  return { num(redis.call('GET', keys[1])), redis.call('HGETALL', keys[2]),
+    redis.call('HGETALL', keys[3]), redis.call('HGETALL', keys[4]) }
+end
+
+-- The library version, for readiness checks.
+local function version(keys, args)
+  return '__V__'
+end
+
+redis.register_function('ca_v__V___authorize', authorize)
+redis.register_function{ function_name = 'ca_v__V___prepaid_line', callback = prepaid_line, flags = { 'no-writes' } }
+redis.register_function('ca_v__V___code_failure', code_failure)
+redis.register_function('ca_v__V___authorize_code', authorize_code)
+redis.register_function('ca_v__V___extend', extend)
+redis.register_function('ca_v__V___release', release)
+redis.register_function('ca_v__V___post_usage', post_usage)
+redis.register_function('ca_v__V___expire_due', expire_due)
+redis.register_function('ca_v__V___put_directory', put_directory)
+redis.register_function('ca_v__V___set_block', set_block)
+redis.register_function('ca_v__V___set_limit', set_limit)
+redis.register_function('ca_v__V___apply_invoice', apply_invoice)
+redis.register_function('ca_v__V___apply_payment', apply_payment)
+redis.register_function('ca_v__V___issue_code', issue_code)
+redis.register_function('ca_v__V___top_up', top_up)
+redis.register_function('ca_v__V___catalog_apply', catalog_apply)
+redis.register_function{ function_name = 'ca_v__V___catalog_read', callback = catalog_read, flags = { 'no-writes' } }
+redis.register_function{ function_name = 'ca_v__V___version', callback = version, flags = { 'no-writes' } }
