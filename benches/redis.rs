@@ -1,0 +1,133 @@
+//! Redis-store benchmarks (`cargo bench --bench redis`). They need a Redis:
+//! set CALLAUTH_BENCH_REDIS=redis://127.0.0.1:6379 (a key prefix of their own
+//! is used and deleted afterwards); without it they print a note and run nothing.
+
+use callauth::domain::catalog::{Merchant, ServiceSpec};
+use callauth::domain::decision::Consent;
+use callauth::domain::{CallId, LimitChange, MerchantId, Money, RecordId, Tariff, E164};
+use callauth::store::redis::{RedisConfig, RedisStore};
+use callauth::store::{CallSpec, Evidence, Store, StorePolicy, UsagePost};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn redis_store(c: &mut Criterion) {
+    let Ok(url) = std::env::var("CALLAUTH_BENCH_REDIS") else {
+        eprintln!("benches/redis.rs: set CALLAUTH_BENCH_REDIS=redis://host:port to run the Redis benchmarks");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = RedisConfig::new(&url);
+    config.prefix = format!("bench{}", std::process::id());
+    let store = rt
+        .block_on(RedisStore::connect(&config, StorePolicy::default()))
+        .expect("redis");
+    let merchant = Merchant {
+        id: MerchantId::parse("stjarnlinjen").unwrap(),
+        name: "Stjärnlinjen AB".into(),
+        org_number: String::new(),
+        fee_basis_points: 1500,
+        active: true,
+    };
+    let spec = ServiceSpec {
+        number: E164::parse("0900-100 10 10").unwrap(),
+        merchant_id: merchant.id.clone(),
+        name: "Tarotlinjen".into(),
+        category: "tarot".into(),
+        tariff: Tariff::new(Money::ore_unchecked(2990), 60, 0).unwrap(),
+        reminder_fee: Money::sek(60),
+        active: true,
+    };
+    let numbers: Vec<E164> = (0..1000)
+        .map(|i| E164::parse(&format!("+4672{:07}", i)).unwrap())
+        .collect();
+    let service = rt.block_on(async {
+        store.upsert_merchant(&merchant).await.unwrap();
+        let service = store.upsert_service(&spec, 0).await.unwrap().service;
+        for n in &numbers {
+            store.put_directory(n, true, "bench", 0).await.unwrap();
+            // A limit so high that every benchmarked call is granted.
+            let big = LimitChange::CreditDecision {
+                limit: Money::sek(1_000_000),
+                credit_check_reference: "bench".into(),
+                decided_by: "bench".into(),
+            };
+            store.set_limit(n, &big, "bench", 0).await.unwrap();
+        }
+        service
+    });
+    let consent = Consent {
+        age_confirmed: true,
+        own_number_confirmed: true,
+        step1_at_ms: 1,
+        terms_accepted: true,
+        step2_at_ms: 2,
+        terms_id: Some(service.terms.terms_id.clone()),
+    };
+    let call = |id: String| CallSpec {
+        call_id: CallId::parse(&id).unwrap(),
+        service: service.clone(),
+        terms: service.terms.clone(),
+        consent: Some(consent.clone()),
+        evidence: Evidence::default(),
+    };
+    let mut i = 0u64;
+    c.bench_function("redis_store_authorize", |b| {
+        b.to_async(&rt).iter(|| {
+            i += 1;
+            let n = numbers[(i % numbers.len() as u64) as usize].clone();
+            let spec = call(format!("a{i}"));
+            let store = store.clone();
+            async move { store.authorize(&n, &spec, 1_795_000_000_000).await.unwrap() }
+        })
+    });
+    let mut j = 0u64;
+    c.bench_function("redis_store_call_cycle", |b| {
+        b.to_async(&rt).iter(|| {
+            j += 1;
+            let n = numbers[(j % numbers.len() as u64) as usize].clone();
+            let spec = call(format!("c{j}"));
+            let usage = UsagePost {
+                merchant_id: service.merchant_id.clone(),
+                record_id: RecordId::parse("r").unwrap(),
+                call_id: spec.call_id.clone(),
+                service_number: service.number.clone(),
+                started_at_ms: 1_795_000_000_000,
+                duration_seconds: 61,
+            };
+            let store = store.clone();
+            async move {
+                store.authorize(&n, &spec, 1_795_000_000_000).await.unwrap();
+                store.post_usage(&usage, 1_795_000_000_000).await.unwrap()
+            }
+        })
+    });
+    // Clean up the prefix.
+    rt.block_on(async {
+        let pattern = format!("{{{}:*", config.prefix);
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000);
+            let (next, found): (u64, Vec<String>) = store.conn().query(&scan).await.unwrap();
+            for chunk in found.chunks(500) {
+                let mut del = redis::cmd("UNLINK");
+                del.arg(chunk);
+                let _: i64 = store.conn().query(&del).await.unwrap();
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    });
+}
+
+criterion_group!(benches, redis_store);
+criterion_main!(benches);
