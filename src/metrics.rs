@@ -44,6 +44,27 @@ pub const OUTBOX_DROPPED_TOTAL: &str = "callauth_outbox_dropped_events_total";
 pub const OUTBOX_LENGTH_EVENTS: &str = "callauth_outbox_length_events";
 pub const OUTBOX_CONSUMER_LAG_EVENTS: &str = "callauth_outbox_consumer_lag_events";
 
+// Settlement worker.
+pub const SETTLEMENT_EVENTS_COMMITTED_TOTAL: &str = "callauth_settlement_events_committed_total";
+pub const SETTLEMENT_EVENTS_DUPLICATE_TOTAL: &str = "callauth_settlement_events_duplicate_total";
+pub const SETTLEMENT_REDELIVERIES_TOTAL: &str = "callauth_settlement_redeliveries_total";
+pub const SETTLEMENT_DEAD_LETTERS_TOTAL: &str = "callauth_settlement_dead_letters_total";
+pub const SETTLEMENT_CONSUMER_LAG_EVENTS: &str = "callauth_settlement_consumer_lag_events";
+pub const SETTLEMENT_BATCH_DURATION_SECONDS: &str = "callauth_settlement_batch_duration_seconds";
+pub const SETTLEMENT_INVOICES_ISSUED_TOTAL: &str = "callauth_settlement_invoices_issued_total";
+pub const SETTLEMENT_PAYMENTS_TOTAL: &str = "callauth_settlement_payments_total";
+pub const SETTLEMENT_PAYMENTS_ORE_TOTAL: &str = "callauth_settlement_payments_ore_total";
+pub const SETTLEMENT_LADDER_STEPS_TOTAL: &str = "callauth_settlement_ladder_steps_total";
+pub const SETTLEMENT_STORE_OPS_PENDING: &str = "callauth_settlement_store_ops_pending";
+pub const SETTLEMENT_STORE_OPS_FAILED_TOTAL: &str = "callauth_settlement_store_ops_failed_total";
+pub const SETTLEMENT_RECONCILIATION_DRIFT_ORE: &str =
+    "callauth_settlement_reconciliation_drift_ore";
+pub const SETTLEMENT_RECONCILIATION_DRIFT_ACCOUNTS: &str =
+    "callauth_settlement_reconciliation_drift_accounts";
+pub const SETTLEMENT_MERCHANT_STATEMENTS_TOTAL: &str =
+    "callauth_settlement_merchant_statements_total";
+pub const SETTLEMENT_CALENDAR_RUNS_TOTAL: &str = "callauth_settlement_calendar_runs_total";
+
 pub const BUILD_INFO: &str = "callauth_build_info";
 
 /// Latency buckets in seconds: 50 µs … 1 s, with the 1 ms objective exact.
@@ -169,5 +190,64 @@ fn describe() {
         OUTBOX_CONSUMER_LAG_EVENTS,
         "events of a partition's stream not yet delivered to or acknowledged by a consumer group"
     );
+    describe_counter!(
+        SETTLEMENT_EVENTS_COMMITTED_TOTAL,
+        "outbox events committed to the ledger"
+    );
+    describe_counter!(
+        SETTLEMENT_EVENTS_DUPLICATE_TOTAL,
+        "events delivered again and found already committed"
+    );
+    describe_counter!(
+        SETTLEMENT_REDELIVERIES_TOTAL,
+        "stream entries read again from the consumer's pending list"
+    );
+    describe_counter!(
+        SETTLEMENT_DEAD_LETTERS_TOTAL,
+        "events moved to the dead-letter stream"
+    );
+    describe_gauge!(
+        SETTLEMENT_CONSUMER_LAG_EVENTS,
+        "events of a partition not yet committed and acknowledged by settlement"
+    );
+    describe_histogram!(
+        SETTLEMENT_BATCH_DURATION_SECONDS,
+        Unit::Seconds,
+        "time to commit one batch of events to PostgreSQL"
+    );
+    describe_counter!(
+        SETTLEMENT_INVOICES_ISSUED_TOTAL,
+        "invoices issued by kind (threshold, monthly)"
+    );
+    describe_counter!(
+        SETTLEMENT_PAYMENTS_TOTAL,
+        "payments registered by channel and result"
+    );
+    describe_counter!(SETTLEMENT_PAYMENTS_ORE_TOTAL, "öre received by channel");
+    describe_counter!(
+        SETTLEMENT_LADDER_STEPS_TOTAL,
+        "reminder, collection and enforcement steps taken"
+    );
+    describe_gauge!(
+        SETTLEMENT_STORE_OPS_PENDING,
+        "account changes not yet applied to the state store"
+    );
+    describe_counter!(
+        SETTLEMENT_STORE_OPS_FAILED_TOTAL,
+        "account changes the state store refused or could not take"
+    );
+    describe_gauge!(
+        SETTLEMENT_RECONCILIATION_DRIFT_ORE,
+        "absolute difference in öre between the ledger and the state store, last reconciliation"
+    );
+    describe_gauge!(
+        SETTLEMENT_RECONCILIATION_DRIFT_ACCOUNTS,
+        "accounts whose state-store figures differ from the ledger, last reconciliation"
+    );
+    describe_counter!(
+        SETTLEMENT_MERCHANT_STATEMENTS_TOTAL,
+        "merchant settlement statements made"
+    );
+    describe_counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "calendar jobs run by job");
     describe_gauge!(BUILD_INFO, "build information");
 }

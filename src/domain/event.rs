@@ -38,6 +38,7 @@ pub enum EventBody {
     DirectoryChanged(DirectoryChanged),
     InvoiceApplied(InvoiceApplied),
     PaymentApplied(PaymentApplied),
+    BalancesRepaired(BalancesRepaired),
 }
 
 impl EventBody {
@@ -57,6 +58,7 @@ impl EventBody {
             EventBody::DirectoryChanged(_) => "directory_changed",
             EventBody::InvoiceApplied(_) => "invoice_applied",
             EventBody::PaymentApplied(_) => "payment_applied",
+            EventBody::BalancesRepaired(_) => "balances_repaired",
         }
     }
 }
@@ -102,6 +104,9 @@ pub mod ids {
     }
     pub fn payment_applied(number: &str, payment_id: &str) -> String {
         format!("payment:{number}:{payment_id}")
+    }
+    pub fn repaired(number: &str, seq: u64) -> String {
+        format!("repaired:{number}:{seq}")
     }
 }
 
@@ -267,6 +272,18 @@ pub struct PaymentApplied {
     pub first_invoice_paid: bool,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BalancesRepaired {
+    pub number: String,
+    pub unbilled_before_ore: i64,
+    pub unbilled_after_ore: i64,
+    pub invoiced_unpaid_before_ore: i64,
+    pub invoiced_unpaid_after_ore: i64,
+    pub reason: String,
+    pub sequence: u64,
+}
+
 impl Event {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("events serialise")
@@ -429,6 +446,15 @@ impl From<&Event> for pb::Event {
                 amount_ore: p.amount_ore,
                 overdue_cleared: p.overdue_cleared,
                 first_invoice_paid: p.first_invoice_paid,
+            }),
+            EventBody::BalancesRepaired(r) => Body::BalancesRepaired(pb::BalancesRepaired {
+                number: r.number.clone(),
+                unbilled_before_ore: r.unbilled_before_ore,
+                unbilled_after_ore: r.unbilled_after_ore,
+                invoiced_unpaid_before_ore: r.invoiced_unpaid_before_ore,
+                invoiced_unpaid_after_ore: r.invoiced_unpaid_after_ore,
+                reason: r.reason.clone(),
+                sequence: r.sequence,
             }),
         };
         pb::Event {

@@ -8,6 +8,16 @@
 
 pub mod bgmax;
 pub mod calendar;
+pub mod consumer;
+pub mod context;
+pub mod ingest;
 pub mod interest;
+pub mod invoicing;
+pub mod ledger;
 pub mod ocr;
 pub mod pdf;
+pub mod policy;
+pub mod projector;
+
+pub use context::{Settlement, SettlementError, SettlementResult};
+pub use policy::SettlementPolicy;

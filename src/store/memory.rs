@@ -88,6 +88,7 @@ struct Account {
     overdue_blocked: bool,
     threshold_fired: bool,
     threshold_seq: u64,
+    repair_seq: u64,
     limit_seq: u64,
     block_seq: u64,
     limit_change_seq: u64,
@@ -1185,6 +1186,43 @@ impl Store for MemoryStore {
         }
         s.after_fall(&mut a, number, p, now_ms);
         Ok(Applied::Applied)
+    }
+
+    async fn repair_balances(
+        &self,
+        number: &E164,
+        unbilled: Money,
+        invoiced_unpaid: Money,
+        reason: &str,
+        now_ms: i64,
+    ) -> StoreResult<AccountView> {
+        let s = &*self.inner;
+        check_amount(unbilled, "unbilled")?;
+        check_amount(invoiced_unpaid, "invoiced-unpaid")?;
+        let acct = s.account_or_new(number);
+        let mut a = guard(&acct)?;
+        let (ub, iu) = (a.unbilled, a.invoiced_unpaid);
+        a.unbilled = unbilled;
+        a.invoiced_unpaid = invoiced_unpaid;
+        a.repair_seq += 1;
+        let p = s.partition(number.as_str());
+        s.emit(
+            p,
+            now_ms,
+            ids::repaired(number.as_str(), a.repair_seq),
+            EventBody::BalancesRepaired(event::BalancesRepaired {
+                number: number.as_str().to_string(),
+                unbilled_before_ore: ub.ore(),
+                unbilled_after_ore: unbilled.ore(),
+                invoiced_unpaid_before_ore: iu.ore(),
+                invoiced_unpaid_after_ore: invoiced_unpaid.ore(),
+                reason: reason.to_string(),
+                sequence: a.repair_seq,
+            }),
+        );
+        s.after_fall(&mut a, number, p, now_ms);
+        s.after_rise(&mut a, number, p, now_ms);
+        Ok(a.view(number, &s.policy.credit))
     }
 
     async fn issue_prepaid(

@@ -461,6 +461,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<Applied>> + Send;
 
+    /// Reconciliation's repair: overwrites a number's unbilled and
+    /// invoiced-unpaid amounts with the ledger's, then re-evaluates the
+    /// credit block and the 80 % threshold. Pending holds are untouched.
+    fn repair_balances(
+        &self,
+        number: &E164,
+        unbilled: Money,
+        invoiced_unpaid: Money,
+        reason: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<AccountView>> + Send;
+
     /// Issues a new prepaid code for a purchase (R17); idempotent per purchase.
     fn issue_prepaid(
         &self,

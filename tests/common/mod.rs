@@ -112,5 +112,7 @@ pub fn call(id: &str, service: &Arc<Service>, consent: bool) -> CallSpec {
         },
     }
 }
+pub mod pg;
 pub mod redis;
 pub mod server;
+pub mod settle;

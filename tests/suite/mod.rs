@@ -1121,6 +1121,46 @@ pub async fn limits_follow_r9<S: Store>(s: S) {
     assert_eq!(count(&events(&s).await, "limit_changed"), 5);
 }
 
+pub async fn reconciliation_repairs_balances<S: Store>(s: S) {
+    ready(&s).await;
+    allowed(&s, NUM_A, "c1", TAROT, T0).await;
+    s.post_usage(&usage("c1", TAROT, MERCHANT, 60), T0 + 70_000)
+        .await
+        .unwrap();
+    // The ledger says 1 300 SEK unbilled (e.g. usage lost by a failover was re-posted there).
+    let v = s
+        .repair_balances(
+            &n(NUM_A),
+            Money::sek(1300),
+            Money::sek(100),
+            "ledger",
+            T0 + 80_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.unbilled, Money::sek(1300));
+    assert_eq!(v.invoiced_unpaid, Money::sek(100));
+    assert!(v.threshold_reached, "1 400 of 1 500 is past 80 %");
+    assert!(!v.credit_blocked);
+    let v = s
+        .repair_balances(
+            &n(NUM_A),
+            Money::sek(10),
+            Money::ZERO,
+            "ledger",
+            T0 + 90_000,
+        )
+        .await
+        .unwrap();
+    assert!(!v.threshold_reached, "re-armed below 80 %");
+    let ev = events(&s).await;
+    assert_eq!(count(&ev, "balances_repaired"), 2);
+    assert!(s
+        .repair_balances(&n(NUM_A), Money::ore_unchecked(-1), Money::ZERO, "x", T0)
+        .await
+        .is_err());
+}
+
 pub async fn catalog_versions_terms<S: Store>(s: S) {
     seed_catalog(&s).await;
     let v1 = s.catalog_version().await.unwrap();
@@ -1385,6 +1425,7 @@ macro_rules! store_suite {
             extend_grows_the_grant_idempotently,
             limits_follow_r9,
             catalog_versions_terms,
+            reconciliation_repairs_balances,
             random_interleavings_keep_money_exact,
             concurrent_authorizations_never_overspend,
         );

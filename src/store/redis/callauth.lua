@@ -630,6 +630,27 @@ local function apply_payment(keys, args)
   return 1
 end
 
+-- Reconciliation's repair: the ledger's amounts replace the projection's.
+-- KEYS[1] account hash   KEYS[2] event stream
+-- ARGV: now, number, unbilled, invoiced_unpaid, reason, first_time_limit,
+--       established_limit, threshold_percent, partition
+local function repair_balances(keys, args)
+  local a_key, stream = keys[1], keys[2]
+  local now, number, ub, iu, reason = tonumber(args[1]), args[2], tonumber(args[3]), tonumber(args[4]), args[5]
+  local first_time, established, percent = tonumber(args[6]), tonumber(args[7]), tonumber(args[8])
+  local partition = tonumber(args[9])
+  local before = redis.call('HMGET', a_key, 'ub', 'iu')
+  redis.call('HSET', a_key, 'ub', ub, 'iu', iu)
+  local seq = redis.call('HINCRBY', a_key, 'sq_r', 1)
+  xadd(stream, event('repaired:' .. number .. ':' .. seq, now, partition, 'balances_repaired', {
+    number = number, unbilled_before_ore = num(before[1]), unbilled_after_ore = ub,
+    invoiced_unpaid_before_ore = num(before[2]), invoiced_unpaid_after_ore = iu,
+    reason = reason, sequence = seq }))
+  after_fall(stream, partition, a_key, number, first_time, established, percent, now)
+  after_rise(stream, partition, a_key, number, first_time, established, percent, now)
+  return 1
+end
+
 -- Issues a prepaid code for a purchase (R17); idempotent per purchase. The
 -- caller chose a code whose partition is the purchase's, so both keys share a slot.
 -- KEYS[1] purchase key   KEYS[2] code hash   KEYS[3] event stream
@@ -706,6 +727,7 @@ redis.register_function('ca_v__V___set_block', set_block)
 redis.register_function('ca_v__V___set_limit', set_limit)
 redis.register_function('ca_v__V___apply_invoice', apply_invoice)
 redis.register_function('ca_v__V___apply_payment', apply_payment)
+redis.register_function('ca_v__V___repair_balances', repair_balances)
 redis.register_function('ca_v__V___issue_code', issue_code)
 redis.register_function('ca_v__V___top_up', top_up)
 redis.register_function('ca_v__V___catalog_apply', catalog_apply)

@@ -1310,6 +1310,38 @@ impl Store for RedisStore {
         applied_answer(v, number)
     }
 
+    async fn repair_balances(
+        &self,
+        number: &E164,
+        unbilled: Money,
+        invoiced_unpaid: Money,
+        reason: &str,
+        now_ms: i64,
+    ) -> StoreResult<AccountView> {
+        super::memory::check_amount(unbilled, "unbilled")?;
+        super::memory::check_amount(invoiced_unpaid, "invoiced-unpaid")?;
+        let [first, established, percent] = self.limit_args()?;
+        let k = &self.inner.keys;
+        let p = self.partition(number.as_str());
+        self.fcall(
+            "repair_balances",
+            &[k.account(p, number.as_str()), k.events(p)],
+            vec![
+                now_ms.to_string(),
+                number.as_str().to_string(),
+                lua_safe(unbilled, "unbilled")?.to_string(),
+                lua_safe(invoiced_unpaid, "invoiced-unpaid")?.to_string(),
+                reason.to_string(),
+                first,
+                established,
+                percent,
+                p.to_string(),
+            ],
+        )
+        .await?;
+        self.view(number).await
+    }
+
     async fn issue_prepaid(
         &self,
         hasher: &CodeHasher,

@@ -1,0 +1,465 @@
+//! Consumes the partitions' event streams into the ledger (DESIGN invariant 6).
+//!
+//! One consumer group (`settlement`) per stream; each worker replica is one
+//! consumer and owns the partitions `p` with `p % replica_count ==
+//! replica_index`, so a number's events are committed in order. A batch is
+//! committed to PostgreSQL **before** it is acknowledged (`XACK`): a crash
+//! between the two redelivers the batch, and `ingest::commit_batch` finds the
+//! event ids already committed — a harmless redelivery, never a duplicate.
+//!
+//! At start, and whenever it has some, a consumer reads its own pending
+//! entries first (`XREADGROUP … 0`). Entries a dead consumer left pending are
+//! taken over with `XAUTOCLAIM` after `claim_idle`. An event that cannot be
+//! committed (it does not parse, or the database refuses it) is retried up to
+//! `max_deliveries` times and then moved to the partition's dead-letter
+//! stream (`…:events:dead`) and the `dead_letters` table, and counted.
+//! Failures that are the database being unreachable are not counted against
+//! an event.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::redis::Value;
+
+use crate::domain::Event;
+use crate::metrics as m;
+use crate::settlement::context::{Settlement, SettlementError, SettlementResult};
+use crate::settlement::ingest::{commit_batch, BatchOutcome, Delivered};
+use crate::store::redis::RedisStore;
+use crate::store::Store;
+
+pub const GROUP: &str = "settlement";
+
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    pub consumer: String,
+    pub partitions: Vec<u32>,
+    pub batch: usize,
+    pub max_deliveries: u32,
+    pub claim_idle: Duration,
+    pub poll_interval: Duration,
+}
+
+impl ConsumerConfig {
+    /// The partitions replica `index` of `count` owns.
+    pub fn owned(partitions: u32, index: u32, count: u32) -> Vec<u32> {
+        (0..partitions)
+            .filter(|p| p % count.max(1) == index)
+            .collect()
+    }
+}
+
+pub struct StreamConsumer<S: Store> {
+    settlement: Arc<Settlement<S>>,
+    redis: RedisStore,
+    cfg: ConsumerConfig,
+    /// Failures per stream entry (by "partition/id"), for dead-lettering.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Test hook: when set, the consumer stops right after a commit, before
+    /// acknowledging (a simulated crash).
+    pub crash_after_commit: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    Settlement(#[from] SettlementError),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("simulated crash between commit and acknowledgement")]
+    SimulatedCrash,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+/// A raw stream entry: id and its `e` field (None when the entry was trimmed).
+#[derive(Clone, Debug)]
+struct RawEntry {
+    id: String,
+    json: Option<String>,
+}
+
+fn parse_entries(v: &Value) -> Vec<RawEntry> {
+    items(v)
+        .iter()
+        .map(|entry| {
+            let parts = items(entry);
+            let id = parts.first().map(text).unwrap_or_default();
+            let fields = parts.get(1).map(items).unwrap_or(&[]);
+            let json = fields
+                .chunks(2)
+                .find(|kv| kv.first().map(text).as_deref() == Some("e"))
+                .and_then(|kv| kv.get(1).map(text));
+            RawEntry { id, json }
+        })
+        .collect()
+}
+
+fn is_connectivity(e: &SettlementError) -> bool {
+    match e {
+        SettlementError::Db(db) => matches!(
+            db,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+        ),
+        SettlementError::Ledger(crate::settlement::ledger::LedgerError::Db(db)) => {
+            matches!(
+                db,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            )
+        }
+        SettlementError::Store(s) => s.is_transient(),
+        _ => false,
+    }
+}
+
+impl<S: Store> StreamConsumer<S> {
+    pub fn new(
+        settlement: Arc<Settlement<S>>,
+        redis: RedisStore,
+        cfg: ConsumerConfig,
+    ) -> StreamConsumer<S> {
+        StreamConsumer {
+            settlement,
+            redis,
+            cfg,
+            failures: Mutex::new(HashMap::new()),
+            crash_after_commit: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn stream(&self, p: u32) -> String {
+        self.redis.keys().events(p)
+    }
+
+    fn dead_stream(&self, p: u32) -> String {
+        format!("{}events:dead", self.redis.keys().tag_prefix(p))
+    }
+
+    /// Creates the consumer group on every owned stream (from the beginning
+    /// of the stream, so nothing written before the first start is missed).
+    pub async fn ensure_groups(&self) -> Result<(), ConsumeError> {
+        for &p in &self.cfg.partitions {
+            let mut cmd = ::redis::cmd("XGROUP");
+            cmd.arg("CREATE")
+                .arg(self.stream(p))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM");
+            match self.redis.conn().query::<Value>(&cmd).await {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and commits one batch of partition `p`: the consumer's own
+    /// pending entries first, then new ones. Returns the entries handled.
+    pub async fn poll_partition(&self, p: u32) -> Result<usize, ConsumeError> {
+        let pending = self.read(p, "0").await?;
+        let (entries, redelivery) = if pending.is_empty() {
+            (self.read(p, ">").await?, false)
+        } else {
+            (pending, true)
+        };
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        if redelivery {
+            metrics::counter!(m::SETTLEMENT_REDELIVERIES_TOTAL).increment(entries.len() as u64);
+        }
+        self.handle(p, entries).await
+    }
+
+    async fn read(&self, p: u32, from: &str) -> Result<Vec<RawEntry>, ConsumeError> {
+        let mut cmd = ::redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.cfg.consumer)
+            .arg("COUNT")
+            .arg(self.cfg.batch)
+            .arg("STREAMS")
+            .arg(self.stream(p))
+            .arg(from);
+        let v: Value = self.redis.conn().query(&cmd).await?;
+        // [[stream, [entries…]]] or nil.
+        Ok(items(&v)
+            .first()
+            .map(|s| parse_entries(items(s).get(1).unwrap_or(&Value::Nil)))
+            .unwrap_or_default())
+    }
+
+    async fn handle(&self, p: u32, entries: Vec<RawEntry>) -> Result<usize, ConsumeError> {
+        let n = entries.len();
+        let mut batch = Vec::with_capacity(n);
+        let mut ack = Vec::with_capacity(n);
+        for e in entries {
+            match e.json.as_deref().map(Event::from_json) {
+                // Trimmed while pending: nothing left to commit.
+                None => ack.push(e.id),
+                Some(Ok(event)) => batch.push(Delivered {
+                    partition: p,
+                    stream_id: e.id,
+                    event,
+                }),
+                Some(Err(err)) => {
+                    self.dead_letter(
+                        p,
+                        &e.id,
+                        e.json.as_deref().unwrap_or(""),
+                        &format!("unreadable event: {err}"),
+                        1,
+                    )
+                    .await?;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            match self.commit(&batch).await {
+                Ok(outcome) => {
+                    self.count(&outcome);
+                    if self.crash_after_commit.load(Ordering::SeqCst) {
+                        return Err(ConsumeError::SimulatedCrash);
+                    }
+                    ack.extend(batch.iter().map(|d| d.stream_id.clone()));
+                }
+                Err(e) if is_connectivity(&e) => return Err(e.into()),
+                Err(e) => {
+                    // Find the poison event: commit one by one.
+                    tracing::warn!(partition = p, error = %e, "batch failed; retrying its events one by one");
+                    for d in &batch {
+                        match self.commit(std::slice::from_ref(d)).await {
+                            Ok(outcome) => {
+                                self.count(&outcome);
+                                ack.push(d.stream_id.clone());
+                            }
+                            Err(e) if is_connectivity(&e) => return Err(e.into()),
+                            Err(e) => {
+                                let key = format!("{p}/{}", d.stream_id);
+                                let tries = {
+                                    let mut f = self.failures.lock().expect("failures lock");
+                                    let t = f.entry(key.clone()).or_insert(0);
+                                    *t += 1;
+                                    *t
+                                };
+                                if tries >= self.cfg.max_deliveries {
+                                    self.dead_letter(
+                                        p,
+                                        &d.stream_id,
+                                        &d.event.to_json(),
+                                        &e.to_string(),
+                                        tries,
+                                    )
+                                    .await?;
+                                    self.failures.lock().expect("failures lock").remove(&key);
+                                } else {
+                                    tracing::warn!(partition = p, id = %d.stream_id, tries, error = %e, "event not committed; will retry");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !ack.is_empty() {
+            let mut cmd = ::redis::cmd("XACK");
+            cmd.arg(self.stream(p)).arg(GROUP).arg(&ack);
+            self.redis.conn().query::<i64>(&cmd).await?;
+        }
+        Ok(n)
+    }
+
+    async fn commit(&self, batch: &[Delivered]) -> SettlementResult<BatchOutcome> {
+        let start = Instant::now();
+        let s = &self.settlement;
+        let mut tx = s.pool.begin().await?;
+        let outcome = commit_batch(&mut tx, &s.policy, batch, s.today(), s.now()).await?;
+        tx.commit().await?;
+        metrics::histogram!(m::SETTLEMENT_BATCH_DURATION_SECONDS)
+            .record(start.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    fn count(&self, o: &BatchOutcome) {
+        metrics::counter!(m::SETTLEMENT_EVENTS_COMMITTED_TOTAL).increment(o.committed as u64);
+        metrics::counter!(m::SETTLEMENT_EVENTS_DUPLICATE_TOTAL).increment(o.duplicates as u64);
+        if o.invoices_issued > 0 {
+            metrics::counter!(m::SETTLEMENT_INVOICES_ISSUED_TOTAL, "kind" => "threshold")
+                .increment(o.invoices_issued as u64);
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        p: u32,
+        id: &str,
+        payload: &str,
+        error: &str,
+        deliveries: u32,
+    ) -> Result<(), ConsumeError> {
+        tracing::error!(
+            partition = p,
+            id,
+            error,
+            "event moved to the dead-letter stream"
+        );
+        let mut add = ::redis::cmd("XADD");
+        add.arg(self.dead_stream(p))
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .arg("e")
+            .arg(payload)
+            .arg("error")
+            .arg(error);
+        self.redis.conn().query::<Value>(&add).await?;
+        sqlx::query(
+            "insert into dead_letters (partition, stream_id, deliveries, payload, error) values ($1, $2, $3, $4, $5)
+             on conflict (partition, stream_id) do nothing",
+        )
+        .bind(p as i32)
+        .bind(id)
+        .bind(deliveries as i32)
+        .bind(payload)
+        .bind(error)
+        .execute(&self.settlement.pool)
+        .await
+        .map_err(SettlementError::from)?;
+        let mut ack = ::redis::cmd("XACK");
+        ack.arg(self.stream(p)).arg(GROUP).arg(id);
+        self.redis.conn().query::<i64>(&ack).await?;
+        metrics::counter!(m::SETTLEMENT_DEAD_LETTERS_TOTAL).increment(1);
+        Ok(())
+    }
+
+    /// Takes over entries that another (dead) consumer left pending longer
+    /// than `claim_idle`, and commits them.
+    pub async fn reclaim(&self, p: u32) -> Result<usize, ConsumeError> {
+        let mut cmd = ::redis::cmd("XAUTOCLAIM");
+        cmd.arg(self.stream(p))
+            .arg(GROUP)
+            .arg(&self.cfg.consumer)
+            .arg(self.cfg.claim_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(self.cfg.batch);
+        let v: Value = self.redis.conn().query(&cmd).await?;
+        let entries = parse_entries(items(&v).get(1).unwrap_or(&Value::Nil));
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        tracing::info!(
+            partition = p,
+            entries = entries.len(),
+            "claimed entries from an idle consumer"
+        );
+        self.handle(p, entries).await
+    }
+
+    /// Exports the group's lag per owned partition.
+    pub async fn report_lag(&self) {
+        for &p in &self.cfg.partitions {
+            if let Ok(groups) = self.redis.stream_groups(p).await {
+                for g in groups.iter().filter(|g| g.name == GROUP) {
+                    let lag = g.lag.unwrap_or(0) + g.pending;
+                    metrics::gauge!(m::SETTLEMENT_CONSUMER_LAG_EVENTS, "partition" => p.to_string()).set(lag as f64);
+                }
+            }
+        }
+    }
+
+    /// True when every owned partition has nothing undelivered or pending.
+    pub async fn caught_up(&self) -> Result<bool, ConsumeError> {
+        for &p in &self.cfg.partitions {
+            let groups = self
+                .redis
+                .stream_groups(p)
+                .await
+                .map_err(SettlementError::from)?;
+            if groups
+                .iter()
+                .any(|g| g.name == GROUP && (g.pending > 0 || g.lag.unwrap_or(0) > 0))
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs until `shutdown` flips: polls every owned partition, backing off
+    /// when idle, reclaims from dead consumers and reports lag every 10 s.
+    pub async fn run(
+        &self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), ConsumeError> {
+        self.ensure_groups().await?;
+        let mut last_maintenance = Instant::now() - Duration::from_secs(3600);
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let mut handled = 0;
+            for &p in &self.cfg.partitions {
+                match self.poll_partition(p).await {
+                    Ok(n) => handled += n,
+                    Err(ConsumeError::SimulatedCrash) => return Err(ConsumeError::SimulatedCrash),
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "consuming failed; will retry");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            if last_maintenance.elapsed() >= Duration::from_secs(10) {
+                for &p in &self.cfg.partitions {
+                    if let Err(e) = self.reclaim(p).await {
+                        tracing::warn!(partition = p, error = %e, "reclaiming failed");
+                    }
+                }
+                self.report_lag().await;
+                last_maintenance = Instant::now();
+            }
+            if handled == 0 {
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                }
+            }
+        }
+    }
+
+    /// Consumes until every owned partition is caught up (tests, `run-once`).
+    pub async fn drain(&self) -> Result<usize, ConsumeError> {
+        self.ensure_groups().await?;
+        let mut total = 0;
+        loop {
+            let mut handled = 0;
+            for &p in &self.cfg.partitions {
+                handled += self.poll_partition(p).await?;
+            }
+            total += handled;
+            if handled == 0 {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Invoicing (SPEC R8, R11–R14): the threshold invoice at once, the monthly
+//! run on the configured day, one consolidated invoice of the calls not yet
+//! invoiced (never one per call), paper fees, the minimum amount carried for
+//! at most three months, OCR references, and the invoice document.
+//!
+//! Issuing an invoice is one PostgreSQL transaction: the invoice, its lines,
+//! the usage rows marked invoiced, the ledger transaction, the rendered
+//! document, and the state-store operation that moves the amount from
+//! unbilled to invoiced-unpaid (applied afterwards by the projector, with the
+//! invoice id as its idempotency key).
+
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use chrono_tz::Europe::Stockholm;
+use serde_json::json;
+use sqlx::{PgConnection, Row};
+
+use crate::domain::{Money, E164};
+use crate::settlement::context::{holder_for, queue_store_op, SettlementResult};
+use crate::settlement::ledger::{self, account, Txn};
+use crate::settlement::policy::SettlementPolicy;
+use crate::settlement::{calendar, ocr, pdf};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum InvoiceKind {
+    /// Exposure reached 80 % of the limit (R8): invoiced at once.
+    Threshold,
+    /// The monthly run (R11).
+    Monthly,
+}
+
+impl InvoiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceKind::Threshold => "threshold",
+            InvoiceKind::Monthly => "monthly",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedInvoice {
+    pub id: i64,
+    pub number: String,
+    pub ocr: String,
+    pub usage: Money,
+    pub fees: Money,
+    pub credits: Money,
+    pub total: Money,
+    pub due_date: NaiveDate,
+}
+
+/// Why no invoice was issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotIssued {
+    NothingToInvoice,
+    /// R14: below the minimum amount; carried to the next period.
+    Carried(Money),
+}
+
+/// The OCR reference of an invoice id (R12: mod-10 check digit and length digit).
+pub fn invoice_ocr(policy: &SettlementPolicy, id: i64) -> String {
+    ocr::ocr_for(policy.ocr_offset + id as u64).to_string()
+}
+
+/// Issues one invoice of `number`'s postpaid usage not yet invoiced and posted
+/// before `cutoff` (None: all of it), in the caller's transaction.
+pub async fn issue_invoice(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    number: &str,
+    kind: InvoiceKind,
+    today: NaiveDate,
+    cutoff: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> SettlementResult<Result<IssuedInvoice, NotIssued>> {
+    let rows = sqlx::query(
+        "select u.call_id, u.charge_ore, u.started_at, coalesce(c.reminder_fee_ore, 0) as reminder_fee_ore
+         from usage u left join consents c on c.call_id = u.call_id
+         where u.number = $1 and u.funding = 'postpaid' and u.invoice_id is null
+           and ($2::timestamptz is null or u.posted_at < $2)
+         order by u.started_at, u.call_id
+         for update of u",
+    )
+    .bind(number)
+    .bind(cutoff)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Err(NotIssued::NothingToInvoice));
+    }
+    let call_ids: Vec<String> = rows.iter().map(|r| r.get("call_id")).collect();
+    let usage_ore: i64 = rows.iter().map(|r| r.get::<i64, _>("charge_ore")).sum();
+    let first_call: DateTime<Utc> = rows[0].get("started_at");
+    let last_call: DateTime<Utc> = rows[rows.len() - 1].get("started_at");
+    // The reminder fee may be charged only if every call's accepted terms agreed it.
+    let reminder_fee_agreed = rows.iter().all(|r| r.get::<i64, _>("reminder_fee_ore") > 0);
+
+    let holder_id = holder_for(conn, number).await?;
+    let delivery: String = sqlx::query_scalar("select invoice_delivery from holders where id = $1")
+        .bind(holder_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let fees_ore = if delivery == "paper" {
+        policy.paper_invoice_fee.ore()
+    } else {
+        0
+    };
+
+    // R14: a small amount waits for the next period, but never more than
+    // max_carry_months after its oldest call.
+    if kind == InvoiceKind::Monthly {
+        if let Some(min) = policy.minimum_invoice_amount {
+            let oldest = calendar::stockholm_date(first_call.timestamp_millis());
+            let carried_too_long = oldest
+                .checked_add_months(chrono::Months::new(policy.max_carry_months))
+                .is_none_or(|limit| limit <= today);
+            if usage_ore + fees_ore < min.ore() && !carried_too_long {
+                return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
+            }
+        }
+    }
+
+    // Overpayments held as the caller's credit reduce the new invoice.
+    let credit_available = -ledger::balance(conn, &account::caller_credit(number)).await?;
+    let credits_ore = credit_available.clamp(0, usage_ore + fees_ore);
+    let total_ore = usage_ore + fees_ore - credits_ore;
+
+    let id: i64 = sqlx::query_scalar("select nextval('invoices_id_seq')")
+        .fetch_one(&mut *conn)
+        .await?;
+    let ocr = invoice_ocr(policy, id);
+    let due_date = match kind {
+        InvoiceKind::Threshold => calendar::due_date_after(today, policy.threshold_due_days),
+        InvoiceKind::Monthly => calendar::due_date_for_monthly(today),
+    };
+    let period_start = calendar::stockholm_date(first_call.timestamp_millis());
+    let period_end = calendar::stockholm_date(last_call.timestamp_millis()).max(period_start);
+    let paid_status = if total_ore == 0 { "paid" } else { "open" };
+    sqlx::query(
+        "insert into invoices (id, number, holder_id, kind, ocr, issue_date, due_date, period_start, period_end,
+                               delivery, usage_ore, fees_ore, credits_ore, total_ore, status, stage_due_date,
+                               reminder_fee_agreed, paid_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $7, $16,
+                 case when $15 = 'paid' then $17 else null end, $17)",
+    )
+    .bind(id)
+    .bind(number)
+    .bind(holder_id)
+    .bind(kind.as_str())
+    .bind(&ocr)
+    .bind(today)
+    .bind(due_date)
+    .bind(period_start)
+    .bind(period_end)
+    .bind(&delivery)
+    .bind(usage_ore)
+    .bind(fees_ore)
+    .bind(credits_ore)
+    .bind(total_ore)
+    .bind(paid_status)
+    .bind(reminder_fee_agreed)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into invoice_lines (invoice_id, kind, call_id, description, amount_ore)
+         select $1, 'call', u.call_id, $3, u.charge_ore from usage u where u.call_id = any($2)",
+    )
+    .bind(id)
+    .bind(&call_ids)
+    .bind(pdf::NEUTRAL_CALL_DESCRIPTION)
+    .execute(&mut *conn)
+    .await?;
+    if fees_ore > 0 {
+        add_line(conn, id, "fee", "Pappersfakturaavgift", fees_ore).await?;
+    }
+    if credits_ore > 0 {
+        add_line(
+            conn,
+            id,
+            "credit",
+            "Tidigare överskjutande inbetalning",
+            -credits_ore,
+        )
+        .await?;
+    }
+    sqlx::query("update usage set invoice_id = $1 where call_id = any($2)")
+        .bind(id)
+        .bind(&call_ids)
+        .execute(&mut *conn)
+        .await?;
+
+    ledger::post(
+        conn,
+        &Txn::new(
+            format!("invoice:{id}"),
+            now,
+            format!("{} invoice {ocr}", kind.as_str()),
+        )
+        .debit(account::caller_invoiced(number), usage_ore + fees_ore)
+        .credit(account::caller_unbilled(number), usage_ore)
+        .credit(account::INCOME_PAPER_FEE, fees_ore),
+    )
+    .await?;
+    queue_store_op(
+        conn,
+        "apply_invoice",
+        number,
+        json!({ "invoice_id": store_invoice_id(id), "usage_ore": usage_ore, "fees_ore": fees_ore }),
+    )
+    .await?;
+    if credits_ore > 0 {
+        ledger::post(
+            conn,
+            &Txn::new(format!("invoice-credit:{id}"), now, "credit used")
+                .debit(account::caller_credit(number), credits_ore)
+                .credit(account::caller_invoiced(number), credits_ore),
+        )
+        .await?;
+        queue_store_op(
+            conn,
+            "apply_payment",
+            number,
+            json!({ "payment_id": format!("credit-{id}"), "amount_ore": credits_ore,
+                    "clear_overdue": false, "first_invoice_paid": false }),
+        )
+        .await?;
+    }
+    let doc = render(conn, policy, id, DocumentKind::Invoice).await?;
+    queue_document(conn, id, DocumentKind::Invoice, &delivery, doc).await?;
+    Ok(Ok(IssuedInvoice {
+        id,
+        number: number.to_string(),
+        ocr,
+        usage: Money::ore_unchecked(usage_ore),
+        fees: Money::ore_unchecked(fees_ore),
+        credits: Money::ore_unchecked(credits_ore),
+        total: Money::ore_unchecked(total_ore),
+        due_date,
+    }))
+}
+
+/// The id under which an invoice is applied to the state store.
+pub fn store_invoice_id(id: i64) -> String {
+    format!("inv-{id}")
+}
+
+pub async fn add_line(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+    kind: &str,
+    description: &str,
+    amount_ore: i64,
+) -> SettlementResult<()> {
+    sqlx::query("insert into invoice_lines (invoice_id, kind, description, amount_ore) values ($1, $2, $3, $4)")
+        .bind(invoice_id)
+        .bind(kind)
+        .bind(description)
+        .bind(amount_ore)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DocumentKind {
+    Invoice,
+    Reminder,
+    Collection,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Invoice => "invoice",
+            DocumentKind::Reminder => "reminder",
+            DocumentKind::Collection => "collection",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            DocumentKind::Invoice => "Faktura",
+            DocumentKind::Reminder => "Påminnelse",
+            DocumentKind::Collection => "Inkassokrav",
+        }
+    }
+}
+
+pub async fn queue_document(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+    kind: DocumentKind,
+    channel: &str,
+    pdf: Vec<u8>,
+) -> SettlementResult<()> {
+    sqlx::query("insert into documents (invoice_id, kind, channel, pdf) values ($1, $2, $3, $4)")
+        .bind(invoice_id)
+        .bind(kind.as_str())
+        .bind(channel)
+        .bind(pdf)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn national(number: &str) -> String {
+    E164::parse(number)
+        .map(|n| n.national_display())
+        .unwrap_or_else(|_| number.to_string())
+}
+
+/// Renders an invoice (or a reminder or collection demand of it) as PDF,
+/// from what the ledger holds now (R12).
+pub async fn render(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    invoice_id: i64,
+    kind: DocumentKind,
+) -> SettlementResult<Vec<u8>> {
+    let inv = sqlx::query(
+        "select i.number, i.ocr, i.issue_date, i.due_date, i.stage_due_date, i.period_start, i.period_end,
+                i.total_ore, i.paid_ore, h.customer_number, h.name, h.address_lines
+         from invoices i left join holders h on h.id = i.holder_id where i.id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let number: String = inv.get("number");
+    let calls = sqlx::query(
+        "select u.started_at, u.service_number, u.duration_seconds, u.billed_seconds, u.billing_step_seconds, l.amount_ore, l.description
+         from invoice_lines l join usage u on u.call_id = l.call_id
+         where l.invoice_id = $1 and l.kind = 'call' order by u.started_at, u.call_id",
+    )
+    .bind(invoice_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let other = sqlx::query(
+        "select kind, description, amount_ore from invoice_lines where invoice_id = $1 and kind <> 'call' order by id",
+    )
+    .bind(invoice_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lines = calls
+        .iter()
+        .map(|r| {
+            let started: DateTime<Utc> = r.get("started_at");
+            let local = started.with_timezone(&Stockholm);
+            let billed = r.get::<i32, _>("billed_seconds").max(0) as u32;
+            let step = r.get::<i32, _>("billing_step_seconds");
+            let charged_minutes = if step == 60 {
+                (billed / 60).to_string()
+            } else {
+                format!("{}:{:02}", billed / 60, billed % 60)
+            };
+            pdf::CallLine {
+                date: local.date_naive(),
+                time: format!("{:02}:{:02}", local.hour(), local.minute()),
+                service_number: national(r.get::<&str, _>("service_number")),
+                description: r.get("description"),
+                duration_seconds: r.get::<i32, _>("duration_seconds").max(0) as u32,
+                charged_minutes,
+                amount: Money::ore_unchecked(r.get("amount_ore")),
+            }
+        })
+        .collect();
+    let mut fees = Vec::new();
+    let mut discounts = Vec::new();
+    for r in &other {
+        let kind: String = r.get("kind");
+        let line = (
+            r.get::<String, _>("description"),
+            Money::ore_unchecked(r.get("amount_ore")),
+        );
+        if kind == "credit" {
+            discounts.push(line);
+        } else {
+            fees.push(line);
+        }
+    }
+    let total: i64 = inv.get("total_ore");
+    let paid: i64 = inv.get("paid_ore");
+    let due = match kind {
+        DocumentKind::Invoice => inv.get("due_date"),
+        _ => inv.get("stage_due_date"),
+    };
+    let mut notes = vec![
+        "Betala senast förfallodagen. Vid försenad betalning debiteras dröjsmålsränta enligt räntelagen (referensräntan + 8 procentenheter).".to_string(),
+        "Har du inte ringt samtalen eller anser du att fakturan är fel? Kontakta oss innan förfallodagen; vi pausar då kravet medan vi utreder.".to_string(),
+    ];
+    if paid > 0 {
+        notes.push(format!(
+            "Redan betalt: {}.",
+            Money::ore_unchecked(paid).to_swedish()
+        ));
+    }
+    if kind == DocumentKind::Collection {
+        notes.push("Detta är ett inkassokrav. Betala eller invänd inom angiven tid; annars kan ärendet lämnas till Kronofogden.".into());
+    }
+    let doc = pdf::InvoiceDocument {
+        issuer_lines: policy.issuer_lines.clone(),
+        invoice_number: invoice_id.to_string(),
+        kind: kind.title().to_string(),
+        invoice_date: inv.get("issue_date"),
+        customer_number: inv
+            .get::<Option<String>, _>("customer_number")
+            .unwrap_or_default(),
+        holder_name: inv
+            .get::<Option<String>, _>("name")
+            .unwrap_or_else(|| format!("Innehavaren av {}", national(&number))),
+        address_lines: inv
+            .get::<Option<Vec<String>>, _>("address_lines")
+            .unwrap_or_default(),
+        number_billed: national(&number),
+        ocr: inv.get("ocr"),
+        due_date: due,
+        period: (
+            inv.get::<Option<NaiveDate>, _>("period_start")
+                .unwrap_or_else(|| inv.get("issue_date")),
+            inv.get::<Option<NaiveDate>, _>("period_end")
+                .unwrap_or_else(|| inv.get("issue_date")),
+        ),
+        lines,
+        fees,
+        discounts,
+        previous_balance: None,
+        total: Money::ore_unchecked(total - paid),
+        bankgiro: policy.bankgiro.clone(),
+        notes,
+    };
+    Ok(pdf::render_invoice(&doc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoice_ocr_has_length_and_check_digit() {
+        let p = SettlementPolicy::default();
+        let o = invoice_ocr(&p, 1);
+        assert!(o.starts_with("100001"), "{o}");
+        assert_eq!(o.len(), 8);
+        assert!(crate::domain::luhn::is_valid(&o));
+        assert!(ocr::parse(&o, ocr::OcrLevel::CheckDigitAndLength).is_ok());
+        assert_eq!(
+            ocr::payload(&ocr::parse(&o, ocr::OcrLevel::CheckDigitAndLength).unwrap()),
+            Some(100_001)
+        );
+    }
+}
