@@ -338,7 +338,7 @@ create index ledger_entries_account on ledger_entries (account);
 -- transaction as the ledger change and applied (idempotently) afterwards.
 create table store_ops (
     id                  bigserial primary key,
-    kind                text not null check (kind in ('apply_invoice', 'apply_payment', 'set_block')),
+    kind                text not null check (kind in ('apply_invoice', 'apply_payment', 'set_block', 'top_up_prepaid')),
     number              text not null,
     payload             jsonb not null,
     created_at          timestamptz not null default now(),
