@@ -125,6 +125,17 @@ pub async fn apply_pending<S: Store>(
                 };
                 s.store.set_block(&number, &change, now).await.map(|_| ())
             }
+            "top_up_prepaid" => {
+                let op: TopUpOp = serde_json::from_value(payload).map_err(|e| bad("payload", e))?;
+                let code = crate::domain::CodeId::from_stored(&op.code_id)
+                    .ok_or_else(|| bad("code id", &op.code_id))?;
+                let reference =
+                    Reference::parse(&op.topup_ref).map_err(|e| bad("top-up reference", e))?;
+                s.store
+                    .top_up_prepaid(&code, Money::ore_unchecked(op.amount_ore), &reference, now)
+                    .await
+                    .map(|_| ())
+            }
             other => Err(StoreError::Corrupt(format!(
                 "unknown store op kind {other}"
             ))),
