@@ -449,3 +449,59 @@ mod tests {
         );
     }
 }
+
+/// The monthly run (R11): on the configured day, one invoice per number of
+/// everything posted before that day and not yet invoiced. A number below
+/// the minimum amount is carried (R14). Each invoice is its own transaction;
+/// running the same day again finds nothing new.
+pub async fn monthly_run<S: crate::store::Store>(
+    s: &crate::settlement::Settlement<S>,
+    date: NaiveDate,
+) -> SettlementResult<MonthlyRunReport> {
+    use chrono::Datelike;
+    let mut report = MonthlyRunReport::default();
+    let run_day = calendar::monthly_run_date(date.year(), date.month(), s.policy.invoice_day);
+    if run_day != Some(date) {
+        return Ok(report);
+    }
+    let cutoff = crate::settlement::context::ms_to_utc(calendar::start_of_day_utc_ms(date));
+    let numbers: Vec<String> = sqlx::query_scalar(
+        "select distinct number from usage
+         where funding = 'postpaid' and invoice_id is null and number is not null and posted_at < $1
+         order by number",
+    )
+    .bind(cutoff)
+    .fetch_all(&s.pool)
+    .await?;
+    for number in numbers {
+        let mut tx = s.pool.begin().await?;
+        match issue_invoice(
+            &mut tx,
+            &s.policy,
+            &number,
+            InvoiceKind::Monthly,
+            date,
+            Some(cutoff),
+            s.now(),
+        )
+        .await?
+        {
+            Ok(inv) => {
+                report.issued += 1;
+                report.total_ore += inv.total.ore();
+                metrics::counter!(crate::metrics::SETTLEMENT_INVOICES_ISSUED_TOTAL, "kind" => "monthly").increment(1);
+            }
+            Err(NotIssued::Carried(_)) => report.carried += 1,
+            Err(NotIssued::NothingToInvoice) => {}
+        }
+        tx.commit().await?;
+    }
+    Ok(report)
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MonthlyRunReport {
+    pub issued: usize,
+    pub carried: usize,
+    pub total_ore: i64,
+}

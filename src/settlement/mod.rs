@@ -16,13 +16,16 @@ pub mod interest;
 pub mod invoicing;
 pub mod ladder;
 pub mod ledger;
+pub mod merchants;
 pub mod ocr;
 pub mod payments;
 pub mod pdf;
+pub mod personal;
 pub mod plans;
 pub mod policy;
 pub mod prepaid_orders;
 pub mod projector;
+pub mod reconcile;
 pub mod swish;
 
 pub use context::{Settlement, SettlementError, SettlementResult};
