@@ -314,6 +314,9 @@ create table prepaid_orders (
     code_id             text,
     amount_ore          bigint,
     deliver_to          text not null default '',
+    -- SHA-256 of the secret the buyer's session holds; pick-up needs it, so
+    -- knowing (or guessing) an order's OCR is not enough to collect its code.
+    pickup_secret_sha256 text,
     status              text not null check (status in ('awaiting_payment', 'paid', 'picked_up')),
     paid_ore            bigint not null default 0,
     payment_id          bigint references payments (id),

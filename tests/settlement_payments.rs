@@ -860,7 +860,7 @@ async fn prepaid_code_bought_by_swish_and_topped_up_by_bankgiro() {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(order.ocr.len(), 12);
-    let e = prepaid_orders::pick_up(s, OrderRef::Id(order.id), &hasher)
+    let e = prepaid_orders::pick_up(s, OrderRef::Id(order.id), &order.pickup_secret, &hasher)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("not paid"), "{e}");
@@ -887,18 +887,32 @@ async fn prepaid_code_bought_by_swish_and_topped_up_by_bankgiro() {
         code_id,
         balance: issued_balance,
         ..
-    } = prepaid_orders::pick_up(s, OrderRef::Ocr(order.ocr.clone()), &hasher)
-        .await
-        .unwrap()
+    } = prepaid_orders::pick_up(
+        s,
+        OrderRef::Ocr(order.ocr.clone()),
+        &order.pickup_secret,
+        &hasher,
+    )
+    .await
+    .unwrap()
     else {
         panic!("first pick-up issues the code")
     };
     assert_eq!(code.expose().len(), 16);
     assert!(PrepaidCode::parse(code.expose()).is_ok());
+    // Knowing the order's OCR is not enough: the pick-up secret is required.
+    let wrong = prepaid_orders::pick_up(s, OrderRef::Ocr(order.ocr.clone()), "guess", &hasher)
+        .await
+        .unwrap_err();
+    assert!(
+        wrong.to_string().contains("wrong pick-up secret"),
+        "{wrong}"
+    );
+    assert_eq!(order.pickup_secret.len(), 48);
     assert_eq!(hasher.id(&code), code_id);
     assert_eq!(issued_balance, Money::sek(200));
     assert_eq!(
-        prepaid_orders::pick_up(s, OrderRef::Id(order.id), &hasher)
+        prepaid_orders::pick_up(s, OrderRef::Id(order.id), &order.pickup_secret, &hasher)
             .await
             .unwrap(),
         PickedUp::AlreadyPickedUp {
@@ -958,7 +972,7 @@ async fn prepaid_code_bought_by_swish_and_topped_up_by_bankgiro() {
         w.store.prepaid(&code_id).await.unwrap().unwrap().balance,
         Money::sek(300)
     );
-    let e = prepaid_orders::pick_up(s, OrderRef::Id(topup.id), &hasher)
+    let e = prepaid_orders::pick_up(s, OrderRef::Id(topup.id), &topup.pickup_secret, &hasher)
         .await
         .unwrap_err();
     assert!(matches!(e, SettlementError::Refused(_)), "{e:?}");

@@ -55,6 +55,17 @@ pub struct Order {
     /// The reference the buyer pays with (bankgiro OCR or Swish payee reference).
     pub ocr: String,
     pub kind: OrderKind,
+    /// For an issue order: the secret needed to pick the code up, shown only
+    /// here (the ledger keeps its SHA-256). Empty for a top-up.
+    pub pickup_secret: String,
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// How an order is named.
@@ -114,18 +125,32 @@ pub async fn create_order(
         .fetch_one(&mut *conn)
         .await?;
     let ocr = order_ocr(id);
+    let (pickup_secret, secret_hash) = if code_id.is_none() {
+        let bytes: [u8; 24] = rand::random();
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = sha256_hex(&secret);
+        (secret, Some(hash))
+    } else {
+        (String::new(), None)
+    };
     sqlx::query(
-        "insert into prepaid_orders (id, ocr, kind, code_id, deliver_to, status)
-         values ($1, $2, $3, $4, $5, 'awaiting_payment')",
+        "insert into prepaid_orders (id, ocr, kind, code_id, deliver_to, status, pickup_secret_sha256)
+         values ($1, $2, $3, $4, $5, 'awaiting_payment', $6)",
     )
     .bind(id)
     .bind(&ocr)
     .bind(if code_id.is_some() { "topup" } else { "issue" })
     .bind(code_id)
     .bind(deliver_to)
+    .bind(secret_hash)
     .execute(&mut *conn)
     .await?;
-    Ok(Order { id, ocr, kind })
+    Ok(Order {
+        id,
+        ocr,
+        kind,
+        pickup_secret,
+    })
 }
 
 /// Marks an order paid by `payment_id` (called by `payments`, in its
@@ -190,17 +215,18 @@ fn topup_ref(order_id: i64) -> String {
 pub async fn pick_up<S: Store>(
     s: &Settlement<S>,
     order: OrderRef,
+    pickup_secret: &str,
     hasher: &CodeHasher,
 ) -> SettlementResult<PickedUp> {
     let mut tx = s.pool.begin().await?;
     // The row lock makes concurrent pick-ups of one order take turns.
     let query = match &order {
         OrderRef::Id(id) => sqlx::query(
-            "select id, kind, status, code_id, paid_ore from prepaid_orders where id = $1 for update",
+            "select id, kind, status, code_id, paid_ore, pickup_secret_sha256 from prepaid_orders where id = $1 for update",
         )
         .bind(*id),
         OrderRef::Ocr(ocr) => sqlx::query(
-            "select id, kind, status, code_id, paid_ore from prepaid_orders where ocr = $1 for update",
+            "select id, kind, status, code_id, paid_ore, pickup_secret_sha256 from prepaid_orders where ocr = $1 for update",
         )
         .bind(ocr.trim().to_string()),
     };
@@ -210,6 +236,18 @@ pub async fn pick_up<S: Store>(
         .ok_or_else(|| SettlementError::NotFound(format!("prepaid order {order:?}")))?;
     let id: i64 = row.get("id");
     let status: String = row.get("status");
+    // Constant-time comparison of the digests: the secret never leaks by timing.
+    let stored: Option<String> = row.get("pickup_secret_sha256");
+    let presented = sha256_hex(pickup_secret);
+    let secret_ok = stored.is_some_and(|h| {
+        use subtle::ConstantTimeEq;
+        bool::from(h.as_bytes().ct_eq(presented.as_bytes()))
+    });
+    if row.get::<String, _>("kind") == "issue" && !secret_ok {
+        return Err(SettlementError::Refused(format!(
+            "prepaid order {id}: wrong pick-up secret"
+        )));
+    }
     if row.get::<String, _>("kind") != "issue" {
         return Err(SettlementError::Refused(format!(
             "prepaid order {id} is a top-up: its amount goes to an existing code"
