@@ -1161,6 +1161,61 @@ pub async fn reconciliation_repairs_balances<S: Store>(s: S) {
         .is_err());
 }
 
+/// Zero amounts: a 0-second call costs nothing (postpaid and prepaid), and
+/// an invoice of fees only (a reminder fee) moves nothing from unbilled.
+/// (In Lua `-0` reaches Redis as "-0", which HINCRBY refuses.)
+pub async fn zero_amounts_are_handled<S: Store>(s: S) {
+    ready(&s).await;
+    allowed(&s, NUM_A, "c1", TAROT, T0).await;
+    let r = s.post_usage(&usage("c1", TAROT, MERCHANT, 0), T0 + 1000).await.unwrap();
+    assert_eq!(
+        r,
+        UsageOutcome::Applied(Posting {
+            charge: Money::ZERO,
+            billed_seconds: 0,
+            overrun_seconds: 0,
+            late: false
+        })
+    );
+    let IssueOutcome::Issued { view: code, .. } = s
+        .issue_prepaid(&hasher(), Money::sek(100), &Reference::parse("buy-0").unwrap(), T0)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let svc = service(&s, TAROT).await;
+    let mut c = call("c2", &svc, true);
+    c.consent.as_mut().unwrap().own_number_confirmed = false;
+    let d = s
+        .authorize_prepaid(&LineKey::number(&n(NUM_B)), Some(&n(NUM_B)), &code.code_id, &c, T0)
+        .await
+        .unwrap();
+    assert!(matches!(d.decision, Decision::Allowed(_)));
+    let r = s.post_usage(&usage("c2", TAROT, MERCHANT, 0), T0 + 1000).await.unwrap();
+    assert!(matches!(r, UsageOutcome::Applied(p) if p.charge == Money::ZERO), "{r:?}");
+    let v = s.prepaid(&code.code_id).await.unwrap().unwrap();
+    assert_eq!((v.balance, v.pending), (Money::sek(100), Money::ZERO));
+    // A fee-only invoice (a reminder) and a zero payment.
+    let fee = InvoiceApply {
+        invoice_id: Reference::parse("inv-1-reminder").unwrap(),
+        usage: Money::ZERO,
+        fees: Money::sek(60),
+    };
+    assert_eq!(s.apply_invoice(&n(NUM_A), &fee, T0).await.unwrap(), Applied::Applied);
+    assert_eq!(s.apply_invoice(&n(NUM_A), &fee, T0).await.unwrap(), Applied::AlreadyApplied);
+    let acct = s.account(&n(NUM_A)).await.unwrap();
+    assert_eq!((acct.unbilled, acct.invoiced_unpaid), (Money::ZERO, Money::sek(60)));
+    let pay = PaymentApply {
+        payment_id: Reference::parse("p0").unwrap(),
+        amount: Money::ZERO,
+        clear_overdue: false,
+        first_invoice_paid: false,
+    };
+    assert_eq!(s.apply_payment(&n(NUM_A), &pay, T0).await.unwrap(), Applied::Applied);
+    assert_eq!(s.account(&n(NUM_A)).await.unwrap().invoiced_unpaid, Money::sek(60));
+}
+
 pub async fn catalog_versions_terms<S: Store>(s: S) {
     seed_catalog(&s).await;
     let v1 = s.catalog_version().await.unwrap();
@@ -1426,6 +1481,7 @@ macro_rules! store_suite {
             limits_follow_r9,
             catalog_versions_terms,
             reconciliation_repairs_balances,
+            zero_amounts_are_handled,
             random_interleavings_keep_money_exact,
             concurrent_authorizations_never_overspend,
         );

@@ -40,6 +40,13 @@ local function num(x)
   return tonumber(x)
 end
 
+-- The negation of an integer amount. Plain `-x` turns 0 into -0, which Redis
+-- receives as "-0" and HINCRBY refuses; and a Function is not rolled back
+-- when it errors half-way, so that must never happen after a write.
+local function neg(x)
+  return 0 - x
+end
+
 -- Exact floor(x / y) for integers |x|, |y| < 2^53, y > 0.
 local function idiv(x, y)
   local q = math.floor(x / y)
@@ -410,7 +417,7 @@ local function release(keys, args)
   redis.call('HSET', h_key, 'st', 'V')
   redis.call('PEXPIRE', h_key, retention)
   redis.call('ZREM', exp_key, call_id)
-  redis.call('HINCRBY', payer_key, 'pd', -amount)
+  redis.call('HINCRBY', payer_key, 'pd', neg(amount))
   if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
   xadd(stream, event('voided:' .. call_id, now, partition, 'hold_voided', {
     call_id = call_id, number = h.num, funding = funding_of(h), code_id = code_of(h), amount_ore = amount }))
@@ -453,7 +460,7 @@ local function post_usage(keys, args)
   local overrun = math.max(duration - granted, 0)
   if late == 0 then
     redis.call('ZREM', exp_key, call_id)
-    redis.call('HINCRBY', payer_key, 'pd', -num(h.h))
+    redis.call('HINCRBY', payer_key, 'pd', neg(num(h.h)))
     if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
   end
   redis.call('HSET', h_key, 'st', 'O', 'u_d', duration, 'u_c', charge, 'u_b', billed, 'u_o', overrun, 'u_l', late)
@@ -464,7 +471,7 @@ local function post_usage(keys, args)
     local e = redis.call('HMGET', payer_key, 'ub', 'iu')
     exposure = num(e[1]) + num(e[2])
   else
-    redis.call('HINCRBY', payer_key, 'bal', -charge)
+    redis.call('HINCRBY', payer_key, 'bal', neg(charge))
   end
   xadd(stream, event('usage:' .. call_id, now, partition, 'usage_posted', {
     call_id = call_id, record_id = record_id, merchant_id = merchant, service_number = service,
@@ -504,7 +511,7 @@ local function expire_due(keys, args)
       if h.pk == 'n' then payer_key = prefix .. 'a:' .. h.pid else payer_key = prefix .. 'c:' .. h.pid end
       redis.call('HSET', h_key, 'st', 'E')
       redis.call('PEXPIRE', h_key, retention)
-      redis.call('HINCRBY', payer_key, 'pd', -amount)
+      redis.call('HINCRBY', payer_key, 'pd', neg(amount))
       if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
       xadd(stream, event('expired:' .. call_id, now, partition, 'hold_expired', {
         call_id = call_id, number = h.num, funding = funding_of(h), code_id = code_of(h),
@@ -583,9 +590,9 @@ local function apply_invoice(keys, args)
   if usage > unbilled then
     return { -1, 'invoice ' .. invoice_id .. ' bills ' .. usage .. ' öre but only ' .. unbilled .. ' öre is unbilled' }
   end
-  redis.call('SADD', set_key, invoice_id)
-  redis.call('HINCRBY', a_key, 'ub', -usage)
+  redis.call('HINCRBY', a_key, 'ub', neg(usage))
   redis.call('HINCRBY', a_key, 'iu', usage + fees)
+  redis.call('SADD', set_key, invoice_id)
   xadd(stream, event('invoice:' .. number .. ':' .. invoice_id, now, partition, 'invoice_applied', {
     number = number, invoice_id = invoice_id, usage_ore = usage, fees_ore = fees }))
   after_rise(stream, partition, a_key, number, first_time, established, percent, now)
@@ -609,8 +616,8 @@ local function apply_payment(keys, args)
   if amount > invoiced then
     return { -1, 'payment ' .. payment_id .. ' of ' .. amount .. ' öre exceeds the invoiced-unpaid ' .. invoiced .. ' öre' }
   end
+  redis.call('HINCRBY', a_key, 'iu', neg(amount))
   redis.call('SADD', set_key, payment_id)
-  redis.call('HINCRBY', a_key, 'iu', -amount)
   xadd(stream, event('payment:' .. number .. ':' .. payment_id, now, partition, 'payment_applied', {
     number = number, payment_id = payment_id, amount_ore = amount,
     overdue_cleared = clear_overdue, first_invoice_paid = first_paid }))
