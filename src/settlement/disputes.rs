@@ -1,1 +1,335 @@
-//! (being written)
+//! Disputes (SPEC R19): "I did not call", "not liable". A dispute is a
+//! sakligt grundad invändning that must be investigated before collection
+//! goes on (reference/sweden.md §1.4), so opening one pauses the ladder for
+//! the invoice: no reminder, no collection demand, never Kronofogden.
+//!
+//! - **Opening** attaches the consent evidence of every call on the invoice
+//!   (R3: the two confirmations, the exact terms announced, the times and
+//!   the IVR) as JSON, copied at that moment so that the case keeps it. The
+//!   disputed invoice no longer counts for the overdue block (R7): when no
+//!   other invoice of the number is overdue, the block is lifted.
+//! - **Upheld**: the invoice is credited for what is still outstanding (a
+//!   `credit` line, `credits_ore`, status `credited`), booked as a loss
+//!   (debit `losses:disputes`, credit `caller_invoiced`), and the state store
+//!   gets the credit as a payment so the number's invoiced-unpaid amount
+//!   falls. Anything already paid stays paid: a refund is a separate decision
+//!   (an invoice paid in full while disputed keeps its status `paid`).
+//! - **Rejected**: the debtor gets new time, `reminder_due_days` from today,
+//!   before the ladder's next step; the ladder then resumes from the
+//!   invoice's stage. The invoice is still unpaid past its due date, so the
+//!   overdue block returns at once.
+//!
+//! An invoice in a kept installment plan cannot be disputed: agreeing to the
+//! plan acknowledged the debt (R18). Every change is one transaction and is
+//! audited; refusals write nothing.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{PgConnection, Row};
+
+use crate::settlement::calendar;
+use crate::settlement::context::{
+    audit, queue_store_op, Settlement, SettlementError, SettlementResult,
+};
+use crate::settlement::invoicing;
+use crate::settlement::ladder::{is_overdue, lock_invoice, other_overdue, record_step};
+use crate::settlement::ledger::{self, account, Txn};
+use crate::store::Store;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DisputeStatus {
+    Open,
+    Upheld,
+    Rejected,
+}
+
+impl DisputeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisputeStatus::Open => "open",
+            DisputeStatus::Upheld => "upheld",
+            DisputeStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DisputeStatus> {
+        Some(match s {
+            "open" => DisputeStatus::Open,
+            "upheld" => DisputeStatus::Upheld,
+            "rejected" => DisputeStatus::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dispute {
+    pub id: i64,
+    pub invoice_id: i64,
+    pub number: String,
+    pub reason: String,
+    pub status: DisputeStatus,
+    /// The `consents` rows of the invoice's calls (R3), as a JSON array.
+    pub evidence: serde_json::Value,
+    pub opened_by: String,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_by: Option<String>,
+    pub resolution: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+fn required(what: &str, value: &str) -> SettlementResult<()> {
+    if value.trim().is_empty() {
+        return Err(SettlementError::Invalid(format!("{what} is required")));
+    }
+    Ok(())
+}
+
+/// Opens a dispute of an open invoice (R19); see the module doc.
+pub async fn open_dispute<S: Store>(
+    s: &Settlement<S>,
+    invoice_id: i64,
+    reason: &str,
+    actor: &str,
+) -> SettlementResult<Dispute> {
+    required("a reason", reason)?;
+    required("the actor", actor)?;
+    let today = s.today();
+    let mut tx = s.pool.begin().await?;
+    let inv = lock_invoice(&mut tx, invoice_id)
+        .await?
+        .ok_or_else(|| SettlementError::NotFound(format!("invoice {invoice_id}")))?;
+    if inv.status != "open" || inv.outstanding_ore() == 0 {
+        return Err(SettlementError::Refused(format!(
+            "invoice {invoice_id} is {} with nothing outstanding; there is no claim to dispute",
+            inv.status
+        )));
+    }
+    if inv.disputed {
+        return Err(SettlementError::Refused(format!(
+            "invoice {invoice_id} is already disputed"
+        )));
+    }
+    if inv.plan_active {
+        return Err(SettlementError::Refused(format!(
+            "invoice {invoice_id} is in installment plan {}, which acknowledged the debt",
+            inv.plan_id.unwrap_or_default()
+        )));
+    }
+    let evidence: serde_json::Value = sqlx::query_scalar(
+        "select coalesce(jsonb_agg(to_jsonb(c) order by c.authorized_at, c.call_id), '[]'::jsonb)
+         from consents c
+         where c.call_id in (select l.call_id from invoice_lines l where l.invoice_id = $1 and l.kind = 'call')",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let calls: i64 = sqlx::query_scalar(
+        "select count(*) from invoice_lines where invoice_id = $1 and kind = 'call'",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let evidence_calls = evidence.as_array().map_or(0, |a| a.len());
+    let now = s.now();
+    let id: i64 = sqlx::query_scalar(
+        "insert into disputes (invoice_id, reason, status, evidence, opened_by, opened_at)
+         values ($1, $2, 'open', $3, $4, $5) returning id",
+    )
+    .bind(invoice_id)
+    .bind(reason)
+    .bind(&evidence)
+    .bind(actor)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("update invoices set disputed = true where id = $1")
+        .bind(invoice_id)
+        .execute(&mut *tx)
+        .await?;
+    // Once per invoice; a later dispute of the same invoice is in `disputes` and the audit log.
+    record_step(
+        &mut tx,
+        invoice_id,
+        "paused_dispute",
+        today,
+        0,
+        0,
+        None,
+        &format!("dispute {id}"),
+    )
+    .await?;
+    if is_overdue(inv.due_date, inv.stage_due_date, today)
+        && !other_overdue(&mut tx, &inv.number, &[invoice_id], today).await?
+    {
+        queue_store_op(
+            &mut tx,
+            "set_block",
+            &inv.number,
+            json!({ "blocked": false, "reason": format!("invoice {} disputed", inv.ocr) }),
+        )
+        .await?;
+    }
+    audit(
+        &mut tx,
+        actor,
+        "dispute_opened",
+        &inv.number,
+        json!({ "dispute_id": id, "invoice_id": invoice_id, "reason": reason,
+                "calls": calls, "calls_with_evidence": evidence_calls }),
+    )
+    .await?;
+    let dispute = load(&mut tx, id).await?;
+    tx.commit().await?;
+    if (evidence_calls as i64) < calls {
+        tracing::warn!(
+            dispute = id,
+            invoice = invoice_id,
+            calls,
+            evidence_calls,
+            "dispute opened without consent evidence for every call"
+        );
+    }
+    Ok(dispute)
+}
+
+/// Resolves an open dispute (R19): `upheld` credits the invoice, otherwise
+/// the ladder resumes after new time; see the module doc.
+pub async fn resolve_dispute<S: Store>(
+    s: &Settlement<S>,
+    dispute_id: i64,
+    upheld: bool,
+    resolution: &str,
+    actor: &str,
+) -> SettlementResult<Dispute> {
+    required("a resolution", resolution)?;
+    required("the actor", actor)?;
+    let today = s.today();
+    let now = s.now();
+    let mut tx = s.pool.begin().await?;
+    let row = sqlx::query("select invoice_id, status from disputes where id = $1 for update")
+        .bind(dispute_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| SettlementError::NotFound(format!("dispute {dispute_id}")))?;
+    let status: String = row.get("status");
+    if status != DisputeStatus::Open.as_str() {
+        return Err(SettlementError::Refused(format!(
+            "dispute {dispute_id} is already {status}"
+        )));
+    }
+    let invoice_id: i64 = row.get("invoice_id");
+    let inv = lock_invoice(&mut tx, invoice_id)
+        .await?
+        .ok_or_else(|| SettlementError::NotFound(format!("invoice {invoice_id}")))?;
+    let outcome = if upheld {
+        DisputeStatus::Upheld
+    } else {
+        DisputeStatus::Rejected
+    };
+    let mut details = json!({ "dispute_id": dispute_id, "invoice_id": invoice_id,
+                              "outcome": outcome.as_str(), "resolution": resolution });
+    if upheld {
+        let credit = inv.outstanding_ore();
+        if credit > 0 {
+            invoicing::add_line(
+                &mut tx,
+                invoice_id,
+                "credit",
+                "Kreditering efter utredning av invändning",
+                -credit,
+            )
+            .await?;
+            ledger::post(
+                &mut tx,
+                &Txn::new(
+                    format!("dispute-credit:{dispute_id}"),
+                    now,
+                    format!("dispute {dispute_id} upheld, invoice {}", inv.ocr),
+                )
+                .debit(account::LOSSES_DISPUTES, credit)
+                .credit(account::caller_invoiced(&inv.number), credit),
+            )
+            .await?;
+            let clear_overdue = !other_overdue(&mut tx, &inv.number, &[invoice_id], today).await?;
+            queue_store_op(
+                &mut tx,
+                "apply_payment",
+                &inv.number,
+                json!({ "payment_id": format!("credit-dispute-{dispute_id}"), "amount_ore": credit,
+                        "clear_overdue": clear_overdue, "first_invoice_paid": false }),
+            )
+            .await?;
+        }
+        sqlx::query(
+            "update invoices set status = case when status = 'open' then 'credited' else status end,
+                    disputed = false, credits_ore = credits_ore + $2, total_ore = total_ore - $2
+             where id = $1",
+        )
+        .bind(invoice_id)
+        .bind(credit)
+        .execute(&mut *tx)
+        .await?;
+        details["credited_ore"] = json!(credit);
+    } else {
+        let new_due = calendar::due_date_after(today, s.policy.reminder_due_days);
+        sqlx::query("update invoices set disputed = false, stage_due_date = $2 where id = $1")
+            .bind(invoice_id)
+            .bind(new_due)
+            .execute(&mut *tx)
+            .await?;
+        let still_open = inv.status == "open" && inv.outstanding_ore() > 0 && !inv.plan_active;
+        if still_open && is_overdue(inv.due_date, new_due, today) {
+            queue_store_op(
+                &mut tx,
+                "set_block",
+                &inv.number,
+                json!({ "blocked": true, "reason": format!("invoice {} overdue (dispute rejected)", inv.ocr) }),
+            )
+            .await?;
+        }
+        details["new_due_date"] = json!(new_due);
+    }
+    sqlx::query(
+        "update disputes set status = $2, resolved_by = $3, resolution = $4, resolved_at = $5 where id = $1",
+    )
+    .bind(dispute_id)
+    .bind(outcome.as_str())
+    .bind(actor)
+    .bind(resolution)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    audit(&mut tx, actor, "dispute_resolved", &inv.number, details).await?;
+    let dispute = load(&mut tx, dispute_id).await?;
+    tx.commit().await?;
+    Ok(dispute)
+}
+
+/// One dispute as stored.
+pub async fn load(conn: &mut PgConnection, id: i64) -> SettlementResult<Dispute> {
+    let r = sqlx::query(
+        "select d.id, d.invoice_id, i.number, d.reason, d.status, d.evidence, d.opened_by, d.opened_at,
+                d.resolved_by, d.resolution, d.resolved_at
+         from disputes d join invoices i on i.id = d.invoice_id where d.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| SettlementError::NotFound(format!("dispute {id}")))?;
+    let status: String = r.get("status");
+    Ok(Dispute {
+        id: r.get("id"),
+        invoice_id: r.get("invoice_id"),
+        number: r.get("number"),
+        reason: r.get("reason"),
+        status: DisputeStatus::parse(&status)
+            .ok_or_else(|| SettlementError::Invalid(format!("dispute {id}: status {status}")))?,
+        evidence: r.get("evidence"),
+        opened_by: r.get("opened_by"),
+        opened_at: r.get("opened_at"),
+        resolved_by: r.get("resolved_by"),
+        resolution: r.get("resolution"),
+        resolved_at: r.get("resolved_at"),
+    })
+}

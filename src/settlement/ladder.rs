@@ -1,1 +1,838 @@
-//! (being written)
+//! The reminder and collection ladder (SPEC R16, with R7's overdue block and
+//! the pauses of R18 and R19): the daily run that moves an unpaid invoice
+//! from due, to overdue, to a reminder, to a collection demand and finally to
+//! Kronofogden.
+//!
+//! The date is injected: [`run_ladder`] acts as on `date` whatever the clock
+//! says, so tests play a month of ladder in a few calls. It looks at the open
+//! invoices that are neither disputed (R19) nor in an installment plan that
+//! is being kept (R18), and for each one takes the next step that is due:
+//!
+//! 1. **Overdue** — the day after the due date: the number is blocked (R7:
+//!    "a number is also blocked when an invoice is overdue"); the payment that
+//!    clears it lifts the block (`clear_overdue`, R15).
+//! 2. **Reminder** — `reminder_after_days` after the due date (seed 001: 5),
+//!    on paper (R13: reminders always on paper), due in `reminder_due_days`
+//!    (10). The reminder fee (lag 1981:739 2 §, 4 §: at most 60 SEK) is charged
+//!    only if the caller's accepted terms agreed it when the debt arose
+//!    (`invoices.reminder_fee_agreed`, and never more than the terms said) and
+//!    only once per claim (the step is unique per invoice).
+//! 3. **Collection demand** — the day after the reminder's due date: the
+//!    collection fee (4 § p.2: at most 180 SEK), late-payment interest
+//!    (räntelagen 6 §: reference rate + 8 pp, from the due date to this day,
+//!    computed once by `interest::late_interest`), on paper, with at least 8
+//!    days to pay or object (god inkassosed).
+//! 4. **Enforcement** — the day after the demand's deadline the claim is
+//!    handed to Kronofogden ([`enforcement_list`]). A disputed claim never
+//!    gets here: a sakligt grundad invändning must be investigated first.
+//!
+//! Each step is one PostgreSQL transaction that records the step in
+//! `collection_steps` (unique per invoice and step, so each happens once),
+//! changes the invoice, posts a balanced ledger transaction whose id comes
+//! from the invoice and step (`reminder:<id>`, `collection:<id>`), queues the
+//! state-store operation that mirrors it (applied later by the projector,
+//! idempotent by its id) and queues the letter. Running the same date twice
+//! therefore changes nothing the second time.
+//!
+//! Choices worth knowing:
+//! - The current deadline of a claim is `stage_due_date`: the due date until
+//!   the reminder, then the reminder's and the demand's deadlines. A rejected
+//!   dispute or a broken plan moves it, and the ladder resumes from the stage
+//!   the claim is in.
+//! - Interest is charged once, with the collection demand, on the principal
+//!   still unpaid (payments are counted against the principal first, which
+//!   is in the debtor's favour and needs no payment history). After a broken
+//!   plan it runs from the day the plan broke: the days a plan was kept carry
+//!   none (R18) and the plan's total was the debt the holder agreed to.
+//!   Interest after the demand is claimed in the Kronofogden application.
+//! - The fees are capped at the statutory amounts whatever the configuration
+//!   says; a demand's deadline is at least 8 days whatever it says.
+//! - Every step (re)asserts the overdue block; the store operation is
+//!   idempotent, and the ladder only ever acts on a claim that is overdue.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::domain::Money;
+use crate::metrics as m;
+use crate::settlement::context::{queue_store_op, Settlement, SettlementError, SettlementResult};
+use crate::settlement::invoicing::{self, DocumentKind};
+use crate::settlement::ledger::{self, account, Txn};
+use crate::settlement::policy::SettlementPolicy;
+use crate::settlement::{calendar, interest, plans};
+use crate::store::Store;
+
+/// Lag (1981:739) 4 § p.1: the most a written reminder may cost.
+pub const STATUTORY_MAX_REMINDER_FEE: Money = Money::sek(60);
+/// Lag (1981:739) 4 § p.2: the most a collection demand may cost.
+pub const STATUTORY_MAX_COLLECTION_FEE: Money = Money::sek(180);
+/// God inkassosed: a collection demand gives at least 8 days to pay or object.
+pub const MIN_COLLECTION_DUE_DAYS: u32 = 8;
+/// Invoices read per batch by the daily run.
+const BATCH: i64 = 500;
+/// A claim takes at most this many steps in one run (overdue and reminder
+/// can both be due on the same day; the later steps wait for deadlines).
+const MAX_STEPS_PER_RUN: usize = 4;
+
+/// Where a claim is on the ladder (`invoices.stage`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Invoiced,
+    Reminded,
+    Collection,
+    Enforcement,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Invoiced => "invoiced",
+            Stage::Reminded => "reminded",
+            Stage::Collection => "collection",
+            Stage::Enforcement => "enforcement",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        Some(match s {
+            "invoiced" => Stage::Invoiced,
+            "reminded" => Stage::Reminded,
+            "collection" => Stage::Collection,
+            "enforcement" => Stage::Enforcement,
+            _ => return None,
+        })
+    }
+}
+
+/// A step the ladder takes (`collection_steps.step`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Overdue,
+    Reminder,
+    Collection,
+    Enforcement,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Overdue => "overdue",
+            Step::Reminder => "reminder",
+            Step::Collection => "collection",
+            Step::Enforcement => "enforcement",
+        }
+    }
+}
+
+/// What the next step of a claim depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimState {
+    pub stage: Stage,
+    /// The due date printed on the invoice.
+    pub due_date: NaiveDate,
+    /// The current deadline (see the module doc).
+    pub stage_due_date: NaiveDate,
+    /// The `overdue` step has been recorded.
+    pub overdue_recorded: bool,
+}
+
+/// True when a claim with these dates is overdue on `date` (R7). The earlier
+/// of the two dates counts: a broken plan makes the whole debt due at once,
+/// while a rejected dispute's new time postpones the next fee, not the fact
+/// that the invoice was not paid when due.
+pub fn is_overdue(due_date: NaiveDate, stage_due_date: NaiveDate, date: NaiveDate) -> bool {
+    date > due_date.min(stage_due_date)
+}
+
+/// The step due for a claim on `date`, if any (pure; see the module doc).
+pub fn next_step(claim: &ClaimState, date: NaiveDate, policy: &SettlementPolicy) -> Option<Step> {
+    match claim.stage {
+        Stage::Invoiced => {
+            if !claim.overdue_recorded && is_overdue(claim.due_date, claim.stage_due_date, date) {
+                return Some(Step::Overdue);
+            }
+            // Measures under lag 1981:739 come only after the due date.
+            let reminder_on = claim
+                .stage_due_date
+                .checked_add_days(chrono::Days::new(u64::from(policy.reminder_after_days)))
+                .unwrap_or(NaiveDate::MAX);
+            (date > claim.stage_due_date && date >= reminder_on).then_some(Step::Reminder)
+        }
+        Stage::Reminded => (date > claim.stage_due_date).then_some(Step::Collection),
+        Stage::Collection => (date > claim.stage_due_date).then_some(Step::Enforcement),
+        Stage::Enforcement => None,
+    }
+}
+
+/// The reminder fee to charge: nothing unless the terms agreed one when the
+/// debt arose; never more than the terms agreed, the policy says, or the law
+/// allows.
+pub fn reminder_fee(policy: &SettlementPolicy, agreed: bool, agreed_fee: Option<Money>) -> Money {
+    if !agreed {
+        return Money::ZERO;
+    }
+    let fee = policy.reminder_fee.min(STATUTORY_MAX_REMINDER_FEE);
+    agreed_fee.map_or(fee, |a| fee.min(a)).max(Money::ZERO)
+}
+
+/// The collection fee to charge (policy, capped by the law).
+pub fn collection_fee(policy: &SettlementPolicy) -> Money {
+    policy
+        .collection_fee
+        .min(STATUTORY_MAX_COLLECTION_FEE)
+        .max(Money::ZERO)
+}
+
+/// What one daily run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LadderReport {
+    pub overdue: usize,
+    pub reminders: usize,
+    pub collections: usize,
+    pub enforcements: usize,
+    /// Reminder and collection fees charged.
+    pub fees: Money,
+    pub interest: Money,
+    pub plans_completed: usize,
+    pub plans_broken: usize,
+    /// Invoices whose step failed (rolled back; logged; retried next run).
+    pub failed: usize,
+}
+
+/// One claim to hand over to Kronofogden (an application for a
+/// betalningsföreläggande lists the principal, each cost and the interest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnforcementItem {
+    pub invoice_id: i64,
+    pub ocr: String,
+    pub number: String,
+    pub customer_number: Option<String>,
+    pub holder_name: Option<String>,
+    pub address_lines: Vec<String>,
+    pub due_date: NaiveDate,
+    /// The invoice amount itself (calls and invoicing fees, less credits).
+    pub principal: Money,
+    pub reminder_fee: Money,
+    pub collection_fee: Money,
+    /// Reminder and collection fees.
+    pub fees: Money,
+    /// Late-payment interest charged with the demand.
+    pub interest: Money,
+    /// Interest was charged through this date; it runs on from the next day.
+    pub interest_charged_to: Option<NaiveDate>,
+    pub paid: Money,
+    pub outstanding: Money,
+    pub handed_over_on: NaiveDate,
+}
+
+/// The daily run for `date`: installment plans first (a broken plan's
+/// claims rejoin the ladder), then every claim's next step. Idempotent.
+pub async fn run_ladder<S: Store>(
+    s: &Settlement<S>,
+    date: NaiveDate,
+) -> SettlementResult<LadderReport> {
+    let mut report = LadderReport::default();
+    let (completed, broken) = plans::check_plans(s, date).await?;
+    report.plans_completed = completed;
+    report.plans_broken = broken;
+
+    let mut after_id = 0i64;
+    loop {
+        // Candidates only; each is locked and checked again in its own step.
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "select i.id from invoices i
+             where i.id > $2 and i.status = 'open' and i.total_ore > i.paid_ore and not i.disputed
+               and i.stage <> 'enforcement'
+               and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active')
+               and $1 > least(i.due_date, i.stage_due_date)
+             order by i.id limit $3",
+        )
+        .bind(date)
+        .bind(after_id)
+        .bind(BATCH)
+        .fetch_all(&s.pool)
+        .await?;
+        let Some(&last) = ids.last() else { break };
+        after_id = last;
+        for id in ids {
+            match advance(s, id, date, &mut report).await {
+                Ok(()) => {}
+                Err(SettlementError::Db(e)) => return Err(SettlementError::Db(e)),
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::error!(invoice = id, %date, error = %e, "ladder step failed; retried next run");
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Takes the steps due for one invoice on `date`, each in its own transaction.
+async fn advance<S: Store>(
+    s: &Settlement<S>,
+    id: i64,
+    date: NaiveDate,
+    report: &mut LadderReport,
+) -> SettlementResult<()> {
+    for _ in 0..MAX_STEPS_PER_RUN {
+        let mut tx = s.pool.begin().await?;
+        let Some(inv) = lock_invoice(&mut tx, id).await? else {
+            return Ok(());
+        };
+        if !inv.on_ladder() {
+            return Ok(());
+        }
+        let steps = recorded_steps(&mut tx, id).await?;
+        let state = ClaimState {
+            stage: inv.stage,
+            due_date: inv.due_date,
+            stage_due_date: inv.stage_due_date,
+            overdue_recorded: steps.iter().any(|(st, _)| st == "overdue"),
+        };
+        let Some(step) = next_step(&state, date, &s.policy) else {
+            return Ok(());
+        };
+        let now = s.now();
+        let taken = match step {
+            Step::Overdue => overdue(&mut tx, &inv, date).await?,
+            Step::Reminder => reminder(&mut tx, &s.policy, &inv, date, now).await?,
+            Step::Collection => collection(&mut tx, &s.policy, &inv, &steps, date, now).await?,
+            Step::Enforcement => enforcement(&mut tx, &inv, date).await?,
+        };
+        let Some((fee, interest)) = taken else {
+            // Recorded by a concurrent run: nothing to do.
+            return Ok(());
+        };
+        tx.commit().await?;
+        metrics::counter!(m::SETTLEMENT_LADDER_STEPS_TOTAL, "step" => step.as_str()).increment(1);
+        tracing::info!(invoice = id, step = step.as_str(), %date, fee_ore = fee.ore(), interest_ore = interest.ore(), "ladder step");
+        report.fees += fee;
+        report.interest += interest;
+        match step {
+            Step::Overdue => report.overdue += 1,
+            Step::Reminder => report.reminders += 1,
+            Step::Collection => report.collections += 1,
+            Step::Enforcement => report.enforcements += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Step 1: the number is blocked (R7).
+async fn overdue(
+    conn: &mut PgConnection,
+    inv: &InvoiceRow,
+    date: NaiveDate,
+) -> SettlementResult<Option<(Money, Money)>> {
+    if !record_step(conn, inv.id, "overdue", date, 0, 0, None, "").await? {
+        return Ok(None);
+    }
+    block(conn, inv, "overdue").await?;
+    Ok(Some((Money::ZERO, Money::ZERO)))
+}
+
+/// Step 2: the written reminder, on paper, with the agreed fee (once).
+async fn reminder(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    inv: &InvoiceRow,
+    date: NaiveDate,
+    now: DateTime<Utc>,
+) -> SettlementResult<Option<(Money, Money)>> {
+    // The fee the caller's terms named, lowest over the invoice's calls.
+    let agreed_fee: Option<i64> = sqlx::query_scalar(
+        "select min(c.reminder_fee_ore)::bigint from invoice_lines l join consents c on c.call_id = l.call_id
+         where l.invoice_id = $1 and l.kind = 'call'",
+    )
+    .bind(inv.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let fee = reminder_fee(
+        policy,
+        inv.reminder_fee_agreed,
+        agreed_fee.map(Money::ore_unchecked),
+    );
+    let new_due = calendar::due_date_after(date, policy.reminder_due_days);
+    let note = if inv.reminder_fee_agreed {
+        ""
+    } else {
+        "no reminder fee: none agreed when the debt arose"
+    };
+    if !record_step(
+        conn,
+        inv.id,
+        "reminder",
+        date,
+        fee.ore(),
+        0,
+        Some(new_due),
+        note,
+    )
+    .await?
+    {
+        return Ok(None);
+    }
+    if fee.ore() > 0 {
+        invoicing::add_line(conn, inv.id, "fee", "Påminnelseavgift", fee.ore()).await?;
+        ledger::post(
+            conn,
+            &Txn::new(
+                format!("reminder:{}", inv.id),
+                now,
+                format!("reminder fee, invoice {}", inv.ocr),
+            )
+            .debit(account::caller_invoiced(&inv.number), fee.ore())
+            .credit(account::INCOME_REMINDER_FEE, fee.ore()),
+        )
+        .await?;
+        queue_store_op(
+            conn,
+            "apply_invoice",
+            &inv.number,
+            json!({ "invoice_id": format!("{}-reminder", invoicing::store_invoice_id(inv.id)),
+                    "usage_ore": 0, "fees_ore": fee.ore() }),
+        )
+        .await?;
+    }
+    sqlx::query(
+        "update invoices set stage = 'reminded', stage_due_date = $2,
+                fees_ore = fees_ore + $3, total_ore = total_ore + $3 where id = $1",
+    )
+    .bind(inv.id)
+    .bind(new_due)
+    .bind(fee.ore())
+    .execute(&mut *conn)
+    .await?;
+    block(conn, inv, "overdue").await?;
+    let doc = invoicing::render(conn, policy, inv.id, DocumentKind::Reminder).await?;
+    invoicing::queue_document(conn, inv.id, DocumentKind::Reminder, "paper", doc).await?;
+    Ok(Some((fee, Money::ZERO)))
+}
+
+/// Step 3: the collection demand, on paper, with its fee and the interest.
+async fn collection(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    inv: &InvoiceRow,
+    steps: &[(String, NaiveDate)],
+    date: NaiveDate,
+    now: DateTime<Utc>,
+) -> SettlementResult<Option<(Money, Money)>> {
+    let fee = collection_fee(policy);
+    let ladder_fees: i64 = sqlx::query_scalar(
+        "select coalesce(sum(fee_ore), 0)::bigint from collection_steps where invoice_id = $1",
+    )
+    .bind(inv.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let principal = Money::ore_unchecked((inv.principal_ore(ladder_fees) - inv.paid_ore).max(0));
+    // After a broken plan the debt fell due again on the day it broke.
+    let interest_from = steps
+        .iter()
+        .filter(|(st, _)| st == "plan_broken")
+        .map(|(_, on)| *on)
+        .max()
+        .map_or(inv.due_date, |broken_on| broken_on.max(inv.due_date));
+    let interest = interest::late_interest(
+        principal,
+        interest_from,
+        date,
+        &policy.reference_rates,
+        policy.interest_margin_pp,
+    )
+    .map_err(|e| SettlementError::Invalid(format!("invoice {}: {e}", inv.id)))?;
+    let new_due = calendar::due_date_after(
+        date,
+        policy.collection_due_days.max(MIN_COLLECTION_DUE_DAYS),
+    );
+    let note = format!("interest on {principal} from {interest_from}");
+    if !record_step(
+        conn,
+        inv.id,
+        "collection",
+        date,
+        fee.ore(),
+        interest.ore(),
+        Some(new_due),
+        &note,
+    )
+    .await?
+    {
+        return Ok(None);
+    }
+    if fee.ore() > 0 {
+        invoicing::add_line(conn, inv.id, "fee", "Inkassoavgift", fee.ore()).await?;
+    }
+    if interest.ore() > 0 {
+        let from_day = interest_from.succ_opt().unwrap_or(interest_from);
+        let description = format!("Dröjsmålsränta {from_day} – {date}");
+        invoicing::add_line(conn, inv.id, "interest", &description, interest.ore()).await?;
+    }
+    let added = fee.ore() + interest.ore();
+    ledger::post(
+        conn,
+        &Txn::new(
+            format!("collection:{}", inv.id),
+            now,
+            format!("collection demand, invoice {}", inv.ocr),
+        )
+        .debit(account::caller_invoiced(&inv.number), added)
+        .credit(account::INCOME_COLLECTION_FEE, fee.ore())
+        .credit(account::INCOME_INTEREST, interest.ore()),
+    )
+    .await?;
+    if added > 0 {
+        queue_store_op(
+            conn,
+            "apply_invoice",
+            &inv.number,
+            json!({ "invoice_id": format!("{}-collection", invoicing::store_invoice_id(inv.id)),
+                    "usage_ore": 0, "fees_ore": added }),
+        )
+        .await?;
+    }
+    sqlx::query(
+        "update invoices set stage = 'collection', stage_due_date = $2, fees_ore = fees_ore + $3,
+                interest_ore = interest_ore + $4, total_ore = total_ore + $3 + $4 where id = $1",
+    )
+    .bind(inv.id)
+    .bind(new_due)
+    .bind(fee.ore())
+    .bind(interest.ore())
+    .execute(&mut *conn)
+    .await?;
+    block(conn, inv, "overdue").await?;
+    let doc = invoicing::render(conn, policy, inv.id, DocumentKind::Collection).await?;
+    invoicing::queue_document(conn, inv.id, DocumentKind::Collection, "paper", doc).await?;
+    Ok(Some((fee, interest)))
+}
+
+/// Step 4: the hand-over to Kronofogden.
+async fn enforcement(
+    conn: &mut PgConnection,
+    inv: &InvoiceRow,
+    date: NaiveDate,
+) -> SettlementResult<Option<(Money, Money)>> {
+    if inv.disputed {
+        // Never for a disputed claim (the candidates exclude it; this is the guard).
+        return Ok(None);
+    }
+    if !record_step(
+        conn,
+        inv.id,
+        "enforcement",
+        date,
+        0,
+        0,
+        None,
+        "handed over to Kronofogden",
+    )
+    .await?
+    {
+        return Ok(None);
+    }
+    sqlx::query("update invoices set stage = 'enforcement' where id = $1")
+        .bind(inv.id)
+        .execute(&mut *conn)
+        .await?;
+    block(conn, inv, "overdue").await?;
+    Ok(Some((Money::ZERO, Money::ZERO)))
+}
+
+async fn block(conn: &mut PgConnection, inv: &InvoiceRow, why: &str) -> SettlementResult<()> {
+    queue_store_op(
+        conn,
+        "set_block",
+        &inv.number,
+        json!({ "blocked": true, "reason": format!("invoice {} {why}", inv.ocr) }),
+    )
+    .await
+}
+
+/// The claims handed over to Kronofogden and still unpaid, oldest first:
+/// the list to send with the applications. Disputed claims and claims in a
+/// kept installment plan are left out.
+pub async fn enforcement_list(pool: &PgPool) -> SettlementResult<Vec<EnforcementItem>> {
+    let rows = sqlx::query(
+        "select i.id, i.ocr, i.number, i.due_date, i.usage_ore, i.fees_ore, i.interest_ore, i.credits_ore,
+                i.total_ore, i.paid_ore, h.customer_number, h.name, h.address_lines,
+                e.on_date as handed_over_on,
+                coalesce(r.fee_ore, 0)::bigint as reminder_fee_ore,
+                coalesce(c.fee_ore, 0)::bigint as collection_fee_ore,
+                c.on_date as collection_on
+         from invoices i
+         join collection_steps e on e.invoice_id = i.id and e.step = 'enforcement'
+         left join collection_steps r on r.invoice_id = i.id and r.step = 'reminder'
+         left join collection_steps c on c.invoice_id = i.id and c.step = 'collection'
+         left join holders h on h.id = i.holder_id
+         where i.stage = 'enforcement' and i.status = 'open' and not i.disputed and i.total_ore > i.paid_ore
+           and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active')
+         order by e.on_date, i.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let reminder_fee: i64 = r.get("reminder_fee_ore");
+            let collection_fee: i64 = r.get("collection_fee_ore");
+            let interest: i64 = r.get("interest_ore");
+            let total: i64 = r.get("total_ore");
+            let paid: i64 = r.get("paid_ore");
+            let fees = reminder_fee + collection_fee;
+            EnforcementItem {
+                invoice_id: r.get("id"),
+                ocr: r.get("ocr"),
+                number: r.get("number"),
+                customer_number: r.get("customer_number"),
+                holder_name: r.get("name"),
+                address_lines: r
+                    .get::<Option<Vec<String>>, _>("address_lines")
+                    .unwrap_or_default(),
+                due_date: r.get("due_date"),
+                principal: Money::ore_unchecked(total - fees - interest),
+                reminder_fee: Money::ore_unchecked(reminder_fee),
+                collection_fee: Money::ore_unchecked(collection_fee),
+                fees: Money::ore_unchecked(fees),
+                interest: Money::ore_unchecked(interest),
+                interest_charged_to: if interest > 0 {
+                    r.get("collection_on")
+                } else {
+                    None
+                },
+                paid: Money::ore_unchecked(paid),
+                outstanding: Money::ore_unchecked(total - paid),
+                handed_over_on: r.get("handed_over_on"),
+            }
+        })
+        .collect())
+}
+
+/// An invoice as the ladder, plans and disputes see it, read under its row lock.
+#[derive(Clone, Debug)]
+pub(crate) struct InvoiceRow {
+    pub id: i64,
+    pub number: String,
+    pub ocr: String,
+    pub status: String,
+    pub stage: Stage,
+    pub due_date: NaiveDate,
+    pub stage_due_date: NaiveDate,
+    pub interest_ore: i64,
+    pub total_ore: i64,
+    pub paid_ore: i64,
+    pub reminder_fee_agreed: bool,
+    pub disputed: bool,
+    pub plan_id: Option<i64>,
+    /// `plan_id` names a plan that is being kept.
+    pub plan_active: bool,
+}
+
+impl InvoiceRow {
+    pub fn outstanding_ore(&self) -> i64 {
+        (self.total_ore - self.paid_ore).max(0)
+    }
+
+    /// Open, unpaid, undisputed and not in a kept plan.
+    pub fn on_ladder(&self) -> bool {
+        self.status == "open" && self.outstanding_ore() > 0 && !self.disputed && !self.plan_active
+    }
+
+    /// The claim without the ladder's own fees and interest.
+    pub fn principal_ore(&self, ladder_fees_ore: i64) -> i64 {
+        self.total_ore - ladder_fees_ore - self.interest_ore
+    }
+}
+
+/// Reads and locks one invoice (`for update`) in the caller's transaction.
+pub(crate) async fn lock_invoice(
+    conn: &mut PgConnection,
+    id: i64,
+) -> SettlementResult<Option<InvoiceRow>> {
+    let row = sqlx::query(
+        "select i.id, i.number, i.ocr, i.status, i.stage, i.due_date, i.stage_due_date,
+                i.interest_ore, i.total_ore, i.paid_ore, i.reminder_fee_agreed, i.disputed, i.plan_id,
+                exists(select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active') as plan_active
+         from invoices i where i.id = $1 for update of i",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| {
+        let stage: String = r.get("stage");
+        Ok(InvoiceRow {
+            id: r.get("id"),
+            number: r.get("number"),
+            ocr: r.get("ocr"),
+            status: r.get("status"),
+            stage: Stage::parse(&stage)
+                .ok_or_else(|| SettlementError::Invalid(format!("invoice {id}: stage {stage}")))?,
+            due_date: r.get("due_date"),
+            stage_due_date: r.get("stage_due_date"),
+            interest_ore: r.get("interest_ore"),
+            total_ore: r.get("total_ore"),
+            paid_ore: r.get("paid_ore"),
+            reminder_fee_agreed: r.get("reminder_fee_agreed"),
+            disputed: r.get("disputed"),
+            plan_id: r.get("plan_id"),
+            plan_active: r.get("plan_active"),
+        })
+    })
+    .transpose()
+}
+
+/// The steps recorded for an invoice, with their dates.
+pub(crate) async fn recorded_steps(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+) -> SettlementResult<Vec<(String, NaiveDate)>> {
+    let rows =
+        sqlx::query("select step, on_date from collection_steps where invoice_id = $1 order by id")
+            .bind(invoice_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get("step"), r.get("on_date")))
+        .collect())
+}
+
+/// Records a step once; false when the invoice already has it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record_step(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+    step: &str,
+    on_date: NaiveDate,
+    fee_ore: i64,
+    interest_ore: i64,
+    new_due_date: Option<NaiveDate>,
+    note: &str,
+) -> SettlementResult<bool> {
+    let inserted = sqlx::query(
+        "insert into collection_steps (invoice_id, step, on_date, fee_ore, interest_ore, new_due_date, note)
+         values ($1, $2, $3, $4, $5, $6, $7) on conflict (invoice_id, step) do nothing",
+    )
+    .bind(invoice_id)
+    .bind(step)
+    .bind(on_date)
+    .bind(fee_ore)
+    .bind(interest_ore)
+    .bind(new_due_date)
+    .bind(note)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// True when an open invoice of `number` other than `except` is overdue on
+/// `date` and counts for the overdue block: not disputed, not in a kept plan.
+pub(crate) async fn other_overdue(
+    conn: &mut PgConnection,
+    number: &str,
+    except: &[i64],
+    date: NaiveDate,
+) -> SettlementResult<bool> {
+    let any: bool = sqlx::query_scalar(
+        "select exists(select 1 from invoices i
+           where i.number = $1 and i.id <> all($2) and i.status = 'open' and i.total_ore > i.paid_ore
+             and not i.disputed
+             and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active')
+             and $3 > least(i.due_date, i.stage_due_date))",
+    )
+    .bind(number)
+    .bind(except)
+    .bind(date)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(any)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn claim(stage: Stage, due: NaiveDate, stage_due: NaiveDate, overdue: bool) -> ClaimState {
+        ClaimState {
+            stage,
+            due_date: due,
+            stage_due_date: stage_due,
+            overdue_recorded: overdue,
+        }
+    }
+
+    #[test]
+    fn the_ladder_in_order() {
+        let p = SettlementPolicy::default();
+        let due = ymd(2025, 12, 8);
+        let c = claim(Stage::Invoiced, due, due, false);
+        assert_eq!(next_step(&c, due, &p), None, "due today is not overdue");
+        assert_eq!(next_step(&c, ymd(2025, 12, 9), &p), Some(Step::Overdue));
+        // Overdue and reminder due on the same day: overdue first.
+        assert_eq!(next_step(&c, ymd(2025, 12, 20), &p), Some(Step::Overdue));
+        let c = claim(Stage::Invoiced, due, due, true);
+        assert_eq!(next_step(&c, ymd(2025, 12, 12), &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 13), &p), Some(Step::Reminder));
+        let c = claim(Stage::Reminded, due, ymd(2025, 12, 23), true);
+        assert_eq!(next_step(&c, ymd(2025, 12, 23), &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 24), &p), Some(Step::Collection));
+        let c = claim(Stage::Collection, due, ymd(2026, 1, 5), true);
+        assert_eq!(next_step(&c, ymd(2026, 1, 5), &p), None);
+        assert_eq!(next_step(&c, ymd(2026, 1, 6), &p), Some(Step::Enforcement));
+        let c = claim(Stage::Enforcement, due, ymd(2026, 1, 5), true);
+        assert_eq!(next_step(&c, ymd(2027, 1, 1), &p), None);
+    }
+
+    #[test]
+    fn never_a_reminder_on_the_due_date() {
+        let p = SettlementPolicy {
+            reminder_after_days: 0,
+            ..SettlementPolicy::default()
+        };
+        let due = ymd(2025, 12, 8);
+        let c = claim(Stage::Invoiced, due, due, true);
+        assert_eq!(next_step(&c, due, &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 9), &p), Some(Step::Reminder));
+    }
+
+    #[test]
+    fn new_time_and_broken_plans() {
+        let p = SettlementPolicy::default();
+        // A rejected dispute gave time to 2026-01-20: the reminder waits for it + 5 days,
+        // but the claim stays overdue (its printed due date has passed).
+        let c = claim(Stage::Invoiced, ymd(2025, 12, 8), ymd(2026, 1, 20), true);
+        assert!(is_overdue(c.due_date, c.stage_due_date, ymd(2026, 1, 10)));
+        assert_eq!(next_step(&c, ymd(2026, 1, 24), &p), None);
+        assert_eq!(next_step(&c, ymd(2026, 1, 25), &p), Some(Step::Reminder));
+        // A plan made before the due date broke on 2025-12-01: due at once.
+        let c = claim(Stage::Invoiced, ymd(2025, 12, 8), ymd(2025, 12, 1), false);
+        assert_eq!(next_step(&c, ymd(2025, 12, 2), &p), Some(Step::Overdue));
+    }
+
+    #[test]
+    fn fees_respect_agreement_and_law() {
+        let p = SettlementPolicy::default();
+        assert_eq!(reminder_fee(&p, false, Some(Money::sek(60))), Money::ZERO);
+        assert_eq!(reminder_fee(&p, true, Some(Money::sek(60))), Money::sek(60));
+        assert_eq!(reminder_fee(&p, true, Some(Money::sek(45))), Money::sek(45));
+        assert_eq!(reminder_fee(&p, true, None), Money::sek(60));
+        let greedy = SettlementPolicy {
+            reminder_fee: Money::sek(100),
+            collection_fee: Money::sek(500),
+            ..SettlementPolicy::default()
+        };
+        assert_eq!(
+            reminder_fee(&greedy, true, Some(Money::sek(100))),
+            Money::sek(60)
+        );
+        assert_eq!(collection_fee(&greedy), Money::sek(180));
+        assert_eq!(collection_fee(&p), Money::sek(180));
+    }
+}
