@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/callauth/v1/catalog.proto",
         "proto/callauth/v1/accounts.proto",
         "proto/callauth/v1/events.proto",
+        "proto/callauth/v1/settlement.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -140,7 +140,10 @@ async fn extract_shows_everything_and_erasure_waits_for_the_debt() {
     assert_eq!(x.json["invoices"].as_array().unwrap().len(), 1);
     assert_eq!(x.json["calls"].as_array().unwrap().len(), 1);
     assert_eq!(x.json["consents"].as_array().unwrap().len(), 1);
-    assert!(!x.json["invoices"][0]["lines"].as_array().unwrap().is_empty());
+    assert!(!x.json["invoices"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert!(x.text.contains("Registerutdrag för 070-123 45 67"));
     assert!(x.text.contains("Anna Andersson"));
     let again = personal::extract(&w.db.pool, A, "support", chrono::Utc::now())

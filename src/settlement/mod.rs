@@ -6,14 +6,20 @@
 //! (`calendar`), late-payment interest (`interest`) and invoice documents
 //! (`pdf`).
 
+pub mod api;
 pub mod bgmax;
 pub mod calendar;
+pub mod cli;
+pub mod config;
 pub mod consumer;
 pub mod context;
+pub mod daemon;
+pub mod daily;
 pub mod disputes;
 pub mod ingest;
 pub mod interest;
 pub mod invoicing;
+pub mod jsonl;
 pub mod ladder;
 pub mod ledger;
 pub mod merchants;

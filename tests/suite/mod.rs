@@ -1167,7 +1167,10 @@ pub async fn reconciliation_repairs_balances<S: Store>(s: S) {
 pub async fn zero_amounts_are_handled<S: Store>(s: S) {
     ready(&s).await;
     allowed(&s, NUM_A, "c1", TAROT, T0).await;
-    let r = s.post_usage(&usage("c1", TAROT, MERCHANT, 0), T0 + 1000).await.unwrap();
+    let r = s
+        .post_usage(&usage("c1", TAROT, MERCHANT, 0), T0 + 1000)
+        .await
+        .unwrap();
     assert_eq!(
         r,
         UsageOutcome::Applied(Posting {
@@ -1178,7 +1181,12 @@ pub async fn zero_amounts_are_handled<S: Store>(s: S) {
         })
     );
     let IssueOutcome::Issued { view: code, .. } = s
-        .issue_prepaid(&hasher(), Money::sek(100), &Reference::parse("buy-0").unwrap(), T0)
+        .issue_prepaid(
+            &hasher(),
+            Money::sek(100),
+            &Reference::parse("buy-0").unwrap(),
+            T0,
+        )
         .await
         .unwrap()
     else {
@@ -1188,12 +1196,24 @@ pub async fn zero_amounts_are_handled<S: Store>(s: S) {
     let mut c = call("c2", &svc, true);
     c.consent.as_mut().unwrap().own_number_confirmed = false;
     let d = s
-        .authorize_prepaid(&LineKey::number(&n(NUM_B)), Some(&n(NUM_B)), &code.code_id, &c, T0)
+        .authorize_prepaid(
+            &LineKey::number(&n(NUM_B)),
+            Some(&n(NUM_B)),
+            &code.code_id,
+            &c,
+            T0,
+        )
         .await
         .unwrap();
     assert!(matches!(d.decision, Decision::Allowed(_)));
-    let r = s.post_usage(&usage("c2", TAROT, MERCHANT, 0), T0 + 1000).await.unwrap();
-    assert!(matches!(r, UsageOutcome::Applied(p) if p.charge == Money::ZERO), "{r:?}");
+    let r = s
+        .post_usage(&usage("c2", TAROT, MERCHANT, 0), T0 + 1000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, UsageOutcome::Applied(p) if p.charge == Money::ZERO),
+        "{r:?}"
+    );
     let v = s.prepaid(&code.code_id).await.unwrap().unwrap();
     assert_eq!((v.balance, v.pending), (Money::sek(100), Money::ZERO));
     // A fee-only invoice (a reminder) and a zero payment.
@@ -1202,18 +1222,33 @@ pub async fn zero_amounts_are_handled<S: Store>(s: S) {
         usage: Money::ZERO,
         fees: Money::sek(60),
     };
-    assert_eq!(s.apply_invoice(&n(NUM_A), &fee, T0).await.unwrap(), Applied::Applied);
-    assert_eq!(s.apply_invoice(&n(NUM_A), &fee, T0).await.unwrap(), Applied::AlreadyApplied);
+    assert_eq!(
+        s.apply_invoice(&n(NUM_A), &fee, T0).await.unwrap(),
+        Applied::Applied
+    );
+    assert_eq!(
+        s.apply_invoice(&n(NUM_A), &fee, T0).await.unwrap(),
+        Applied::AlreadyApplied
+    );
     let acct = s.account(&n(NUM_A)).await.unwrap();
-    assert_eq!((acct.unbilled, acct.invoiced_unpaid), (Money::ZERO, Money::sek(60)));
+    assert_eq!(
+        (acct.unbilled, acct.invoiced_unpaid),
+        (Money::ZERO, Money::sek(60))
+    );
     let pay = PaymentApply {
         payment_id: Reference::parse("p0").unwrap(),
         amount: Money::ZERO,
         clear_overdue: false,
         first_invoice_paid: false,
     };
-    assert_eq!(s.apply_payment(&n(NUM_A), &pay, T0).await.unwrap(), Applied::Applied);
-    assert_eq!(s.account(&n(NUM_A)).await.unwrap().invoiced_unpaid, Money::sek(60));
+    assert_eq!(
+        s.apply_payment(&n(NUM_A), &pay, T0).await.unwrap(),
+        Applied::Applied
+    );
+    assert_eq!(
+        s.account(&n(NUM_A)).await.unwrap().invoiced_unpaid,
+        Money::sek(60)
+    );
 }
 
 pub async fn catalog_versions_terms<S: Store>(s: S) {

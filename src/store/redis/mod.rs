@@ -84,7 +84,11 @@ fn unavailable(e: ::redis::RedisError) -> StoreError {
     } else if text.contains("@user_function") || text.contains("script:") {
         // A Function failed at run time: a bug, not an outage. Not transient.
         StoreError::Corrupt(format!("redis function error: {text}"))
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_cluster_error() {
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+    {
         StoreError::Unavailable(text)
     } else {
         StoreError::Unavailable(format!("redis: {text}"))

@@ -1,0 +1,11 @@
+//! callauth-settlement: the settlement worker and its operator commands
+//! (`callauth-settlement --help`; every flag is also a CALLAUTH_… variable).
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = callauth::settlement::config::Cli::parse();
+    callauth::config::init_tracing(&cli.common.log_format);
+    callauth::settlement::cli::run(cli).await
+}

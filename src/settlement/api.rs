@@ -1,0 +1,528 @@
+//! The `callauth.v1.Settlement` gRPC service. Merchants (merchant tokens)
+//! read their own statements and the marketing opt-out list; everything else
+//! needs an admin token. Generated types stop here.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use tonic::{Request, Response, Status};
+
+use crate::api::auth::{principal, require_admin, Role};
+use crate::domain::{CodeHasher, CodeId, Money};
+use crate::pb;
+use crate::settlement::context::{Settlement, SettlementError};
+use crate::settlement::payments::{self, MatchTarget};
+use crate::settlement::personal::{self, HolderInput};
+use crate::settlement::prepaid_orders::{self, OrderKind, OrderRef, PickedUp};
+use crate::settlement::{disputes, ladder, merchants, plans};
+use crate::store::Store;
+
+pub struct SettlementApi<S: Store> {
+    pub settlement: Arc<Settlement<S>>,
+    /// Needed to issue prepaid codes at pick-up; without it pick-up is refused.
+    pub hasher: Option<CodeHasher>,
+}
+
+pub fn to_status(e: SettlementError) -> Status {
+    match e {
+        SettlementError::Invalid(m) => Status::invalid_argument(m),
+        SettlementError::NotFound(m) => Status::not_found(format!("{m} not found")),
+        SettlementError::Refused(m) => Status::failed_precondition(m),
+        SettlementError::Store(s) if s.is_transient() => Status::unavailable(s.to_string()),
+        SettlementError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+            Status::unavailable("the ledger database is unreachable")
+        }
+        other => {
+            tracing::error!(error = %other, "settlement request failed");
+            Status::internal(other.to_string())
+        }
+    }
+}
+
+fn date(field: &str, s: &str) -> Result<NaiveDate, Status> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| Status::invalid_argument(format!("{field}: a date like 2026-12-15")))
+}
+
+fn actor<T>(req: &Request<T>) -> Result<String, Status> {
+    Ok(require_admin(req)?.client_id.clone())
+}
+
+fn statement_pb(s: &merchants::Statement) -> pb::Statement {
+    pb::Statement {
+        id: s.id,
+        merchant_id: s.merchant_id.clone(),
+        period_start: s.period_start.to_string(),
+        period_end: s.period_end.to_string(),
+        calls: s.calls,
+        gross_ore: s.gross_ore,
+        fee_ore: s.fee_ore,
+        net_ore: s.net_ore,
+        payout_reference: s.payout_reference.clone().unwrap_or_default(),
+    }
+}
+
+fn holder_pb(h: personal::Holder) -> pb::Holder {
+    pb::Holder {
+        id: h.id,
+        customer_number: h.customer_number,
+        name: h.name.unwrap_or_default(),
+        address_lines: h.address_lines,
+        email: h.email.unwrap_or_default(),
+        invoice_delivery: h.invoice_delivery,
+        marketing_opt_out: h.marketing_opt_out,
+        marketing_address: h.marketing_address.unwrap_or_default(),
+        numbers: h.numbers,
+    }
+}
+
+fn dispute_pb(d: disputes::Dispute) -> pb::Dispute {
+    pb::Dispute {
+        id: d.id,
+        invoice_id: d.invoice_id,
+        reason: d.reason,
+        status: d.status.as_str().to_string(),
+        resolution: d.resolution.unwrap_or_default(),
+        evidence_json: d.evidence.to_string(),
+    }
+}
+
+/// The merchant a request may read: its own (merchant token) or any (admin).
+fn merchant_scope<T>(req: &Request<T>, asked: &str) -> Result<Option<String>, Status> {
+    let p = principal(req)?;
+    match &p.role {
+        Role::Admin => Ok((!asked.is_empty()).then(|| asked.to_string())),
+        Role::Merchant(m) => {
+            if !asked.is_empty() && asked != m.as_str() {
+                return Err(Status::permission_denied(
+                    "a merchant sees only its own statements",
+                ));
+            }
+            Ok(Some(m.to_string()))
+        }
+        Role::Ivr => Err(Status::permission_denied(
+            "statements are for merchants and administrators",
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
+    async fn list_statements(
+        &self,
+        req: Request<pb::ListStatementsRequest>,
+    ) -> Result<Response<pb::ListStatementsResponse>, Status> {
+        let scope = merchant_scope(&req, &req.get_ref().merchant_id)?;
+        let list = merchants::statements(&self.settlement.pool, scope.as_deref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListStatementsResponse {
+            statements: list.iter().map(statement_pb).collect(),
+        }))
+    }
+
+    async fn get_statement(
+        &self,
+        req: Request<pb::GetStatementRequest>,
+    ) -> Result<Response<pb::StatementDetail>, Status> {
+        let scope = merchant_scope(&req, "")?;
+        let id = req.get_ref().statement_id;
+        let all = merchants::statements(&self.settlement.pool, scope.as_deref())
+            .await
+            .map_err(to_status)?;
+        let st = all
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Status::not_found(format!("statement {id}")))?;
+        let lines = merchants::statement_lines(&self.settlement.pool, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::StatementDetail {
+            statement: Some(statement_pb(st)),
+            lines: lines
+                .into_iter()
+                .map(|l| pb::StatementLine {
+                    service_number: l.service_number,
+                    funding: l.funding,
+                    calls: l.calls,
+                    billed_seconds: l.billed_seconds,
+                    gross_ore: l.gross_ore,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_marketing_opt_outs(
+        &self,
+        req: Request<pb::ListMarketingOptOutsRequest>,
+    ) -> Result<Response<pb::ListMarketingOptOutsResponse>, Status> {
+        match principal(&req)?.role {
+            Role::Admin | Role::Merchant(_) => {}
+            Role::Ivr => {
+                return Err(Status::permission_denied(
+                    "the opt-out list is for merchants",
+                ))
+            }
+        }
+        let numbers = personal::marketing_opt_outs(&self.settlement.pool)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListMarketingOptOutsResponse { numbers }))
+    }
+
+    async fn upsert_holder(
+        &self,
+        req: Request<pb::UpsertHolderRequest>,
+    ) -> Result<Response<pb::Holder>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let input = HolderInput {
+            number: r.number,
+            name: (!r.name.trim().is_empty()).then(|| r.name.trim().to_string()),
+            address_lines: r.address_lines,
+            email: (!r.email.trim().is_empty()).then(|| r.email.trim().to_string()),
+            invoice_delivery: if r.invoice_delivery.is_empty() {
+                "paper".into()
+            } else {
+                r.invoice_delivery
+            },
+            personal_number: (!r.personal_number.is_empty()).then_some(r.personal_number),
+        };
+        let mut conn = self
+            .settlement
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        let h = personal::upsert_holder(&mut conn, &input, &actor)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(holder_pb(h)))
+    }
+
+    async fn set_marketing_preference(
+        &self,
+        req: Request<pb::SetMarketingPreferenceRequest>,
+    ) -> Result<Response<pb::Holder>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let mut conn = self
+            .settlement
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        let address = (!r.marketing_address.trim().is_empty())
+            .then(|| r.marketing_address.trim().to_string());
+        let h =
+            personal::set_marketing(&mut conn, &r.number, r.opt_out, address.as_deref(), &actor)
+                .await
+                .map_err(to_status)?;
+        Ok(Response::new(holder_pb(h)))
+    }
+
+    async fn list_invoices(
+        &self,
+        req: Request<pb::ListInvoicesRequest>,
+    ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
+        actor(&req)?;
+        let r = req.into_inner();
+        let number = crate::domain::E164::parse(&r.number)
+            .map_err(|e| Status::invalid_argument(format!("number: {e}")))?;
+        let rows: Vec<(i64, String, String, String, NaiveDate, NaiveDate, i64, i64, String, String, bool)> = sqlx::query_as(
+            "select id, number, kind, ocr, issue_date, due_date, total_ore, paid_ore, status, stage, disputed
+             from invoices where number = $1 order by id",
+        )
+        .bind(number.as_str())
+        .fetch_all(&self.settlement.pool)
+        .await
+        .map_err(|e| to_status(e.into()))?;
+        let mut invoices = Vec::with_capacity(rows.len());
+        for (id, number, kind, ocr, issue, due, total, paid, status, stage, disputed) in rows {
+            let pdf = if r.include_pdf {
+                sqlx::query_scalar::<_, Vec<u8>>(
+                    "select pdf from documents where invoice_id = $1 order by id desc limit 1",
+                )
+                .bind(id)
+                .fetch_optional(&self.settlement.pool)
+                .await
+                .map_err(|e| to_status(e.into()))?
+                .unwrap_or_default()
+            } else {
+                vec![]
+            };
+            invoices.push(pb::Invoice {
+                id,
+                number,
+                kind,
+                ocr,
+                issue_date: issue.to_string(),
+                due_date: due.to_string(),
+                total_ore: total,
+                paid_ore: paid,
+                status,
+                stage,
+                disputed,
+                pdf,
+            });
+        }
+        Ok(Response::new(pb::ListInvoicesResponse { invoices }))
+    }
+
+    async fn list_unmatched_payments(
+        &self,
+        req: Request<pb::ListUnmatchedPaymentsRequest>,
+    ) -> Result<Response<pb::ListUnmatchedPaymentsResponse>, Status> {
+        actor(&req)?;
+        let list = payments::unmatched(&self.settlement.pool)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListUnmatchedPaymentsResponse {
+            payments: list
+                .into_iter()
+                .map(|p| pb::UnmatchedPayment {
+                    payment_id: p.id,
+                    channel: p.channel,
+                    reference: p.reference.unwrap_or_default(),
+                    amount_ore: p.amount.ore(),
+                    payer_name: p.payer_name.unwrap_or_default(),
+                    paid_on: p.paid_on.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn match_payment(
+        &self,
+        req: Request<pb::MatchPaymentRequest>,
+    ) -> Result<Response<pb::MatchPaymentResponse>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        use pb::match_payment_request::Target;
+        let target = match r.target {
+            Some(Target::Invoice(i)) => MatchTarget::Invoice(i),
+            Some(Target::Number(n)) => MatchTarget::Number(n),
+            Some(Target::PrepaidOrder(o)) => MatchTarget::PrepaidOrder(o),
+            None => {
+                return Err(Status::invalid_argument(
+                    "give an invoice, a number or a prepaid order",
+                ))
+            }
+        };
+        let s = &self.settlement;
+        let mut tx = s.pool.begin().await.map_err(|e| to_status(e.into()))?;
+        let allocations = payments::match_payment(
+            &mut tx,
+            &s.policy,
+            r.payment_id,
+            target,
+            &actor,
+            s.today(),
+            s.now(),
+        )
+        .await
+        .map_err(to_status)?;
+        tx.commit().await.map_err(|e| to_status(e.into()))?;
+        if let Err(e) = crate::settlement::projector::flush(s).await {
+            tracing::warn!(error = %e, "pushing the matched payment to the state store failed; it is retried");
+        }
+        Ok(Response::new(pb::MatchPaymentResponse {
+            allocations: allocations.iter().map(|a| format!("{a:?}")).collect(),
+        }))
+    }
+
+    async fn create_installment_plan(
+        &self,
+        req: Request<pb::CreateInstallmentPlanRequest>,
+    ) -> Result<Response<pb::InstallmentPlan>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let monthly = Money::from_ore(r.monthly_ore)
+            .map_err(|e| Status::invalid_argument(format!("monthly_ore: {e}")))?;
+        let first = date("first_due_date", &r.first_due_date)?;
+        let plan = plans::create_plan(
+            &self.settlement,
+            &r.number,
+            monthly,
+            first,
+            &actor,
+            r.allow_small_debt,
+        )
+        .await
+        .map_err(to_status)?;
+        Ok(Response::new(pb::InstallmentPlan {
+            id: plan.id,
+            number: plan.number,
+            total_ore: plan.total.ore(),
+            monthly_ore: plan.monthly.ore(),
+            status: plan.status.as_str().to_string(),
+            items: plan
+                .items
+                .iter()
+                .map(|i| pb::InstallmentItem {
+                    due_date: i.due_date.to_string(),
+                    amount_ore: i.amount.ore(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn open_dispute(
+        &self,
+        req: Request<pb::OpenDisputeRequest>,
+    ) -> Result<Response<pb::Dispute>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let d = disputes::open_dispute(&self.settlement, r.invoice_id, &r.reason, &actor)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(dispute_pb(d)))
+    }
+
+    async fn resolve_dispute(
+        &self,
+        req: Request<pb::ResolveDisputeRequest>,
+    ) -> Result<Response<pb::Dispute>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let d = disputes::resolve_dispute(
+            &self.settlement,
+            r.dispute_id,
+            r.upheld,
+            &r.resolution,
+            &actor,
+        )
+        .await
+        .map_err(to_status)?;
+        Ok(Response::new(dispute_pb(d)))
+    }
+
+    async fn list_enforcement(
+        &self,
+        req: Request<pb::ListEnforcementRequest>,
+    ) -> Result<Response<pb::ListEnforcementResponse>, Status> {
+        actor(&req)?;
+        let items = ladder::enforcement_list(&self.settlement.pool)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListEnforcementResponse {
+            items: items
+                .into_iter()
+                .map(|i| pb::EnforcementItem {
+                    invoice_id: i.invoice_id,
+                    number: i.number,
+                    customer_number: i.customer_number.unwrap_or_default(),
+                    holder_name: i.holder_name.unwrap_or_default(),
+                    outstanding_ore: i.outstanding.ore(),
+                    handed_over_on: i.handed_over_on.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn create_prepaid_order(
+        &self,
+        req: Request<pb::CreatePrepaidOrderRequest>,
+    ) -> Result<Response<pb::PrepaidOrder>, Status> {
+        actor(&req)?;
+        let r = req.into_inner();
+        let kind = if r.top_up_code_id.is_empty() {
+            OrderKind::Issue
+        } else {
+            OrderKind::TopUp {
+                code_id: CodeId::from_stored(&r.top_up_code_id)
+                    .ok_or_else(|| Status::invalid_argument("top_up_code_id: 32 hex digits"))?,
+            }
+        };
+        let mut tx = self
+            .settlement
+            .pool
+            .begin()
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        let order = prepaid_orders::create_order(&mut tx, kind, &r.deliver_to)
+            .await
+            .map_err(to_status)?;
+        tx.commit().await.map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(pb::PrepaidOrder {
+            order_id: order.id,
+            ocr: order.ocr,
+            pickup_secret: order.pickup_secret,
+        }))
+    }
+
+    async fn pick_up_prepaid_code(
+        &self,
+        req: Request<pb::PickUpPrepaidCodeRequest>,
+    ) -> Result<Response<pb::PickUpPrepaidCodeResponse>, Status> {
+        actor(&req)?;
+        let hasher = self.hasher.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this worker has no --prepaid-code-key: codes cannot be issued here",
+            )
+        })?;
+        let r = req.into_inner();
+        let out = prepaid_orders::pick_up(
+            &self.settlement,
+            OrderRef::Ocr(r.ocr),
+            &r.pickup_secret,
+            hasher,
+        )
+        .await
+        .map_err(to_status)?;
+        Ok(Response::new(match out {
+            PickedUp::Issued {
+                code,
+                code_id,
+                balance,
+                ..
+            } => pb::PickUpPrepaidCodeResponse {
+                code: code.expose().to_string(),
+                code_id: code_id.to_string(),
+                balance_ore: balance.ore(),
+                already_picked_up: false,
+            },
+            PickedUp::AlreadyPickedUp { code_id } => pb::PickUpPrepaidCodeResponse {
+                code: String::new(),
+                code_id: code_id.to_string(),
+                balance_ore: 0,
+                already_picked_up: true,
+            },
+        }))
+    }
+
+    async fn personal_data_extract(
+        &self,
+        req: Request<pb::PersonalDataExtractRequest>,
+    ) -> Result<Response<pb::PersonalDataExtractResponse>, Status> {
+        let actor = actor(&req)?;
+        let x = personal::extract(
+            &self.settlement.pool,
+            &req.get_ref().number,
+            &actor,
+            self.settlement.now(),
+        )
+        .await
+        .map_err(to_status)?;
+        Ok(Response::new(pb::PersonalDataExtractResponse {
+            json: x.json.to_string(),
+            text: x.text,
+            free: x.free,
+        }))
+    }
+
+    async fn erase_personal_data(
+        &self,
+        req: Request<pb::ErasePersonalDataRequest>,
+    ) -> Result<Response<pb::ErasePersonalDataResponse>, Status> {
+        let actor = actor(&req)?;
+        let e = personal::erase(&self.settlement, &req.get_ref().number, &actor)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ErasePersonalDataResponse {
+            holder_erased: e.holder_erased,
+            consents_deleted: e.consents_deleted,
+            kept: e.kept,
+        }))
+    }
+}

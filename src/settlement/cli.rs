@@ -1,0 +1,149 @@
+//! `callauth-settlement`'s subcommands (the binary only parses and calls `run`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::clock::SystemClock;
+use crate::domain::Money;
+use crate::settlement::config::{Cli, Command, Common};
+use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
+use crate::settlement::context::{connect, migrate, Settlement};
+use crate::settlement::{daemon, daily, jsonl, merchants, payments, personal, reconcile};
+use crate::store::redis::RedisStore;
+
+async fn settlement(common: &Common) -> anyhow::Result<Arc<Settlement<RedisStore>>> {
+    let policy = common.policy.policy()?;
+    let pool = connect(&common.database_url, 4)
+        .await
+        .context("connecting to the ledger database")?;
+    migrate(&pool)
+        .await
+        .context("migrating the ledger database")?;
+    let store = RedisStore::connect(&common.redis_config(), common.store_policy())
+        .await
+        .with_context(|| format!("connecting to {}", common.store))?;
+    Ok(Arc::new(Settlement::new(
+        pool,
+        store,
+        policy,
+        Arc::new(SystemClock),
+    )))
+}
+
+/// Consumes every event of every partition (so reconciliation compares like with like).
+async fn drain(s: &Arc<Settlement<RedisStore>>, common: &Common) -> anyhow::Result<usize> {
+    let consumer = StreamConsumer::new(
+        s.clone(),
+        s.store.clone(),
+        ConsumerConfig {
+            consumer: "callauth-settlement-cli".into(),
+            partitions: ConsumerConfig::owned(common.partitions, 0, 1),
+            batch: 500,
+            max_deliveries: 5,
+            claim_idle: std::time::Duration::from_secs(60),
+            poll_interval: std::time::Duration::from_millis(100),
+        },
+    );
+    Ok(consumer.drain().await?)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let common = &cli.common;
+    match &cli.command {
+        Command::Migrate => {
+            let pool = connect(&common.database_url, 2).await?;
+            migrate(&pool).await?;
+            println!("migrations applied");
+        }
+        Command::Run(args) => daemon::run(common, args).await?,
+        Command::RunOnce { at } => {
+            let s = settlement(common).await?;
+            let consumed = drain(&s, common).await?;
+            let report = daily::run_day(&s, *at).await?;
+            println!("events consumed: {consumed}");
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::ImportBgmax { file } => {
+            let s = settlement(common).await?;
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let r = payments::import_bgmax(&s, &bytes).await?;
+            println!(
+                "{}: {} section(s), {} payment(s), {} matched, {} unmatched, {} already imported, total {}{}",
+                r.file_key,
+                r.sections,
+                r.payments,
+                r.matched,
+                r.unmatched,
+                r.duplicates,
+                r.total.to_swedish(),
+                if r.already_imported { " (the file was imported before: nothing changed)" } else { "" }
+            );
+        }
+        Command::IngestJsonl { file } => {
+            let s = settlement(common).await?;
+            let r = jsonl::ingest_file(&s, file, 500).await?;
+            println!(
+                "{} event(s) read, {} committed, {} already committed",
+                r.lines, r.committed, r.duplicates
+            );
+        }
+        Command::Reconcile { repair } => {
+            let s = settlement(common).await?;
+            drain(&s, common).await?;
+            crate::settlement::projector::flush(&s).await?;
+            let r = reconcile::reconcile(&s, *repair).await?;
+            println!(
+                "{} account(s) checked, {} skipped (changes still pending), {} drifting ({} in all), {} repaired",
+                r.checked,
+                r.skipped_pending_ops,
+                r.drifting.len(),
+                Money::ore_unchecked(r.total_drift_ore).to_swedish(),
+                r.repaired
+            );
+            for d in &r.drifting {
+                println!(
+                    "  {}: unbilled ledger {} store {}, invoiced-unpaid ledger {} store {}",
+                    d.number,
+                    Money::ore_unchecked(d.ledger_unbilled_ore).to_swedish(),
+                    Money::ore_unchecked(d.store_unbilled_ore).to_swedish(),
+                    Money::ore_unchecked(d.ledger_invoiced_unpaid_ore).to_swedish(),
+                    Money::ore_unchecked(d.store_invoiced_unpaid_ore).to_swedish()
+                );
+            }
+        }
+        Command::Extract { number, json } => {
+            let pool = connect(&common.database_url, 2).await?;
+            let x = personal::extract(&pool, number, "cli", chrono::Utc::now()).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&x.json)?);
+            } else {
+                print!("{}", x.text);
+            }
+        }
+        Command::Erase { number } => {
+            let s = settlement(common).await?;
+            let e = personal::erase(&s, number, "cli").await?;
+            println!(
+                "erased: holder {}, {} consent record(s); kept:",
+                if e.holder_erased {
+                    "erased"
+                } else {
+                    "none on file"
+                },
+                e.consents_deleted
+            );
+            for k in e.kept {
+                println!("  - {k}");
+            }
+        }
+        Command::Statements { merchant } => {
+            let pool = connect(&common.database_url, 2).await?;
+            for st in merchants::statements(&pool, merchant.as_deref()).await? {
+                println!("{}", merchants::describe(&st));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! `callauth-settlement`'s configuration: one `clap` struct, every flag also
+//! an environment variable, secrets never printed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::domain::Money;
+use crate::settlement::interest;
+use crate::settlement::policy::SettlementPolicy;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "callauth-settlement",
+    version,
+    about = "The callauth settlement worker: the PostgreSQL ledger, invoices, payments, reminders, collection, merchant settlements"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// PostgreSQL URL of the ledger.
+    #[arg(
+        long,
+        env = "CALLAUTH_DATABASE_URL",
+        hide_env_values = true,
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/callauth"
+    )]
+    pub database_url: String,
+
+    /// The gateway's state store: redis://host:port or redis+cluster://host:port,…
+    #[arg(
+        long,
+        env = "CALLAUTH_STORE",
+        global = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub store: String,
+
+    /// Prefix of every Redis key (as the gateways use).
+    #[arg(
+        long,
+        env = "CALLAUTH_REDIS_PREFIX",
+        global = true,
+        default_value = "ca"
+    )]
+    pub redis_prefix: String,
+
+    /// State-store partitions (as the gateways use).
+    #[arg(long, env = "CALLAUTH_PARTITIONS", global = true, default_value_t = 16)]
+    pub partitions: u32,
+
+    /// Credit rules the state store applies when settlement pushes invoices
+    /// and payments: they must equal the gateways' (R8).
+    #[arg(
+        long,
+        env = "CALLAUTH_FIRST_TIME_LIMIT_SEK",
+        global = true,
+        default_value = "1500"
+    )]
+    pub first_time_limit_sek: Money,
+    #[arg(
+        long,
+        env = "CALLAUTH_ESTABLISHED_LIMIT_SEK",
+        global = true,
+        default_value = "3000"
+    )]
+    pub established_limit_sek: Money,
+    #[arg(
+        long,
+        env = "CALLAUTH_THRESHOLD_PERCENT",
+        global = true,
+        default_value_t = 80
+    )]
+    pub threshold_percent: u8,
+
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "CALLAUTH_LOG_FORMAT",
+        global = true,
+        default_value = "text"
+    )]
+    pub log_format: String,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// The settlement rules (SPEC R11–R20); defaults from the seeds.
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Day of the month of the monthly invoice run (R11).
+    #[arg(
+        long,
+        env = "CALLAUTH_INVOICE_DAY",
+        global = true,
+        default_value_t = 15
+    )]
+    pub invoice_day: u32,
+    /// Days until a threshold invoice is due.
+    #[arg(
+        long,
+        env = "CALLAUTH_THRESHOLD_DUE_DAYS",
+        global = true,
+        default_value_t = 14
+    )]
+    pub threshold_due_days: u32,
+    /// Fee on a paper invoice, SEK (R13).
+    #[arg(
+        long,
+        env = "CALLAUTH_PAPER_INVOICE_FEE_SEK",
+        global = true,
+        default_value = "30"
+    )]
+    pub paper_invoice_fee_sek: Money,
+    /// Below this, an invoice is carried to the next period (R14); off when absent.
+    #[arg(long, env = "CALLAUTH_MINIMUM_INVOICE_SEK", global = true)]
+    pub minimum_invoice_sek: Option<Money>,
+    /// Days after the due date before a reminder (R16).
+    #[arg(
+        long,
+        env = "CALLAUTH_REMINDER_AFTER_DAYS",
+        global = true,
+        default_value_t = 5
+    )]
+    pub reminder_after_days: u32,
+    /// The reminder fee, SEK (at most 60).
+    #[arg(
+        long,
+        env = "CALLAUTH_REMINDER_FEE_SEK",
+        global = true,
+        default_value = "60"
+    )]
+    pub reminder_fee_sek: Money,
+    /// The collection fee, SEK (at most 180).
+    #[arg(
+        long,
+        env = "CALLAUTH_COLLECTION_FEE_SEK",
+        global = true,
+        default_value = "180"
+    )]
+    pub collection_fee_sek: Money,
+    /// A file of reference rates ("2026-01-01 2.00" per line); the built-in table otherwise.
+    #[arg(long, env = "CALLAUTH_REFERENCE_RATES_FILE", global = true)]
+    pub reference_rates_file: Option<PathBuf>,
+    /// Day of the month on which merchants are settled for the previous month (R20).
+    #[arg(
+        long,
+        env = "CALLAUTH_MERCHANT_SETTLEMENT_DAY",
+        global = true,
+        default_value_t = 1
+    )]
+    pub merchant_settlement_day: u32,
+    /// Our bankgiro number, printed on invoices.
+    #[arg(
+        long,
+        env = "CALLAUTH_BANKGIRO",
+        global = true,
+        default_value = "991-2346"
+    )]
+    pub bankgiro: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Run the worker: consume events, push account changes, run the daily
+    /// calendar, serve the Settlement API, Swish callbacks and /metrics.
+    Run(RunArgs),
+    /// Run the calendar (monthly invoices on the invoice day, reminders and
+    /// collection, installment checks, merchant settlements) for one date.
+    RunOnce {
+        /// The Stockholm date to run, e.g. 2026-12-15.
+        #[arg(long)]
+        at: chrono::NaiveDate,
+    },
+    /// Import a Bankgirot BgMax payment file (each file once).
+    ImportBgmax { file: PathBuf },
+    /// Commit the events of an embedded gateway's JSON-lines outbox file.
+    IngestJsonl { file: PathBuf },
+    /// Compare the state store with the ledger (after consuming all events);
+    /// with --repair, overwrite the store's amounts with the ledger's.
+    Reconcile {
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Print everything held about a number (R21), as text or JSON.
+    Extract {
+        number: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase what may be erased about a number (R21).
+    Erase { number: String },
+    /// Print merchant statements.
+    Statements {
+        #[arg(long)]
+        merchant: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// gRPC listen address (the Settlement API and health).
+    #[arg(
+        long,
+        env = "CALLAUTH_SETTLEMENT_GRPC_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address: /metrics, /healthz, /readyz and the Swish callback.
+    #[arg(
+        long,
+        env = "CALLAUTH_SETTLEMENT_HTTP_LISTEN",
+        default_value = "127.0.0.1:9091"
+    )]
+    pub http_listen: SocketAddr,
+    /// Client tokens (the same TOML format as the gateway's).
+    #[arg(long, env = "CALLAUTH_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// The prepaid-code key (as the gateways use), for issuing codes at pick-up.
+    #[arg(long, env = "CALLAUTH_PREPAID_CODE_KEY", hide_env_values = true)]
+    pub prepaid_code_key: Option<String>,
+    /// Secret path segment of the Swish callback URL (/swish/callback/<token>).
+    #[arg(long, env = "CALLAUTH_SWISH_CALLBACK_TOKEN", hide_env_values = true)]
+    pub swish_callback_token: Option<String>,
+    /// Stockholm time of day (HH:MM) of the daily calendar run.
+    #[arg(long, env = "CALLAUTH_DAILY_RUN_AT", default_value = "06:00")]
+    pub daily_run_at: chrono::NaiveTime,
+    /// This replica's index and the number of replicas: replica i consumes
+    /// the partitions p with p % count == i.
+    #[arg(long, env = "CALLAUTH_REPLICA_INDEX", default_value_t = 0)]
+    pub replica_index: u32,
+    #[arg(long, env = "CALLAUTH_REPLICA_COUNT", default_value_t = 1)]
+    pub replica_count: u32,
+    /// Consumer name in the consumer group (defaults to the host name).
+    #[arg(long, env = "CALLAUTH_CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+    /// Events per batch.
+    #[arg(long, env = "CALLAUTH_BATCH", default_value_t = 500)]
+    pub batch: usize,
+    /// Failed deliveries of one event before it is dead-lettered.
+    #[arg(long, env = "CALLAUTH_MAX_DELIVERIES", default_value_t = 5)]
+    pub max_deliveries: u32,
+    /// Entries idle this long at another consumer are taken over, seconds.
+    #[arg(long, env = "CALLAUTH_CLAIM_IDLE_SECONDS", default_value_t = 60)]
+    pub claim_idle_seconds: u64,
+    /// Database connections.
+    #[arg(long, env = "CALLAUTH_DB_POOL", default_value_t = 8)]
+    pub db_pool: u32,
+}
+
+impl Common {
+    pub fn store_policy(&self) -> crate::store::StorePolicy {
+        crate::store::StorePolicy {
+            credit: crate::domain::CreditPolicy {
+                first_time_limit: self.first_time_limit_sek,
+                established_limit: self.established_limit_sek,
+                threshold_percent: self.threshold_percent,
+            },
+            partitions: self.partitions,
+            ..crate::store::StorePolicy::default()
+        }
+    }
+
+    pub fn redis_config(&self) -> crate::store::redis::RedisConfig {
+        let mut c = crate::store::redis::RedisConfig::new(&self.store);
+        c.prefix = self.redis_prefix.clone();
+        c
+    }
+}
+
+impl RunArgs {
+    pub fn claim_idle(&self) -> Duration {
+        Duration::from_secs(self.claim_idle_seconds)
+    }
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> anyhow::Result<SettlementPolicy> {
+        anyhow::ensure!(
+            (1..=28).contains(&self.invoice_day),
+            "--invoice-day must be 1–28"
+        );
+        anyhow::ensure!(
+            (1..=28).contains(&self.merchant_settlement_day),
+            "--merchant-settlement-day must be 1–28"
+        );
+        anyhow::ensure!(
+            !self.reminder_fee_sek.is_negative() && self.reminder_fee_sek <= Money::sek(60),
+            "--reminder-fee-sek is at most 60 (lag 1981:739)"
+        );
+        anyhow::ensure!(
+            !self.collection_fee_sek.is_negative() && self.collection_fee_sek <= Money::sek(180),
+            "--collection-fee-sek is at most 180 (lag 1981:739)"
+        );
+        let mut p = SettlementPolicy {
+            invoice_day: self.invoice_day,
+            threshold_due_days: self.threshold_due_days,
+            paper_invoice_fee: self.paper_invoice_fee_sek,
+            minimum_invoice_amount: self.minimum_invoice_sek,
+            reminder_after_days: self.reminder_after_days,
+            reminder_fee: self.reminder_fee_sek,
+            collection_fee: self.collection_fee_sek,
+            merchant_settlement_day: self.merchant_settlement_day,
+            bankgiro: self.bankgiro.clone(),
+            ..SettlementPolicy::default()
+        };
+        if let Some(path) = &self.reference_rates_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            p.reference_rates = interest::parse_table(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        Ok(p)
+    }
+}
