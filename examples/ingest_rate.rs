@@ -1,0 +1,198 @@
+//! Measures how many outbox events per second the settlement worker commits
+//! to PostgreSQL (docs/performance.md records the output).
+//!
+//!     cargo run --release --example ingest_rate -- [events] [redis://127.0.0.1:6379]
+//!
+//! It creates a database of its own on the local PostgreSQL
+//! (CALLAUTH_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres),
+//! generates realistic events — for each call a consent and a posted usage,
+//! over 10 000 numbers — and measures (1) the commit path alone, batches of
+//! 500 through `ingest::commit_batch`, and (2) with a Redis URL, the whole
+//! path: the events in the partitions' streams, read by the consumer group,
+//! committed and acknowledged. The database and the keys are removed at the end.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use callauth::clock::ManualClock;
+use callauth::domain::event::{ConsentRecorded, EventBody, UsagePosted};
+use callauth::domain::{Event, Funding};
+use callauth::settlement::consumer::{ConsumerConfig, StreamConsumer};
+use callauth::settlement::context::{connect, migrate};
+use callauth::settlement::ingest::{commit_batch, Delivered};
+use callauth::settlement::{Settlement, SettlementPolicy};
+use callauth::store::memory::MemoryStore;
+use callauth::store::partition::partition_of;
+use callauth::store::redis::{RedisConfig, RedisStore};
+use callauth::store::StorePolicy;
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+const T0: i64 = 1_795_000_000_000;
+
+fn events(calls: usize, partitions: u32, tag: &str) -> Vec<Event> {
+    let mut out = Vec::with_capacity(calls * 2);
+    for i in 0..calls {
+        let number = format!("+4670{:07}", i % 10_000);
+        let p = partition_of(&number, partitions);
+        let call_id = format!("{tag}-{i}");
+        let at = T0 + i as i64;
+        out.push(Event {
+            event_id: format!("consent:{call_id}"),
+            at_ms: at,
+            partition: p,
+            body: EventBody::ConsentRecorded(ConsentRecorded {
+                call_id: call_id.clone(),
+                number: number.clone(),
+                service_number: "+469001001010".into(),
+                merchant_id: "stjarnlinjen".into(),
+                funding: Funding::Postpaid,
+                terms_id: "t-469001001010-1".into(),
+                price_per_minute_ore: 2990,
+                billing_step_seconds: 60,
+                reminder_fee_ore: 6000,
+                age_confirmed: true,
+                own_number_confirmed: true,
+                step1_at_ms: at,
+                terms_accepted: true,
+                step2_at_ms: at,
+                ivr_client: "ivr-1".into(),
+                ivr_id: "node-1".into(),
+                authorized_at_ms: at,
+                ..Default::default()
+            }),
+        });
+        let seconds = 30 + (i as u32 % 600);
+        let billed = seconds.div_ceil(60) * 60;
+        out.push(Event {
+            event_id: format!("usage:{call_id}"),
+            at_ms: at + 1,
+            partition: p,
+            body: EventBody::UsagePosted(UsagePosted {
+                call_id: call_id.clone(),
+                record_id: format!("r-{call_id}"),
+                merchant_id: "stjarnlinjen".into(),
+                service_number: "+469001001010".into(),
+                number: number.clone(),
+                funding: Funding::Postpaid,
+                terms_id: "t-469001001010-1".into(),
+                price_per_minute_ore: 2990,
+                billing_step_seconds: 60,
+                started_at_ms: at,
+                duration_seconds: seconds,
+                billed_seconds: billed,
+                charge_ore: i64::from(billed / 60) * 2990,
+                granted_seconds: 900,
+                authorized_at_ms: at,
+                exposure_after_ore: 0,
+                ..Default::default()
+            }),
+        });
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let total: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
+    let redis_url = std::env::args().nth(2);
+    let admin = std::env::var("CALLAUTH_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("callauth_ingest_bench_{}", std::process::id());
+    let mut admin_conn = PgConnection::connect(&admin).await?;
+    admin_conn.execute(AssertSqlSafe(format!("create database \"{db}\""))).await?;
+    let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
+    let result = run(&url, total, redis_url.as_deref()).await;
+    admin_conn
+        .execute(AssertSqlSafe(format!("drop database if exists \"{db}\" with (force)")))
+        .await?;
+    result
+}
+
+async fn run(url: &str, total: usize, redis_url: Option<&str>) -> anyhow::Result<()> {
+    let pool = connect(url, 4).await?;
+    migrate(&pool).await?;
+    let policy = StorePolicy::default();
+    let clock = Arc::new(ManualClock::new(T0));
+
+    // (1) The commit path alone.
+    let s = Settlement::new(pool.clone(), MemoryStore::new(policy.clone()), SettlementPolicy::default(), clock.clone());
+    let evs = events(total / 2, policy.partitions, "a");
+    let start = Instant::now();
+    for chunk in evs.chunks(500) {
+        let batch: Vec<Delivered> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Delivered {
+                partition: e.partition,
+                stream_id: format!("0-{i}"),
+                event: e.clone(),
+            })
+            .collect();
+        let mut tx = pool.begin().await?;
+        commit_batch(&mut tx, &s.policy, &batch, s.today(), s.now()).await?;
+        tx.commit().await?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "commit path: {} events in {:.2} s = {:.0} events/s (batches of 500; consent + usage per call)",
+        evs.len(),
+        secs,
+        evs.len() as f64 / secs
+    );
+
+    // (2) From Redis streams through the consumer group.
+    if let Some(redis_url) = redis_url {
+        let mut cfg = RedisConfig::new(redis_url);
+        cfg.prefix = format!("ingestbench{}", std::process::id());
+        let store = RedisStore::connect(&cfg, policy.clone()).await?;
+        let evs = events(total / 2, policy.partitions, "b");
+        for chunk in evs.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                pipe.cmd("XADD").arg(store.keys().events(e.partition)).arg("*").arg("e").arg(e.to_json()).ignore();
+            }
+            match store.conn() {
+                callauth::store::redis::Conn::Single(c) => pipe.query_async::<()>(&mut c.clone()).await?,
+                callauth::store::redis::Conn::Cluster(c) => pipe.query_async::<()>(&mut c.clone()).await?,
+            }
+        }
+        let s = Arc::new(Settlement::new(pool.clone(), store.clone(), SettlementPolicy::default(), clock.clone()));
+        let consumer = StreamConsumer::new(
+            s,
+            store.clone(),
+            ConsumerConfig {
+                consumer: "bench".into(),
+                partitions: (0..policy.partitions).collect(),
+                batch: 500,
+                max_deliveries: 5,
+                claim_idle: std::time::Duration::from_secs(60),
+                poll_interval: std::time::Duration::from_millis(10),
+            },
+        );
+        consumer.ensure_groups().await?;
+        let start = Instant::now();
+        let n = consumer.drain().await?;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "stream path: {n} events in {:.2} s = {:.0} events/s (XREADGROUP, commit, XACK; batches of 500)",
+            secs,
+            n as f64 / secs
+        );
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(format!("{{{}:*", cfg.prefix)).arg("COUNT").arg(1000);
+            let (next, keys): (u64, Vec<String>) = store.conn().query(&scan).await?;
+            for k in keys {
+                let mut del = redis::cmd("UNLINK");
+                del.arg(k);
+                store.conn().query::<i64>(&del).await?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    pool.close().await;
+    Ok(())
+}
