@@ -58,9 +58,10 @@ async fn merchants_see_only_their_statements_and_admins_run_the_rest() {
         .execute(&w.db.pool)
         .await
         .unwrap();
-    let made = merchants::run_statements(&w.settlement, NaiveDate::from_ymd_opt(2025, 12, 1).unwrap())
-        .await
-        .unwrap();
+    let made =
+        merchants::run_statements(&w.settlement, NaiveDate::from_ymd_opt(2025, 12, 1).unwrap())
+            .await
+            .unwrap();
     assert_eq!(made.len(), 1);
     let mut c = SettlementClient::new(serve(&w).await);
 
@@ -73,7 +74,12 @@ async fn merchants_see_only_their_statements_and_admins_run_the_rest() {
     assert_eq!(own.statements.len(), 1);
     assert_eq!(own.statements[0].merchant_id, "stjarnlinjen");
     let detail = c
-        .get_statement(req(pb::GetStatementRequest { statement_id: own.statements[0].id }, STJARN))
+        .get_statement(req(
+            pb::GetStatementRequest {
+                statement_id: own.statements[0].id,
+            },
+            STJARN,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -85,18 +91,31 @@ async fn merchants_see_only_their_statements_and_admins_run_the_rest() {
         .into_inner();
     assert!(other.statements.is_empty());
     let err = c
-        .list_statements(req(pb::ListStatementsRequest { merchant_id: "stjarnlinjen".into() }, RADGIV))
+        .list_statements(req(
+            pb::ListStatementsRequest {
+                merchant_id: "stjarnlinjen".into(),
+            },
+            RADGIV,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let err = c
-        .get_statement(req(pb::GetStatementRequest { statement_id: own.statements[0].id }, RADGIV))
+        .get_statement(req(
+            pb::GetStatementRequest {
+                statement_id: own.statements[0].id,
+            },
+            RADGIV,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     // Admin operations need an admin token.
     let err = c
-        .personal_data_extract(req(pb::PersonalDataExtractRequest { number: A.into() }, STJARN))
+        .personal_data_extract(req(
+            pb::PersonalDataExtractRequest { number: A.into() },
+            STJARN,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -145,14 +164,23 @@ async fn merchants_see_only_their_statements_and_admins_run_the_rest() {
         .into_inner();
     assert_eq!(optouts.numbers, vec![A.to_string()]);
     let invoices = c
-        .list_invoices(req(pb::ListInvoicesRequest { number: A.into(), include_pdf: true }, ADMIN))
+        .list_invoices(req(
+            pb::ListInvoicesRequest {
+                number: A.into(),
+                include_pdf: true,
+            },
+            ADMIN,
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(invoices.invoices.len(), 1);
     assert!(invoices.invoices[0].pdf.starts_with(b"%PDF-"));
     let x = c
-        .personal_data_extract(req(pb::PersonalDataExtractRequest { number: A.into() }, ADMIN))
+        .personal_data_extract(req(
+            pb::PersonalDataExtractRequest { number: A.into() },
+            ADMIN,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -197,7 +225,9 @@ async fn prepaid_orders_are_paid_by_swish_and_picked_up_once_with_the_secret() {
         "datePaid": "2025-11-23T13:00:05.000+0100", "errorCode": null, "errorMessage": null
     });
     let cb: callauth::settlement::swish::SwishCallback = serde_json::from_value(cb).unwrap();
-    callauth::settlement::swish::handle_callback(&w.settlement, cb).await.unwrap();
+    callauth::settlement::swish::handle_callback(&w.settlement, cb)
+        .await
+        .unwrap();
     let wrong = c
         .pick_up_prepaid_code(req(
             pb::PickUpPrepaidCodeRequest {
@@ -239,7 +269,10 @@ async fn prepaid_orders_are_paid_by_swish_and_picked_up_once_with_the_secret() {
         .unwrap()
         .id(&callauth::domain::PrepaidCode::parse(&got.code).unwrap());
     assert_eq!(id.as_str(), got.code_id);
-    assert_eq!(w.store.prepaid(&id).await.unwrap().unwrap().balance.ore(), 15_000);
+    assert_eq!(
+        w.store.prepaid(&id).await.unwrap().unwrap().balance.ore(),
+        15_000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,11 +283,19 @@ async fn an_embedded_gateways_jsonl_outbox_is_ingested_once() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("outbox.jsonl");
     let policy = policy();
-    let store = MemoryStore::with_outbox(policy.clone(), Outbox::new(policy.partitions, 1000).with_jsonl_file(&file).unwrap());
+    let store = MemoryStore::with_outbox(
+        policy.clone(),
+        Outbox::new(policy.partitions, 1000)
+            .with_jsonl_file(&file)
+            .unwrap(),
+    );
     seed_catalog(&store).await;
     store.put_directory(&n(A), true, "test", T0).await.unwrap();
     let svc = service(&store, TAROT).await;
-    store.authorize(&n(A), &call("j1", &svc, true), T0).await.unwrap();
+    store
+        .authorize(&n(A), &call("j1", &svc, true), T0)
+        .await
+        .unwrap();
     let usage = callauth::store::UsagePost {
         merchant_id: svc.merchant_id.clone(),
         record_id: callauth::domain::RecordId::parse("r-j1").unwrap(),
@@ -266,7 +307,12 @@ async fn an_embedded_gateways_jsonl_outbox_is_ingested_once() {
     store.post_usage(&usage, T0 + 130_000).await.unwrap();
     // The writer thread flushes when its queue runs dry.
     for _ in 0..100 {
-        if std::fs::read_to_string(&file).unwrap_or_default().lines().count() >= 3 {
+        if std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 3
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -278,10 +324,14 @@ async fn an_embedded_gateways_jsonl_outbox_is_ingested_once() {
         SettlementPolicy::default(),
         Arc::new(callauth::clock::ManualClock::new(T0)),
     );
-    let r = callauth::settlement::jsonl::ingest_file(&s, &file, 2).await.unwrap();
+    let r = callauth::settlement::jsonl::ingest_file(&s, &file, 2)
+        .await
+        .unwrap();
     assert_eq!(r.lines, 3, "directory, consent, usage");
     assert_eq!(r.committed, 3);
-    let again = callauth::settlement::jsonl::ingest_file(&s, &file, 2).await.unwrap();
+    let again = callauth::settlement::jsonl::ingest_file(&s, &file, 2)
+        .await
+        .unwrap();
     assert_eq!((again.committed, again.duplicates), (0, 3));
     let charge: i64 = sqlx::query_scalar("select charge_ore from usage where call_id = 'j1'")
         .fetch_one(&db.pool)

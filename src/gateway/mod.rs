@@ -385,6 +385,12 @@ impl<S: Store> Gateway<S> {
                     metrics::counter!(m::USAGE_OVERRUN_SECONDS_TOTAL)
                         .increment(u64::from(p.overrun_seconds));
                 }
+                if p.threshold_reached {
+                    metrics::counter!(m::CREDIT_EVENTS_TOTAL, "kind" => "threshold").increment(1);
+                }
+                if p.limit_reached {
+                    metrics::counter!(m::CREDIT_EVENTS_TOTAL, "kind" => "limit").increment(1);
+                }
                 ("applied", "none")
             }
             UsageOutcome::Duplicate(_) => ("duplicate", "none"),

@@ -408,7 +408,13 @@ impl Inner {
 
     /// Posting usage (or fees) raised the exposure: the 80 % event once per
     /// cycle, and at 100 % the credit block (R8).
-    fn after_rise(&self, a: &mut Account, number: &E164, partition: u32, now_ms: i64) {
+    fn after_rise(
+        &self,
+        a: &mut Account,
+        number: &E164,
+        partition: u32,
+        now_ms: i64,
+    ) -> crate::domain::account::ThresholdEffects {
         let credit = &self.policy.credit;
         let limit = a.limit(credit);
         let exposure = a.exposure();
@@ -456,6 +462,7 @@ impl Inner {
                 now_ms,
             );
         }
+        fx
     }
 
     /// A payment or a limit change lowered exposure relative to the limit:
@@ -850,8 +857,12 @@ impl Store for MemoryStore {
                 a.unbilled += posting.charge;
                 let p = s.partition(number.as_str());
                 emit_usage(s, p, &hold, usage, &posting, a.exposure(), now_ms);
-                s.after_rise(&mut a, &number, p, now_ms);
-                Ok(UsageOutcome::Applied(posting))
+                let fx = s.after_rise(&mut a, &number, p, now_ms);
+                Ok(UsageOutcome::Applied(Posting {
+                    threshold_reached: fx.threshold_reached,
+                    limit_reached: fx.limit_reached,
+                    ..posting
+                }))
             }
             Payer::Code(code) => {
                 let Some(code_arc) = s.code_arc(&code) else {
@@ -1588,6 +1599,8 @@ fn check_and_post(
             .duration_seconds
             .saturating_sub(hold.grant.granted_seconds),
         late,
+        threshold_reached: false,
+        limit_reached: false,
     };
     let released = if late { Money::ZERO } else { hold.grant.hold };
     if !late {

@@ -213,6 +213,10 @@ pub struct Posting {
     pub overrun_seconds: u32,
     /// The hold had expired before the usage arrived (charged anyway).
     pub late: bool,
+    /// This posting brought the exposure to the 80 % threshold (R8).
+    pub threshold_reached: bool,
+    /// This posting brought the exposure to the limit: the number is now credit-blocked.
+    pub limit_reached: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -224,6 +224,13 @@ pub async fn threshold_once_then_limit_block<S: Store>(g: TestGateway<S>) {
         .filter(|e| matches!(&e.body, EventBody::LimitReached(_)))
         .count();
     assert_eq!(limit_events, 1);
+    let metrics = reqwest_metrics(&g).await;
+    for kind in ["threshold", "limit"] {
+        assert!(
+            metrics.contains(&format!("callauth_credit_events_total{{kind=\"{kind}\"}}")),
+            "{kind} events are counted"
+        );
+    }
     let denied = g
         .authz()
         .authorize(req(authorize_req("c4", A, TAROT), IVR))

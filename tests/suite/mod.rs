@@ -252,7 +252,9 @@ pub async fn minimum_charge_applies<S: Store>(s: S) {
             charge: Money::ore_unchecked(3 * 2490),
             billed_seconds: 180,
             overrun_seconds: 0,
-            late: false
+            late: false,
+            threshold_reached: false,
+            limit_reached: false,
         })
     );
     assert_eq!(
@@ -271,6 +273,8 @@ pub async fn usage_is_rated_and_idempotent<S: Store>(s: S) {
         billed_seconds: 120,
         overrun_seconds: 0,
         late: false,
+        threshold_reached: false,
+        limit_reached: false,
     };
     assert_eq!(first, UsageOutcome::Applied(p));
     assert_eq!(
@@ -359,6 +363,8 @@ pub async fn threshold_event_fires_once<S: Store>(s: S) {
         panic!("{r:?}")
     };
     assert_eq!(p.overrun_seconds, 910);
+    assert!(p.threshold_reached, "the posting reports the 80 % crossing");
+    assert!(!p.limit_reached);
     let acct = s.account(&n(NUM_A)).await.unwrap();
     assert!(acct.exposure() >= Money::sek(1200), "{acct:?}");
     assert!(acct.threshold_reached);
@@ -373,7 +379,10 @@ pub async fn threshold_event_fires_once<S: Store>(s: S) {
         )
         .await
         .unwrap();
-    assert!(matches!(r, UsageOutcome::Applied(_)), "{r:?}");
+    assert!(
+        matches!(r, UsageOutcome::Applied(p) if !p.threshold_reached),
+        "{r:?}"
+    );
     assert_eq!(count(&events(&s).await, "threshold_reached"), 1);
 }
 
@@ -385,7 +394,8 @@ pub async fn limit_blocks_and_payment_lifts<S: Store>(s: S) {
         .post_usage(&usage("c1", TAROT, MERCHANT, 3600), T0 + 3_700_000)
         .await
         .unwrap();
-    assert!(matches!(r, UsageOutcome::Applied(p) if p.overrun_seconds == 3600 - g.granted_seconds));
+    assert!(matches!(r, UsageOutcome::Applied(p)
+        if p.overrun_seconds == 3600 - g.granted_seconds && p.threshold_reached && p.limit_reached));
     let acct = s.account(&n(NUM_A)).await.unwrap();
     assert!(acct.credit_blocked);
     assert_eq!(acct.unbilled, Money::ore_unchecked(60 * 2990));
@@ -955,7 +965,9 @@ pub async fn holds_expire_and_late_usage_is_charged<S: Store>(s: S) {
             charge: Money::ore_unchecked(5980),
             billed_seconds: 120,
             overrun_seconds: 0,
-            late: true
+            late: true,
+            threshold_reached: false,
+            limit_reached: false,
         })
     );
     assert_eq!(
@@ -1177,7 +1189,9 @@ pub async fn zero_amounts_are_handled<S: Store>(s: S) {
             charge: Money::ZERO,
             billed_seconds: 0,
             overrun_seconds: 0,
-            late: false
+            late: false,
+            threshold_reached: false,
+            limit_reached: false,
         })
     );
     let IssueOutcome::Issued { view: code, .. } = s

@@ -139,7 +139,9 @@ local function after_rise(stream, partition, a_key, number, first_time, establis
   local limit = account_limit(a, first_time, established)
   local ub, iu = num(a.ub), num(a.iu)
   local exposure = ub + iu
+  local thr, lim = 0, 0
   if a.tf ~= '1' and exposure * 100 >= limit * percent then
+    thr = 1
     redis.call('HSET', a_key, 'tf', '1')
     local seq = redis.call('HINCRBY', a_key, 'sq_t', 1)
     xadd(stream, event('threshold:' .. number .. ':' .. seq, now, partition, 'threshold_reached', {
@@ -147,6 +149,7 @@ local function after_rise(stream, partition, a_key, number, first_time, establis
       unbilled_ore = ub, invoiced_unpaid_ore = iu, sequence = seq }))
   end
   if a.bc ~= '1' and exposure >= limit then
+    lim = 1
     redis.call('HSET', a_key, 'bc', '1')
     local seq = redis.call('HINCRBY', a_key, 'sq_l', 1)
     xadd(stream, event('limit:' .. number .. ':' .. seq, now, partition, 'limit_reached', {
@@ -154,6 +157,7 @@ local function after_rise(stream, partition, a_key, number, first_time, establis
     block_event(stream, partition, a_key, number, 'BLOCK_KIND_CREDIT_LIMIT', '', true,
       'limit reached', 'gateway', now)
   end
+  return thr, lim
 end
 
 -- account.rs on_exposure_fall: lift the credit block below the limit, re-arm below the threshold.
@@ -428,7 +432,8 @@ end
 -- KEYS[1] payer hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
 -- ARGV: now, call_id, merchant, record_id, service, started_at_ms, duration_seconds,
 --       start_skew_ms, retention_ms, first_time_limit, established_limit, threshold_percent, partition
--- Returns {1 applied | 2 duplicate, charge, billed, overrun, late} or {0, reject_code, detail}
+-- Returns {1 applied | 2 duplicate, charge, billed, overrun, late[, threshold_reached, limit_reached]}
+-- (the two flags only when applied) or {0, reject_code, detail}
 -- with reject codes 1 unknown call, 2 service mismatch, 3 not merchant's, 4 conflicting
 -- duplicate, 5 released, 6 start out of range.
 local function post_usage(keys, args)
@@ -480,14 +485,15 @@ local function post_usage(keys, args)
     started_at_ms = started, duration_seconds = duration, billed_seconds = billed,
     charge_ore = charge, granted_seconds = granted, overrun_seconds = overrun,
     late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure }))
+  local thr, lim = 0, 0
   if h.pk == 'n' then
-    after_rise(stream, partition, payer_key, h.num, first_time, established, percent, now)
+    thr, lim = after_rise(stream, partition, payer_key, h.num, first_time, established, percent, now)
   else
     xadd(stream, event('prepaid-debit:' .. call_id, now, partition, 'prepaid_debited', {
       code_id = h.pid, call_id = call_id, amount_ore = charge,
       balance_after_ore = num(redis.call('HGET', payer_key, 'bal')) }))
   end
-  return { 1, charge, billed, overrun, late }
+  return { 1, charge, billed, overrun, late, thr, lim }
 end
 
 -- Expires up to max due holds of a partition (R10). Safe to run concurrently.

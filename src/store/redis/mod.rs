@@ -1110,6 +1110,8 @@ impl Store for RedisStore {
             billed_seconds: v.get(2).map(int).unwrap_or(0) as u32,
             overrun_seconds: v.get(3).map(int).unwrap_or(0) as u32,
             late: v.get(4).map(int).unwrap_or(0) == 1,
+            threshold_reached: v.get(5).map(int).unwrap_or(0) == 1,
+            limit_reached: v.get(6).map(int).unwrap_or(0) == 1,
         };
         Ok(if head == 2 {
             UsageOutcome::Duplicate(posting)
