@@ -152,7 +152,7 @@ fn describe() {
     );
     describe_counter!(
         USAGE_CHARGED_ORE_TOTAL,
-        "öre charged by posted usage, by funding"
+        "öre charged by applied usage records"
     );
     describe_counter!(CREDIT_EVENTS_TOTAL, "80 % threshold and 100 % limit events");
     describe_counter!(PREPAID_CODE_FAILURES_TOTAL, "wrong prepaid codes typed");
@@ -250,4 +250,122 @@ fn describe() {
     );
     describe_counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "calendar jobs run by job");
     describe_gauge!(BUILD_INFO, "build information");
+}
+
+/// The gRPC methods of the gateway, as the `method` label names them.
+pub const GATEWAY_METHODS: &[&str] = &[
+    "Authorize",
+    "Extend",
+    "Release",
+    "Report",
+    "ReportOne",
+    "LookupService",
+    "ListServices",
+    "GetTerms",
+    "UpsertMerchant",
+    "UpsertService",
+    "PutDirectoryEntry",
+    "SetBlock",
+    "SetCreditLimit",
+    "GetAccount",
+    "IssuePrepaidCode",
+    "TopUpPrepaidCode",
+    "GetPrepaidBalance",
+];
+
+/// Status codes an availability objective divides by, pre-registered so that
+/// ratios and `absent()` work before the first error.
+const AVAILABILITY_CODES: &[&str] = &[
+    "ok",
+    "cancelled",
+    "deadline_exceeded",
+    "resource_exhausted",
+    "unavailable",
+    "internal",
+];
+
+/// Registers the gateway's series at zero (adding 0, so a second gateway in
+/// one process, as in the tests, resets nothing), so that every metric the
+/// dashboards and alerts use is on `/metrics` from the first scrape (a
+/// counter that appears only with its first increment hides it from
+/// `rate()` and makes "no errors yet" look like "no data").
+pub fn preregister_gateway(backend: &'static str) {
+    use crate::domain::decision::DenyReason;
+    for &method in GATEWAY_METHODS {
+        for &code in AVAILABILITY_CODES {
+            metrics::counter!(GRPC_REQUESTS_TOTAL, "method" => method, "code" => code).increment(0);
+        }
+        let _ = metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method);
+        metrics::counter!(GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method).increment(0);
+    }
+    metrics::gauge!(GRPC_REQUESTS_IN_FLIGHT).increment(0.0);
+    for funding in ["postpaid", "prepaid"] {
+        metrics::counter!(AUTHORIZE_DECISIONS_TOTAL, "decision" => "allowed", "reason" => "granted", "funding" => funding).increment(0);
+    }
+    for reason in DenyReason::ALL {
+        let funding = if reason.label().starts_with("prepaid_") {
+            "prepaid"
+        } else {
+            "postpaid"
+        };
+        metrics::counter!(AUTHORIZE_DECISIONS_TOTAL, "decision" => "denied", "reason" => reason.label(), "funding" => funding).increment(0);
+    }
+    let _ = metrics::histogram!(AUTHORIZE_GRANTED_SECONDS);
+    metrics::counter!(EXTEND_DECISIONS_TOTAL, "result" => "extended", "reason" => "granted")
+        .increment(0);
+    metrics::counter!(RELEASE_OUTCOMES_TOTAL, "outcome" => "released").increment(0);
+    metrics::gauge!(HOLDS_PENDING).increment(0.0);
+    metrics::counter!(HOLDS_EXPIRED_TOTAL).increment(0);
+    for (result, reason) in [("applied", "none"), ("duplicate", "none")] {
+        metrics::counter!(USAGE_ACKS_TOTAL, "result" => result, "reason" => reason).increment(0);
+    }
+    metrics::counter!(USAGE_OVERRUN_SECONDS_TOTAL).increment(0);
+    metrics::counter!(USAGE_CHARGED_ORE_TOTAL).increment(0);
+    for kind in ["threshold", "limit"] {
+        metrics::counter!(CREDIT_EVENTS_TOTAL, "kind" => kind).increment(0);
+    }
+    metrics::counter!(PREPAID_CODE_FAILURES_TOTAL).increment(0);
+    metrics::counter!(PREPAID_LOCKOUTS_TOTAL).increment(0);
+    for op in ["authorize", "post_usage"] {
+        let _ = metrics::histogram!(STORE_OPERATION_DURATION_SECONDS, "backend" => backend, "operation" => op);
+        for kind in ["unavailable", "timeout"] {
+            metrics::counter!(STORE_ERRORS_TOTAL, "backend" => backend, "operation" => op, "kind" => kind).increment(0);
+        }
+    }
+    for result in ["hit", "miss"] {
+        metrics::counter!(CATALOG_LOOKUPS_TOTAL, "result" => result).increment(0);
+    }
+    metrics::gauge!(CATALOG_STALENESS_SECONDS).increment(0.0);
+    metrics::counter!(OUTBOX_EVENTS_TOTAL, "type" => "usage_posted").increment(0);
+    metrics::counter!(OUTBOX_DROPPED_TOTAL, "sink" => "memory").increment(0);
+}
+
+/// Registers the settlement worker's series at zero (see [`preregister_gateway`]).
+pub fn preregister_settlement() {
+    metrics::counter!(SETTLEMENT_EVENTS_COMMITTED_TOTAL).increment(0);
+    metrics::counter!(SETTLEMENT_EVENTS_DUPLICATE_TOTAL).increment(0);
+    metrics::counter!(SETTLEMENT_REDELIVERIES_TOTAL).increment(0);
+    metrics::counter!(SETTLEMENT_DEAD_LETTERS_TOTAL).increment(0);
+    let _ = metrics::histogram!(SETTLEMENT_BATCH_DURATION_SECONDS);
+    for kind in ["threshold", "monthly"] {
+        metrics::counter!(SETTLEMENT_INVOICES_ISSUED_TOTAL, "kind" => kind).increment(0);
+    }
+    for channel in ["bankgiro", "swish"] {
+        for result in ["matched", "unmatched", "duplicate"] {
+            metrics::counter!(SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => result)
+                .increment(0);
+        }
+        metrics::counter!(SETTLEMENT_PAYMENTS_ORE_TOTAL, "channel" => channel).increment(0);
+    }
+    for step in ["overdue", "reminder", "collection", "enforcement"] {
+        metrics::counter!(SETTLEMENT_LADDER_STEPS_TOTAL, "step" => step).increment(0);
+    }
+    metrics::gauge!(SETTLEMENT_STORE_OPS_PENDING).increment(0.0);
+    for kind in ["unavailable", "rejected"] {
+        metrics::counter!(SETTLEMENT_STORE_OPS_FAILED_TOTAL, "kind" => kind).increment(0);
+    }
+    metrics::gauge!(SETTLEMENT_RECONCILIATION_DRIFT_ORE).increment(0.0);
+    metrics::gauge!(SETTLEMENT_RECONCILIATION_DRIFT_ACCOUNTS).increment(0.0);
+    metrics::counter!(SETTLEMENT_MERCHANT_STATEMENTS_TOTAL).increment(0);
+    metrics::counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "job" => "daily").increment(0);
 }

@@ -116,6 +116,7 @@ pub async fn start<S: Store>(
     opts: ServerOptions,
 ) -> anyhow::Result<Running> {
     let prometheus = m::install();
+    m::preregister_gateway(gateway.store().backend());
     gateway
         .refresh_catalog()
         .await

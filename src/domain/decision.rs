@@ -252,6 +252,19 @@ impl Decision {
 }
 
 impl DenyReason {
+    pub const ALL: [DenyReason; 10] = [
+        DenyReason::BlockedByHolder,
+        DenyReason::BlockedCreditLimit,
+        DenyReason::BlockedOverdue,
+        DenyReason::InsufficientCredit,
+        DenyReason::PrepaidCodeInvalid,
+        DenyReason::PrepaidLockedOut,
+        DenyReason::PrepaidBalanceInsufficient,
+        DenyReason::ServiceSuspended,
+        DenyReason::CallEnded,
+        DenyReason::MaxCallDuration,
+    ];
+
     pub fn code(self) -> u8 {
         use code::*;
         match self {
@@ -453,6 +466,20 @@ pub fn decide_extend(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_deny_reason_is_listed_once_and_round_trips() {
+        let mut codes: Vec<u8> = DenyReason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), DenyReason::ALL.len());
+        for r in DenyReason::ALL {
+            assert_eq!(DenyReason::from_code(r.code()), Some(r));
+        }
+        // Every code the wire knows for a denial is in ALL.
+        let known = (0..=u8::MAX).filter_map(DenyReason::from_code).count();
+        assert_eq!(known, DenyReason::ALL.len());
+    }
+
     use super::*;
     use crate::domain::number::E164;
     use proptest::prelude::*;

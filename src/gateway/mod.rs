@@ -385,6 +385,8 @@ impl<S: Store> Gateway<S> {
                     metrics::counter!(m::USAGE_OVERRUN_SECONDS_TOTAL)
                         .increment(u64::from(p.overrun_seconds));
                 }
+                metrics::counter!(m::USAGE_CHARGED_ORE_TOTAL)
+                    .increment(p.charge.ore().max(0) as u64);
                 if p.threshold_reached {
                     metrics::counter!(m::CREDIT_EVENTS_TOTAL, "kind" => "threshold").increment(1);
                 }

@@ -34,6 +34,7 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         "--replica-index must be below --replica-count"
     );
     let prometheus = crate::metrics::install();
+    crate::metrics::preregister_settlement();
     let pool = connect(&common.database_url, args.db_pool)
         .await
         .context("connecting to the ledger database")?;

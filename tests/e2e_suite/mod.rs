@@ -788,6 +788,15 @@ pub async fn operations_surface_health_reflection_metrics<S: Store>(g: TestGatew
         "{m}"
     );
     assert!(!m.contains("quantile="), "histograms, never summaries");
+    // Error and event series exist before the first error, for rate() and alerts.
+    for series in [
+        "callauth_grpc_requests_total{method=\"Authorize\",code=\"unavailable\"}",
+        "callauth_authorize_decisions_total{decision=\"denied\",reason=\"blocked_overdue\",funding=\"postpaid\"}",
+        "callauth_holds_expired_total",
+        "callauth_store_errors_total{backend=",
+    ] {
+        assert!(m.contains(series), "{series} is registered at start");
+    }
     assert!(!m.contains("46701234567"), "no phone numbers in metrics");
     g.stop().await;
 }
