@@ -272,7 +272,10 @@ pub async fn start<S: Store>(
                 intercept,
             ));
         let mut stop = shutdown_rx.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+        // TCP_NODELAY must be set on the accepted sockets: tonic's builder
+        // setting applies only to listeners it binds itself, and without it
+        // Nagle's algorithm meets the client's delayed ACK (~40 ms per answer).
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
         tasks.push(tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(incoming, async move {

@@ -207,7 +207,10 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     );
     {
         let mut rx = shutdown_rx.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+        // TCP_NODELAY must be set on the accepted sockets: tonic's builder
+        // setting applies only to listeners it binds itself, and without it
+        // Nagle's algorithm meets the client's delayed ACK (~40 ms per answer).
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
         tasks.push(tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
