@@ -93,16 +93,25 @@ fn events(calls: usize, partitions: u32, tag: &str) -> Vec<Event> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let total: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
+    let total: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(200_000);
     let redis_url = std::env::args().nth(2);
-    let admin = std::env::var("CALLAUTH_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = std::env::var("CALLAUTH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db = format!("callauth_ingest_bench_{}", std::process::id());
     let mut admin_conn = PgConnection::connect(&admin).await?;
-    admin_conn.execute(AssertSqlSafe(format!("create database \"{db}\""))).await?;
+    admin_conn
+        .execute(AssertSqlSafe(format!("create database \"{db}\"")))
+        .await?;
     let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
     let result = run(&url, total, redis_url.as_deref()).await;
     admin_conn
-        .execute(AssertSqlSafe(format!("drop database if exists \"{db}\" with (force)")))
+        .execute(AssertSqlSafe(format!(
+            "drop database if exists \"{db}\" with (force)"
+        )))
         .await?;
     result
 }
@@ -114,7 +123,12 @@ async fn run(url: &str, total: usize, redis_url: Option<&str>) -> anyhow::Result
     let clock = Arc::new(ManualClock::new(T0));
 
     // (1) The commit path alone.
-    let s = Settlement::new(pool.clone(), MemoryStore::new(policy.clone()), SettlementPolicy::default(), clock.clone());
+    let s = Settlement::new(
+        pool.clone(),
+        MemoryStore::new(policy.clone()),
+        SettlementPolicy::default(),
+        clock.clone(),
+    );
     let evs = events(total / 2, policy.partitions, "a");
     let start = Instant::now();
     for chunk in evs.chunks(500) {
@@ -148,14 +162,28 @@ async fn run(url: &str, total: usize, redis_url: Option<&str>) -> anyhow::Result
         for chunk in evs.chunks(1000) {
             let mut pipe = redis::pipe();
             for e in chunk {
-                pipe.cmd("XADD").arg(store.keys().events(e.partition)).arg("*").arg("e").arg(e.to_json()).ignore();
+                pipe.cmd("XADD")
+                    .arg(store.keys().events(e.partition))
+                    .arg("*")
+                    .arg("e")
+                    .arg(e.to_json())
+                    .ignore();
             }
             match store.conn() {
-                callauth::store::redis::Conn::Single(c) => pipe.query_async::<()>(&mut c.clone()).await?,
-                callauth::store::redis::Conn::Cluster(c) => pipe.query_async::<()>(&mut c.clone()).await?,
+                callauth::store::redis::Conn::Single(c) => {
+                    pipe.query_async::<()>(&mut c.clone()).await?
+                }
+                callauth::store::redis::Conn::Cluster(c) => {
+                    pipe.query_async::<()>(&mut c.clone()).await?
+                }
             }
         }
-        let s = Arc::new(Settlement::new(pool.clone(), store.clone(), SettlementPolicy::default(), clock.clone()));
+        let s = Arc::new(Settlement::new(
+            pool.clone(),
+            store.clone(),
+            SettlementPolicy::default(),
+            clock.clone(),
+        ));
         let consumer = StreamConsumer::new(
             s,
             store.clone(),
@@ -180,7 +208,11 @@ async fn run(url: &str, total: usize, redis_url: Option<&str>) -> anyhow::Result
         let mut cursor = 0u64;
         loop {
             let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(format!("{{{}:*", cfg.prefix)).arg("COUNT").arg(1000);
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{{{}:*", cfg.prefix))
+                .arg("COUNT")
+                .arg(1000);
             let (next, keys): (u64, Vec<String>) = store.conn().query(&scan).await?;
             for k in keys {
                 let mut del = redis::cmd("UNLINK");

@@ -63,6 +63,7 @@ pub const SETTLEMENT_RECONCILIATION_DRIFT_ACCOUNTS: &str =
     "callauth_settlement_reconciliation_drift_accounts";
 pub const SETTLEMENT_MERCHANT_STATEMENTS_TOTAL: &str =
     "callauth_settlement_merchant_statements_total";
+pub const SETTLEMENT_READY: &str = "callauth_settlement_ready";
 pub const SETTLEMENT_CALENDAR_RUNS_TOTAL: &str = "callauth_settlement_calendar_runs_total";
 
 pub const BUILD_INFO: &str = "callauth_build_info";
@@ -111,7 +112,7 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         GRPC_REQUESTS_TOTAL,
-        "gRPC requests by method and status code (cancelled requests included)"
+        "gRPC requests by method and status code (cancelled requests included; a usage stream (Report) counts once, when it ends)"
     );
     describe_histogram!(
         GRPC_REQUEST_DURATION_SECONDS,
@@ -249,6 +250,10 @@ fn describe() {
         "merchant settlement statements made"
     );
     describe_counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "calendar jobs run by job");
+    describe_gauge!(
+        SETTLEMENT_READY,
+        "1 when the worker's dependency (ledger_database, state_store) answers"
+    );
     describe_gauge!(BUILD_INFO, "build information");
 }
 
@@ -295,7 +300,10 @@ pub fn preregister_gateway(backend: &'static str) {
         for &code in AVAILABILITY_CODES {
             metrics::counter!(GRPC_REQUESTS_TOTAL, "method" => method, "code" => code).increment(0);
         }
-        let _ = metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method);
+        if method != "Report" {
+            // The usage stream is counted when it ends; it has no request latency.
+            let _ = metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method);
+        }
         metrics::counter!(GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method).increment(0);
     }
     metrics::gauge!(GRPC_REQUESTS_IN_FLIGHT).increment(0.0);
@@ -313,7 +321,15 @@ pub fn preregister_gateway(backend: &'static str) {
     let _ = metrics::histogram!(AUTHORIZE_GRANTED_SECONDS);
     metrics::counter!(EXTEND_DECISIONS_TOTAL, "result" => "extended", "reason" => "granted")
         .increment(0);
-    metrics::counter!(RELEASE_OUTCOMES_TOTAL, "outcome" => "released").increment(0);
+    for outcome in [
+        "voided",
+        "already_voided",
+        "already_posted",
+        "already_expired",
+        "unknown_call",
+    ] {
+        metrics::counter!(RELEASE_OUTCOMES_TOTAL, "outcome" => outcome).increment(0);
+    }
     metrics::gauge!(HOLDS_PENDING).increment(0.0);
     metrics::counter!(HOLDS_EXPIRED_TOTAL).increment(0);
     for (result, reason) in [("applied", "none"), ("duplicate", "none")] {

@@ -54,6 +54,11 @@ pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
 /// Trims the event streams behind their consumer groups every 10 s and
 /// exports stream length and group lag per partition.
 async fn trim_loop(store: RedisStore, cap_without_groups: u64, partitions: u32) {
+    for p in 0..partitions {
+        // The settlement group's lag exists from the start (0 until measured).
+        metrics::gauge!(crate::metrics::OUTBOX_CONSUMER_LAG_EVENTS, "partition" => p.to_string(), "group" => crate::settlement::consumer::GROUP)
+            .increment(0.0);
+    }
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut warned = false;
     loop {

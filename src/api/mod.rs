@@ -166,17 +166,19 @@ impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
         req: Request<Streaming<pb::UsageRecord>>,
     ) -> Result<Response<AckStream>, Status> {
         let merchant = require_merchant(&req)?;
-        metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => "Report", "code" => "stream_opened")
-            .increment(1);
         let mut inbound = req.into_inner();
         let gateway = self.0.gateway.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(USAGE_STREAM_BUFFER);
         tokio::spawn(async move {
+            // A stream is counted once, when it ends, by how it ended; the time
+            // per record is in the store's post_usage histogram.
+            let mut end = Code::Ok;
             while let Some(next) = inbound.next().await {
                 let record = match next {
                     Ok(r) => r,
                     Err(status) => {
                         tracing::debug!(merchant = %merchant, error = %status, "usage stream ended by client error");
+                        end = status.code();
                         break;
                     }
                 };
@@ -188,11 +190,20 @@ impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
                     // Records without an acknowledgement are resent by the
                     // merchant; applying them is idempotent.
                     .map_err(to_status);
+                if let Err(status) = &ack {
+                    end = status.code();
+                }
                 let failed = ack.is_err();
-                if tx.send(ack).await.is_err() || failed {
+                if tx.send(ack).await.is_err() {
+                    end = Code::Cancelled;
+                    break;
+                }
+                if failed {
                     break;
                 }
             }
+            metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => "Report", "code" => code_label(end))
+                .increment(1);
         });
         let out = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(out)))

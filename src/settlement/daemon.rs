@@ -191,9 +191,34 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding gRPC to {}", args.grpc_listen))?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
-    health
-        .set_service_status("callauth.v1.Settlement", ServingStatus::Serving)
-        .await;
+    // Readiness of the two dependencies, as a gauge and as the health of
+    // the Settlement service (checked every 2 s).
+    {
+        let s = settlement.clone();
+        let health = health.clone();
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let (db, store) = dependencies_ready(&s).await;
+                for (dependency, up) in [("ledger_database", db), ("state_store", store)] {
+                    metrics::gauge!(crate::metrics::SETTLEMENT_READY, "dependency" => dependency)
+                        .set(if up { 1.0 } else { 0.0 });
+                }
+                let status = if db && store {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                health
+                    .set_service_status("callauth.v1.Settlement", status)
+                    .await;
+                tokio::select! {
+                    _ = rx.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }));
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -239,9 +264,14 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn readyz<S: Store>(State(s): State<Arc<Settlement<S>>>) -> (StatusCode, &'static str) {
+/// Whether the ledger database and the state store answer.
+async fn dependencies_ready<S: Store>(s: &Settlement<S>) -> (bool, bool) {
     let db = sqlx::query("select 1").execute(&s.pool).await.is_ok();
-    let store = s.store.ready().await;
+    (db, s.store.ready().await)
+}
+
+async fn readyz<S: Store>(State(s): State<Arc<Settlement<S>>>) -> (StatusCode, &'static str) {
+    let (db, store) = dependencies_ready(&s).await;
     match (db, store) {
         (true, true) => (StatusCode::OK, "ready\n"),
         (false, _) => (

@@ -635,6 +635,15 @@ pub async fn usage_stream_acknowledges_each_record_in_order<S: Store>(g: TestGat
         .filter(|e| matches!(e.body, EventBody::UsagePosted(_)))
         .count();
     assert_eq!(posted, 2, "each call posted once");
+    // The stream is counted when it ends (before its acknowledgements close).
+    let m = reqwest_metrics(&g).await;
+    let ended_ok = m
+        .lines()
+        .find(|l| l.starts_with("callauth_grpc_requests_total{method=\"Report\",code=\"ok\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(ended_ok >= 1.0, "a finished usage stream is counted as ok");
     g.stop().await;
 }
 
