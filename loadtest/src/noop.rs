@@ -322,6 +322,7 @@ pub async fn serve(args: NoopArgs) -> anyhow::Result<i32> {
             tariff: tariff(),
             reminder_fee: Money::sek(60),
             created_at_ms: now_ms(),
+            announcements: Default::default(),
         },
     };
     let counts = Arc::new(Counts::default());

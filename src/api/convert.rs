@@ -48,7 +48,7 @@ pub fn timestamp_to_ms(t: &Timestamp) -> i64 {
 /// authenticated client; `now_ms` stands in for missing consent timestamps.
 pub fn authorize_input(
     r: pb::AuthorizeRequest,
-    ivr_client: &str,
+    ivr_client: impl Into<String>,
     now_ms: i64,
 ) -> Result<AuthorizeInput, Status> {
     let call_id = CallId::parse(&r.call_id).map_err(|e| invalid("call_id", e))?;
@@ -94,7 +94,7 @@ pub fn authorize_input(
         (!r.prepaid_code.trim().is_empty()).then(|| r.prepaid_code.trim().to_string());
     Ok(AuthorizeInput {
         evidence: Evidence {
-            ivr_client: ivr_client.to_string(),
+            ivr_client: ivr_client.into(),
             ivr_id: r.ivr_id,
             line_ref: r.line_ref,
             number_withheld: matches!(caller, Caller::Withheld),
@@ -125,7 +125,7 @@ pub fn terms(t: &Terms, prepaid: bool) -> pb::Terms {
         billing_step_seconds: t.tariff.billing_step_seconds,
         separate_invoice: !prepaid,
         reminder_fee_ore: t.reminder_fee.ore(),
-        announcement_sv: t.announcement_sv(prepaid),
+        announcement_sv: t.announcement_sv(prepaid).to_string(),
         own_number_confirmation_required: !prepaid,
     }
 }

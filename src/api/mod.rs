@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{Stream, StreamExt};
+use metrics::{Counter, Histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -33,25 +34,62 @@ pub struct ApiState<S: Store> {
     pub limiter: Arc<Semaphore>,
 }
 
+/// One method's metric handles, resolved on first use (see [`m::Handle`]).
+pub struct RpcMetrics {
+    method: &'static str,
+    requests: [m::Handle<Counter>; 17],
+    duration: m::Handle<Histogram>,
+    overload: m::Handle<Counter>,
+}
+
+impl RpcMetrics {
+    pub const fn new(method: &'static str) -> RpcMetrics {
+        RpcMetrics {
+            method,
+            requests: [const { m::Handle::new() }; 17],
+            duration: m::Handle::new(),
+            overload: m::Handle::new(),
+        }
+    }
+
+    fn requests(&self, code: Code) -> &Counter {
+        let method = self.method;
+        self.requests[code as usize].get(|| {
+            metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => method, "code" => code_label(code))
+        })
+    }
+}
+
+/// The handles of the method named by a literal, one static per call site.
+macro_rules! method {
+    ($name:literal) => {{
+        static METRICS: RpcMetrics = RpcMetrics::new($name);
+        &METRICS
+    }};
+}
+
 /// Counts and times one RPC; see the module documentation.
 pub struct Rpc {
-    method: &'static str,
+    metrics: &'static RpcMetrics,
     start: Instant,
     code: Option<Code>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Rpc {
-    pub fn begin(limiter: &Arc<Semaphore>, method: &'static str) -> Result<Rpc, Status> {
+    pub fn begin(limiter: &Arc<Semaphore>, metrics: &'static RpcMetrics) -> Result<Rpc, Status> {
         let permit = limiter.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!(m::GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method).increment(1);
-            metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => method, "code" => "resource_exhausted")
+            let method = metrics.method;
+            metrics
+                .overload
+                .get(|| metrics::counter!(m::GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method))
                 .increment(1);
+            metrics.requests(Code::ResourceExhausted).increment(1);
             Status::resource_exhausted("the gateway is at its concurrency limit; retry shortly")
         })?;
-        metrics::gauge!(m::GRPC_REQUESTS_IN_FLIGHT).increment(1.0);
+        crate::cached_gauge!(m::GRPC_REQUESTS_IN_FLIGHT).increment(1.0);
         Ok(Rpc {
-            method,
+            metrics,
             start: Instant::now(),
             code: None,
             _permit: Some(permit),
@@ -69,11 +107,13 @@ impl Rpc {
 
 impl Drop for Rpc {
     fn drop(&mut self) {
-        let code = self.code.map_or("cancelled", code_label);
-        metrics::gauge!(m::GRPC_REQUESTS_IN_FLIGHT).decrement(1.0);
-        metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => self.method, "code" => code)
-            .increment(1);
-        metrics::histogram!(m::GRPC_REQUEST_DURATION_SECONDS, "method" => self.method)
+        let code = self.code.unwrap_or(Code::Cancelled);
+        crate::cached_gauge!(m::GRPC_REQUESTS_IN_FLIGHT).decrement(1.0);
+        self.metrics.requests(code).increment(1);
+        let method = self.metrics.method;
+        self.metrics
+            .duration
+            .get(|| metrics::histogram!(m::GRPC_REQUEST_DURATION_SECONDS, "method" => method))
             .record(self.start.elapsed().as_secs_f64());
     }
 }
@@ -105,11 +145,11 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
         &self,
         req: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "Authorize")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("Authorize"))?;
         let r = async {
             let client = require_ivr(&req)?.client_id.clone();
             let gateway = &self.0.gateway;
-            let input = convert::authorize_input(req.into_inner(), &client, gateway.now_ms())?;
+            let input = convert::authorize_input(req.into_inner(), client, gateway.now_ms())?;
             let out = gw(gateway.authorize(input).await)?;
             Ok(Response::new(convert::authorize_response(&out)))
         }
@@ -121,7 +161,7 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
         &self,
         req: Request<pb::ExtendRequest>,
     ) -> Result<Response<pb::ExtendResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "Extend")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("Extend"))?;
         let r = async {
             require_ivr(&req)?;
             let r = req.into_inner();
@@ -138,7 +178,7 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "Release")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("Release"))?;
         let r = async {
             require_ivr(&req)?;
             let call_id = crate::domain::CallId::parse(&req.get_ref().call_id)
@@ -213,7 +253,7 @@ impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
         &self,
         req: Request<pb::UsageRecord>,
     ) -> Result<Response<pb::UsageAck>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "ReportOne")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("ReportOne"))?;
         let r = async {
             let merchant = require_merchant(&req)?;
             let record = req.into_inner();
@@ -235,7 +275,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::LookupServiceRequest>,
     ) -> Result<Response<pb::ServiceInfo>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "LookupService")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("LookupService"))?;
         let r = async {
             let number = convert::number("service_number", &req.get_ref().service_number)?;
             let catalog = self.0.gateway.catalog().snapshot();
@@ -259,7 +299,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "ListServices")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("ListServices"))?;
         let r = async {
             let filter = req.get_ref().merchant_id.clone();
             let catalog = self.0.gateway.catalog().snapshot();
@@ -286,7 +326,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::GetTermsRequest>,
     ) -> Result<Response<pb::Terms>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "GetTerms")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("GetTerms"))?;
         let r = async {
             let id = crate::domain::TermsId::parse(&req.get_ref().terms_id)
                 .map_err(|e| Status::invalid_argument(format!("terms_id: {e}")))?;
@@ -304,7 +344,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::Merchant>,
     ) -> Result<Response<pb::Merchant>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "UpsertMerchant")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("UpsertMerchant"))?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let merchant = convert::merchant_in(req.into_inner())?;
@@ -320,7 +360,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::UpsertServiceRequest>,
     ) -> Result<Response<pb::ServiceInfo>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "UpsertService")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("UpsertService"))?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let spec = convert::service_spec(req.into_inner())?;
@@ -353,7 +393,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::DirectoryEntry>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "PutDirectoryEntry")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("PutDirectoryEntry"))?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let number = convert::number("number", &req.get_ref().number)?;
@@ -372,7 +412,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::SetBlockRequest>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "SetBlock")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("SetBlock"))?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let number = convert::number("number", &req.get_ref().number)?;
@@ -389,7 +429,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::SetCreditLimitRequest>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "SetCreditLimit")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("SetCreditLimit"))?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let r = req.into_inner();
@@ -407,7 +447,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "GetAccount")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("GetAccount"))?;
         let r = async {
             require_admin(&req)?;
             let number = convert::number("number", &req.get_ref().number)?;
@@ -422,7 +462,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::IssuePrepaidCodeRequest>,
     ) -> Result<Response<pb::IssuePrepaidCodeResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "IssuePrepaidCode")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("IssuePrepaidCode"))?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let amount = convert::money("amount_ore", req.get_ref().amount_ore)?;
@@ -455,7 +495,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::TopUpPrepaidCodeRequest>,
     ) -> Result<Response<pb::PrepaidBalance>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "TopUpPrepaidCode")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("TopUpPrepaidCode"))?;
         let r = async {
             require_admin(&req)?;
             let r = req.get_ref();
@@ -472,7 +512,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::GetPrepaidBalanceRequest>,
     ) -> Result<Response<pb::PrepaidBalance>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, "GetPrepaidBalance")?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("GetPrepaidBalance"))?;
         let r = async {
             require_admin(&req)?;
             let view = gw(self.0.gateway.prepaid_balance(&req.get_ref().code).await)?;

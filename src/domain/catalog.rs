@@ -8,6 +8,11 @@
 //! exact terms announced (R3, R19).
 
 use std::collections::HashMap;
+
+/// A hash map with foldhash's seeded hasher: several times faster than
+/// SipHash on short keys such as numbers and ids, still randomly seeded per
+/// process.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +46,35 @@ pub struct Terms {
     /// The reminder fee agreed in these terms (0 = none; at most 60 SEK).
     pub reminder_fee: Money,
     pub created_at_ms: i64,
+    /// The two announcements (postpaid, prepaid), made once per terms version:
+    /// the IVR receives one with every Authorize.
+    #[serde(skip)]
+    pub announcements: Memo<[String; 2]>,
+}
+
+/// A value computed once from the rest of its struct: invisible to equality,
+/// serialisation and debugging, so that a cached and an uncached copy are equal.
+#[derive(Clone, Default)]
+pub struct Memo<T>(std::sync::OnceLock<T>);
+
+impl<T> Memo<T> {
+    pub fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(make)
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Memo<T>) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Memo<T> {}
+
+impl<T> std::fmt::Debug for Memo<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +129,21 @@ impl Terms {
     /// The text the IVR reads out within 10 seconds of the call's start
     /// (reference/sweden.md §2.2, §2.4): price, minimum charge, how the call is
     /// paid, the age requirement and consent to the service starting at once.
-    pub fn announcement_sv(&self, prepaid: bool) -> String {
+    pub fn announcement_sv(&self, prepaid: bool) -> &str {
+        let [postpaid, prepaid_text] = self.announcements.get_or_init(|| {
+            [
+                self.make_announcement_sv(false),
+                self.make_announcement_sv(true),
+            ]
+        });
+        if prepaid {
+            prepaid_text
+        } else {
+            postpaid
+        }
+    }
+
+    fn make_announcement_sv(&self, prepaid: bool) -> String {
         let t = &self.tariff;
         let mut s = format!(
             "Du ringer {}. Samtalet kostar {} per minut",
@@ -156,10 +204,10 @@ impl Merchant {
 pub struct CatalogSnapshot {
     /// Increases with every change; caches compare it to decide whether to reload.
     pub version: u64,
-    pub merchants: HashMap<MerchantId, Arc<Merchant>>,
-    pub services: HashMap<E164, Arc<Service>>,
+    pub merchants: FastMap<MerchantId, Arc<Merchant>>,
+    pub services: FastMap<E164, Arc<Service>>,
     /// Every terms version ever created, current or not.
-    pub terms: HashMap<TermsId, Arc<Terms>>,
+    pub terms: FastMap<TermsId, Arc<Terms>>,
 }
 
 /// The result of planning a service upsert: the new service and, when the
@@ -232,6 +280,7 @@ impl CatalogSnapshot {
                     tariff: spec.tariff,
                     reminder_fee: spec.reminder_fee,
                     created_at_ms: now_ms,
+                    announcements: Default::default(),
                 });
                 (t.clone(), Some(t))
             }

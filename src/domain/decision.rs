@@ -494,6 +494,7 @@ mod tests {
             tariff: Tariff::new(Money::ore_unchecked(price_ore), 60, min).unwrap(),
             reminder_fee: Money::sek(60),
             created_at_ms: 0,
+            announcements: Default::default(),
         }
     }
 

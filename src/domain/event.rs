@@ -42,24 +42,47 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// Every event type's label, in the order of [`EventBody::index`].
+    pub const LABELS: [&'static str; 14] = [
+        "usage_posted",
+        "hold_expired",
+        "hold_voided",
+        "threshold_reached",
+        "limit_reached",
+        "consent_recorded",
+        "block_changed",
+        "prepaid_debited",
+        "prepaid_credited",
+        "limit_changed",
+        "directory_changed",
+        "invoice_applied",
+        "payment_applied",
+        "balances_repaired",
+    ];
+
+    /// The event type's position in [`EventBody::LABELS`].
+    pub fn index(&self) -> usize {
+        match self {
+            EventBody::UsagePosted(_) => 0,
+            EventBody::HoldExpired(_) => 1,
+            EventBody::HoldVoided(_) => 2,
+            EventBody::ThresholdReached(_) => 3,
+            EventBody::LimitReached(_) => 4,
+            EventBody::ConsentRecorded(_) => 5,
+            EventBody::BlockChanged(_) => 6,
+            EventBody::PrepaidDebited(_) => 7,
+            EventBody::PrepaidCredited(_) => 8,
+            EventBody::LimitChanged(_) => 9,
+            EventBody::DirectoryChanged(_) => 10,
+            EventBody::InvoiceApplied(_) => 11,
+            EventBody::PaymentApplied(_) => 12,
+            EventBody::BalancesRepaired(_) => 13,
+        }
+    }
+
     /// The event type for metrics labels and logs.
     pub fn label(&self) -> &'static str {
-        match self {
-            EventBody::UsagePosted(_) => "usage_posted",
-            EventBody::HoldExpired(_) => "hold_expired",
-            EventBody::HoldVoided(_) => "hold_voided",
-            EventBody::ThresholdReached(_) => "threshold_reached",
-            EventBody::LimitReached(_) => "limit_reached",
-            EventBody::ConsentRecorded(_) => "consent_recorded",
-            EventBody::BlockChanged(_) => "block_changed",
-            EventBody::PrepaidDebited(_) => "prepaid_debited",
-            EventBody::PrepaidCredited(_) => "prepaid_credited",
-            EventBody::LimitChanged(_) => "limit_changed",
-            EventBody::DirectoryChanged(_) => "directory_changed",
-            EventBody::InvoiceApplied(_) => "invoice_applied",
-            EventBody::PaymentApplied(_) => "payment_applied",
-            EventBody::BalancesRepaired(_) => "balances_repaired",
-        }
+        Self::LABELS[self.index()]
     }
 }
 
@@ -200,6 +223,50 @@ pub struct ConsentRecorded {
     pub ivr_id: String,
     pub line_ref: String,
     pub authorized_at_ms: i64,
+}
+
+/// A `consent_recorded` event as borrowed fields, serialised to the same JSON
+/// as the owned [`Event`] (its shape: `event_id`, `at_ms`, `partition` and the
+/// body under its type name). The Redis store sends one with every Authorize
+/// that carries consent; this spares copying a dozen strings to write it.
+#[derive(Serialize)]
+pub struct ConsentEventRef<'a> {
+    pub event_id: &'a str,
+    pub at_ms: i64,
+    pub partition: u32,
+    pub consent_recorded: ConsentRecordedRef<'a>,
+}
+
+/// The borrowed body of [`ConsentEventRef`]; the fields of [`ConsentRecorded`].
+#[derive(Serialize)]
+pub struct ConsentRecordedRef<'a> {
+    pub call_id: &'a str,
+    pub number: &'a str,
+    pub number_withheld: bool,
+    pub service_number: &'a str,
+    pub merchant_id: &'a str,
+    pub funding: Funding,
+    pub code_id: &'a str,
+    pub terms_id: &'a str,
+    pub price_per_minute_ore: i64,
+    pub minimum_minutes: u32,
+    pub billing_step_seconds: u32,
+    pub reminder_fee_ore: i64,
+    pub age_confirmed: bool,
+    pub own_number_confirmed: bool,
+    pub step1_at_ms: i64,
+    pub terms_accepted: bool,
+    pub step2_at_ms: i64,
+    pub ivr_client: &'a str,
+    pub ivr_id: &'a str,
+    pub line_ref: &'a str,
+    pub authorized_at_ms: i64,
+}
+
+impl ConsentEventRef<'_> {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events serialise")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -468,6 +535,72 @@ impl From<&Event> for pb::Event {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_borrowed_consent_event_is_the_owned_event() {
+        use super::*;
+        let owned = Event {
+            event_id: ids::consent("c-1"),
+            at_ms: 1_700_000_000_123,
+            partition: 7,
+            body: EventBody::ConsentRecorded(ConsentRecorded {
+                call_id: "c-1".into(),
+                number: "+46701234567".into(),
+                number_withheld: false,
+                service_number: "+469001001010".into(),
+                merchant_id: "stjarnlinjen".into(),
+                funding: Funding::Prepaid,
+                code_id: "k\"1".into(),
+                terms_id: "t-469001001010-1".into(),
+                price_per_minute_ore: 2990,
+                minimum_minutes: 2,
+                billing_step_seconds: 60,
+                reminder_fee_ore: 6000,
+                age_confirmed: true,
+                own_number_confirmed: true,
+                step1_at_ms: 1,
+                terms_accepted: true,
+                step2_at_ms: 2,
+                ivr_client: "ivr-a".into(),
+                ivr_id: "é".into(),
+                line_ref: "".into(),
+                authorized_at_ms: 3,
+            }),
+        };
+        let EventBody::ConsentRecorded(c) = &owned.body else {
+            unreachable!()
+        };
+        let borrowed = ConsentEventRef {
+            event_id: &owned.event_id,
+            at_ms: owned.at_ms,
+            partition: owned.partition,
+            consent_recorded: ConsentRecordedRef {
+                call_id: &c.call_id,
+                number: &c.number,
+                number_withheld: c.number_withheld,
+                service_number: &c.service_number,
+                merchant_id: &c.merchant_id,
+                funding: c.funding,
+                code_id: &c.code_id,
+                terms_id: &c.terms_id,
+                price_per_minute_ore: c.price_per_minute_ore,
+                minimum_minutes: c.minimum_minutes,
+                billing_step_seconds: c.billing_step_seconds,
+                reminder_fee_ore: c.reminder_fee_ore,
+                age_confirmed: c.age_confirmed,
+                own_number_confirmed: c.own_number_confirmed,
+                step1_at_ms: c.step1_at_ms,
+                terms_accepted: c.terms_accepted,
+                step2_at_ms: c.step2_at_ms,
+                ivr_client: &c.ivr_client,
+                ivr_id: &c.ivr_id,
+                line_ref: &c.line_ref,
+                authorized_at_ms: c.authorized_at_ms,
+            },
+        };
+        assert_eq!(borrowed.to_json(), owned.to_json());
+        assert_eq!(Event::from_json(&borrowed.to_json()).unwrap(), owned);
+    }
+
     use super::*;
 
     #[test]

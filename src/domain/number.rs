@@ -62,29 +62,35 @@ impl E164 {
             return Err(NumberError::Empty);
         }
         // "+46 (0)70 …" is a common way to write a Swedish number for both audiences.
-        let without_trunk_hint = trimmed.replacen("(0)", "", 1);
+        let (head, tail) = match trimmed.find("(0)") {
+            Some(i) => (&trimmed[..i], &trimmed[i + 3..]),
+            None => (trimmed, ""),
+        };
+        // One allocation: "+" and the digits, then the prefix rewritten in place.
+        let mut out = String::with_capacity(trimmed.len() + 3);
+        out.push('+');
         let mut plus = false;
-        let mut digits = String::with_capacity(16);
-        for (i, c) in without_trunk_hint.chars().enumerate() {
+        for (i, c) in head.chars().chain(tail.chars()).enumerate() {
             match c {
-                '0'..='9' => digits.push(c),
+                '0'..='9' => out.push(c),
                 '+' if i == 0 => plus = true,
                 ' ' | '-' | '.' | '/' | '(' | ')' | '\u{a0}' => {}
                 _ => return Err(NumberError::BadCharacters(input.to_string())),
             }
         }
-        if digits.is_empty() {
+        if out.len() == 1 {
             return Err(NumberError::Empty);
         }
-        let international = if plus {
-            digits
-        } else if let Some(rest) = digits.strip_prefix("00") {
-            rest.to_string()
-        } else if let Some(rest) = digits.strip_prefix('0') {
-            format!("46{rest}")
-        } else {
-            return Err(NumberError::NoPrefix(input.to_string()));
-        };
+        if !plus {
+            if out[1..].starts_with("00") {
+                out.replace_range(1..3, "");
+            } else if out[1..].starts_with('0') {
+                out.replace_range(1..2, "46");
+            } else {
+                return Err(NumberError::NoPrefix(input.to_string()));
+            }
+        }
+        let international = &out[1..];
         if let Some(nsn) = international.strip_prefix("46") {
             if !valid_swedish_nsn(nsn) {
                 return Err(NumberError::InvalidSwedish(input.to_string()));
@@ -92,7 +98,7 @@ impl E164 {
         } else if !(8..=15).contains(&international.len()) || international.starts_with('0') {
             return Err(NumberError::InvalidInternational(input.to_string()));
         }
-        Ok(E164(format!("+{international}")))
+        Ok(E164(out))
     }
 
     pub fn as_str(&self) -> &str {

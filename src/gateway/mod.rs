@@ -18,7 +18,7 @@ use crate::domain::decision::{Consent, Decision, DenyReason, Funding, PrepaidRea
 use crate::domain::{
     CallId, CodeHasher, MerchantId, Money, PrepaidCode, RecordId, Reference, E164,
 };
-use crate::metrics as m;
+use crate::metrics::{self as m, StoreOp};
 use crate::store::{
     AccountView, AuthorizeResult, BlockChange, CallSpec, Evidence, ExtendOutcome, ExtendResult,
     IssueOutcome, LineKey, PrepaidView, ReleaseOutcome, Store, StoreError, StoreResult,
@@ -154,16 +154,15 @@ impl<S: Store> Gateway<S> {
     /// Times a store step and counts its errors.
     async fn timed<T>(
         &self,
-        op: &'static str,
+        op: StoreOp,
         f: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
         let start = Instant::now();
         let r = f.await;
         let backend = self.store.backend();
-        metrics::histogram!(m::STORE_OPERATION_DURATION_SECONDS, "backend" => backend, "operation" => op)
-            .record(start.elapsed().as_secs_f64());
+        m::store_operation_duration(backend, op).record(start.elapsed().as_secs_f64());
         if let Err(e) = &r {
-            metrics::counter!(m::STORE_ERRORS_TOTAL, "backend" => backend, "operation" => op, "kind" => e.kind_label())
+            metrics::counter!(m::STORE_ERRORS_TOTAL, "backend" => backend, "operation" => op.label(), "kind" => e.kind_label())
                 .increment(1);
         }
         r
@@ -177,11 +176,11 @@ impl<S: Store> Gateway<S> {
         let snapshot = self.catalog.snapshot();
         match snapshot.service(number) {
             Some(s) => {
-                metrics::counter!(m::CATALOG_LOOKUPS_TOTAL, "result" => "hit").increment(1);
+                crate::cached_counter!(m::CATALOG_LOOKUPS_TOTAL, "result" => "hit").increment(1);
                 Ok(s.clone())
             }
             None => {
-                metrics::counter!(m::CATALOG_LOOKUPS_TOTAL, "result" => "miss").increment(1);
+                crate::cached_counter!(m::CATALOG_LOOKUPS_TOTAL, "result" => "miss").increment(1);
                 Err(GatewayError::InvalidArgument(format!(
                     "unknown service number {}",
                     number.as_str()
@@ -192,9 +191,17 @@ impl<S: Store> Gateway<S> {
 
     /// May this caller call this service now, and for how long? (SPEC R2–R10, R17)
     pub async fn authorize(&self, input: AuthorizeInput) -> GatewayResult<AuthorizeOutput> {
-        let service = self.service(&input.service_number)?;
+        let AuthorizeInput {
+            call_id,
+            caller,
+            service_number,
+            prepaid_code,
+            consent,
+            evidence,
+        } = input;
+        let service = self.service(&service_number)?;
         let catalog = self.catalog.snapshot();
-        let funding = if input.prepaid_code.is_some() {
+        let funding = if prepaid_code.is_some() {
             Funding::Prepaid
         } else {
             Funding::Postpaid
@@ -204,18 +211,19 @@ impl<S: Store> Gateway<S> {
             .is_some_and(|m| m.active);
         let now = self.now_ms();
         let call = CallSpec {
-            call_id: input.call_id.clone(),
+            call_id,
             service: service.clone(),
             terms: service.terms.clone(),
-            consent: input.consent.clone(),
-            evidence: input.evidence.clone(),
+            consent,
+            evidence,
         };
         let result = if !service.active || !merchant_active {
             AuthorizeResult::refused(Decision::Denied(DenyReason::ServiceSuspended))
-        } else if let Some(raw_code) = &input.prepaid_code {
-            self.authorize_prepaid(&input, raw_code, &call, now).await?
+        } else if let Some(raw_code) = &prepaid_code {
+            self.authorize_prepaid(&caller, raw_code, &call, now)
+                .await?
         } else {
-            match &input.caller {
+            match &caller {
                 Caller::Withheld => AuthorizeResult::refused(Decision::PrepaidCodeRequired(
                     PrepaidReason::NumberWithheld,
                 )),
@@ -223,7 +231,7 @@ impl<S: Store> Gateway<S> {
                     Decision::PrepaidCodeRequired(PrepaidReason::NumberForeign),
                 ),
                 Caller::Number(n) => {
-                    self.timed("authorize", self.store.authorize(n, &call, now))
+                    self.timed(StoreOp::Authorize, self.store.authorize(n, &call, now))
                         .await?
                 }
             }
@@ -234,9 +242,9 @@ impl<S: Store> Gateway<S> {
             .and_then(|id| catalog.terms(id).cloned())
             .unwrap_or_else(|| service.terms.clone());
         self.count_decision(&result.decision, funding);
-        if let Caller::Number(n) = &input.caller {
+        if let Caller::Number(n) = &caller {
             tracing::debug!(
-                call_id = %input.call_id,
+                call_id = %call.call_id,
                 number = %n.masked(),
                 service = %service.number.as_str(),
                 decision = result.decision.kind_label(),
@@ -256,23 +264,20 @@ impl<S: Store> Gateway<S> {
 
     async fn authorize_prepaid(
         &self,
-        input: &AuthorizeInput,
+        caller: &Caller,
         raw_code: &str,
         call: &CallSpec,
         now: i64,
     ) -> GatewayResult<AuthorizeResult> {
-        let (line, number) = match &input.caller {
+        let (line, number) = match caller {
             Caller::Number(n) => (LineKey::number(n), Some(n)),
             Caller::Withheld => {
-                let line_ref = if !input.evidence.line_ref.is_empty() {
-                    &input.evidence.line_ref
+                let line_ref = if !call.evidence.line_ref.is_empty() {
+                    &call.evidence.line_ref
                 } else {
-                    &input.evidence.ivr_id
+                    &call.evidence.ivr_id
                 };
-                (
-                    LineKey::withheld(&input.evidence.ivr_client, line_ref),
-                    None,
-                )
+                (LineKey::withheld(&call.evidence.ivr_client, line_ref), None)
             }
         };
         let code = match PrepaidCode::parse(raw_code) {
@@ -283,7 +288,7 @@ impl<S: Store> Gateway<S> {
                 metrics::counter!(m::PREPAID_CODE_FAILURES_TOTAL).increment(1);
                 let locked = self
                     .timed(
-                        "record_code_failure",
+                        StoreOp::RecordCodeFailure,
                         self.store.record_code_failure(&line, now),
                     )
                     .await?;
@@ -300,7 +305,7 @@ impl<S: Store> Gateway<S> {
         let code_id = self.hasher.id(&code);
         let r = self
             .timed(
-                "authorize_prepaid",
+                StoreOp::AuthorizePrepaid,
                 self.store
                     .authorize_prepaid(&line, number, &code_id, call, now),
             )
@@ -315,15 +320,11 @@ impl<S: Store> Gateway<S> {
     }
 
     fn count_decision(&self, d: &Decision, funding: Funding) {
-        metrics::counter!(
-            m::AUTHORIZE_DECISIONS_TOTAL,
-            "decision" => d.kind_label(),
-            "reason" => d.reason_label(),
-            "funding" => funding.label()
-        )
-        .increment(1);
+        m::authorize_decision(d.kind_label(), d.reason_label(), d.reason_code(), funding)
+            .increment(1);
         if let Decision::Allowed(g) = d {
-            metrics::histogram!(m::AUTHORIZE_GRANTED_SECONDS).record(f64::from(g.granted_seconds));
+            crate::cached_histogram!(m::AUTHORIZE_GRANTED_SECONDS)
+                .record(f64::from(g.granted_seconds));
         }
     }
 
@@ -336,7 +337,7 @@ impl<S: Store> Gateway<S> {
         }
         let now = self.now_ms();
         let r = self
-            .timed("extend", self.store.extend(call_id, sequence, now))
+            .timed(StoreOp::Extend, self.store.extend(call_id, sequence, now))
             .await?;
         let (result, reason) = match r.outcome {
             ExtendOutcome::Extended => ("extended", "granted"),
@@ -351,7 +352,7 @@ impl<S: Store> Gateway<S> {
     pub async fn release(&self, call_id: &CallId) -> GatewayResult<ReleaseOutcome> {
         let now = self.now_ms();
         let r = self
-            .timed("release", self.store.release(call_id, now))
+            .timed(StoreOp::Release, self.store.release(call_id, now))
             .await?;
         let label = match r {
             ReleaseOutcome::Voided(_) => "voided",
@@ -374,7 +375,7 @@ impl<S: Store> Gateway<S> {
         let outcome = match self.validate_usage(merchant, input) {
             Ok(post) => {
                 let now = self.now_ms();
-                self.timed("post_usage", self.store.post_usage(&post, now))
+                self.timed(StoreOp::PostUsage, self.store.post_usage(&post, now))
                     .await?
             }
             Err(rejection) => rejection,
@@ -382,16 +383,17 @@ impl<S: Store> Gateway<S> {
         let (result, reason) = match &outcome {
             UsageOutcome::Applied(p) => {
                 if p.overrun_seconds > 0 {
-                    metrics::counter!(m::USAGE_OVERRUN_SECONDS_TOTAL)
+                    crate::cached_counter!(m::USAGE_OVERRUN_SECONDS_TOTAL)
                         .increment(u64::from(p.overrun_seconds));
                 }
-                metrics::counter!(m::USAGE_CHARGED_ORE_TOTAL)
+                crate::cached_counter!(m::USAGE_CHARGED_ORE_TOTAL)
                     .increment(p.charge.ore().max(0) as u64);
                 if p.threshold_reached {
-                    metrics::counter!(m::CREDIT_EVENTS_TOTAL, "kind" => "threshold").increment(1);
+                    crate::cached_counter!(m::CREDIT_EVENTS_TOTAL, "kind" => "threshold")
+                        .increment(1);
                 }
                 if p.limit_reached {
-                    metrics::counter!(m::CREDIT_EVENTS_TOTAL, "kind" => "limit").increment(1);
+                    crate::cached_counter!(m::CREDIT_EVENTS_TOTAL, "kind" => "limit").increment(1);
                 }
                 ("applied", "none")
             }
@@ -469,7 +471,7 @@ impl<S: Store> Gateway<S> {
         loop {
             let n = self
                 .timed(
-                    "expire_due",
+                    StoreOp::ExpireDue,
                     self.store.expire_due(now, self.limits.sweep_batch),
                 )
                 .await?;
@@ -481,7 +483,7 @@ impl<S: Store> Gateway<S> {
         if total > 0 {
             metrics::counter!(m::HOLDS_EXPIRED_TOTAL).increment(total as u64);
         }
-        let stats = self.timed("stats", self.store.stats()).await?;
+        let stats = self.timed(StoreOp::Stats, self.store.stats()).await?;
         metrics::gauge!(m::HOLDS_PENDING).set(stats.pending_holds as f64);
         for (p, len) in stats.outbox_len.iter().enumerate() {
             metrics::gauge!(m::OUTBOX_LENGTH_EVENTS, "partition" => p.to_string()).set(*len as f64);
@@ -529,7 +531,7 @@ impl<S: Store> Gateway<S> {
         let now = self.now_ms();
         Ok(self
             .timed(
-                "put_directory",
+                StoreOp::PutDirectory,
                 self.store.put_directory(number, registered, actor, now),
             )
             .await?)
@@ -542,7 +544,7 @@ impl<S: Store> Gateway<S> {
     ) -> GatewayResult<AccountView> {
         let now = self.now_ms();
         Ok(self
-            .timed("set_block", self.store.set_block(number, change, now))
+            .timed(StoreOp::SetBlock, self.store.set_block(number, change, now))
             .await?)
     }
 
@@ -555,14 +557,16 @@ impl<S: Store> Gateway<S> {
         let now = self.now_ms();
         Ok(self
             .timed(
-                "set_limit",
+                StoreOp::SetLimit,
                 self.store.set_limit(number, change, actor, now),
             )
             .await?)
     }
 
     pub async fn account(&self, number: &E164) -> GatewayResult<AccountView> {
-        Ok(self.timed("account", self.store.account(number)).await?)
+        Ok(self
+            .timed(StoreOp::Account, self.store.account(number))
+            .await?)
     }
 
     pub async fn issue_prepaid(
@@ -573,7 +577,7 @@ impl<S: Store> Gateway<S> {
         let now = self.now_ms();
         Ok(self
             .timed(
-                "issue_prepaid",
+                StoreOp::IssuePrepaid,
                 self.store
                     .issue_prepaid(&self.hasher, amount, purchase_ref, now),
             )
@@ -596,7 +600,7 @@ impl<S: Store> Gateway<S> {
         let now = self.now_ms();
         Ok(self
             .timed(
-                "top_up_prepaid",
+                StoreOp::TopUpPrepaid,
                 self.store.top_up_prepaid(&id, amount, topup_ref, now),
             )
             .await?)
@@ -604,14 +608,17 @@ impl<S: Store> Gateway<S> {
 
     pub async fn prepaid_balance(&self, raw_code: &str) -> GatewayResult<PrepaidView> {
         let id = self.code_id(raw_code)?;
-        self.timed("prepaid", self.store.prepaid(&id))
+        self.timed(StoreOp::Prepaid, self.store.prepaid(&id))
             .await?
             .ok_or_else(|| GatewayError::NotFound("prepaid code not found".into()))
     }
 
     pub async fn upsert_merchant(&self, merchant: &Merchant) -> GatewayResult<()> {
-        self.timed("upsert_merchant", self.store.upsert_merchant(merchant))
-            .await?;
+        self.timed(
+            StoreOp::UpsertMerchant,
+            self.store.upsert_merchant(merchant),
+        )
+        .await?;
         self.refresh_catalog().await?;
         Ok(())
     }
@@ -619,7 +626,7 @@ impl<S: Store> Gateway<S> {
     pub async fn upsert_service(&self, spec: &ServiceSpec) -> GatewayResult<ServiceChange> {
         let now = self.now_ms();
         let change = self
-            .timed("upsert_service", self.store.upsert_service(spec, now))
+            .timed(StoreOp::UpsertService, self.store.upsert_service(spec, now))
             .await?;
         self.refresh_catalog().await?;
         Ok(change)

@@ -11,7 +11,9 @@
 //! blocks), releases it, then locks the code: the block check and the hold
 //! are two steps, as in the Redis store where they live in different slots.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+
+use crate::domain::catalog::FastMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -41,13 +43,13 @@ pub struct MemoryStore {
 
 struct Inner {
     policy: StorePolicy,
-    accounts: DashMap<E164, Arc<Mutex<Account>>>,
+    accounts: FastDashMap<E164, Arc<Mutex<Account>>>,
     /// Wrong-code counters per calling line (R17).
-    lines: DashMap<LineKey, LineState>,
-    codes: DashMap<CodeId, Arc<Mutex<Code>>>,
-    purchases: DashMap<Reference, CodeId>,
+    lines: FastDashMap<LineKey, LineState>,
+    codes: FastDashMap<CodeId, Arc<Mutex<Code>>>,
+    purchases: FastDashMap<Reference, CodeId>,
     /// call id → who holds the call's hold.
-    calls: DashMap<CallId, Payer>,
+    calls: FastDashMap<CallId, Payer>,
     /// Pending holds by expiry time.
     expiry: Mutex<BTreeSet<(i64, CallId)>>,
     /// Finished holds by the time they may be forgotten.
@@ -93,7 +95,7 @@ struct Account {
     block_seq: u64,
     limit_change_seq: u64,
     directory_seq: u64,
-    holds: HashMap<CallId, Hold>,
+    holds: FastMap<CallId, Hold>,
     invoices: HashSet<Reference>,
     payments: HashSet<Reference>,
 }
@@ -104,7 +106,7 @@ struct Code {
     pending: Money,
     issued_at_ms: i64,
     refs: HashSet<Reference>,
-    holds: HashMap<CallId, Hold>,
+    holds: FastMap<CallId, Hold>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +137,9 @@ enum HoldState {
     Voided,
     Expired,
 }
+
+/// A DashMap with foldhash's seeded hasher (see `domain::catalog::FastMap`).
+type FastDashMap<K, V> = DashMap<K, V, foldhash::fast::RandomState>;
 
 fn guard<T>(m: &Mutex<T>) -> StoreResult<MutexGuard<'_, T>> {
     // A poisoned lock means a panic in the middle of a money change: refuse
@@ -269,11 +274,11 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
                 policy,
-                accounts: DashMap::new(),
-                lines: DashMap::new(),
-                codes: DashMap::new(),
-                purchases: DashMap::new(),
-                calls: DashMap::new(),
+                accounts: FastDashMap::default(),
+                lines: FastDashMap::default(),
+                codes: FastDashMap::default(),
+                purchases: FastDashMap::default(),
+                calls: FastDashMap::default(),
                 expiry: Mutex::new(BTreeSet::new()),
                 purge: Mutex::new(BTreeSet::new()),
                 catalog: ArcSwap::from_pointee(CatalogSnapshot::default()),
@@ -1270,7 +1275,7 @@ impl Store for MemoryStore {
                     pending: Money::ZERO,
                     issued_at_ms: now_ms,
                     refs,
-                    holds: HashMap::new(),
+                    holds: FastMap::default(),
                 };
                 let view = c.view(&id);
                 s.codes.insert(id.clone(), Arc::new(Mutex::new(c)));

@@ -73,12 +73,12 @@ impl Outbox {
     }
 
     pub fn append(&self, event: Event) {
-        metrics::counter!(m::OUTBOX_EVENTS_TOTAL, "type" => event.body.label()).increment(1);
+        m::outbox_event(event.body.index(), event.body.label()).increment(1);
         if let Some(tx) = &self.file {
             match tx.try_send(event.to_json()) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    metrics::counter!(m::OUTBOX_DROPPED_TOTAL, "sink" => "file").increment(1);
+                    crate::cached_counter!(m::OUTBOX_DROPPED_TOTAL, "sink" => "file").increment(1);
                 }
             }
         }
@@ -87,7 +87,7 @@ impl Outbox {
         if ring.len() == self.capacity {
             ring.pop_front();
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::OUTBOX_DROPPED_TOTAL, "sink" => "memory").increment(1);
+            crate::cached_counter!(m::OUTBOX_DROPPED_TOTAL, "sink" => "memory").increment(1);
         }
         ring.push_back(event);
     }

@@ -207,12 +207,24 @@ end
 
 -- ------------------------------------------------------------- functions
 
+-- The call index (call id -> payer) on a single node: claimed inside the
+-- authorize step (KEYS[5]); on a cluster it lives in another slot and the
+-- gateway claims it with its own SET NX beside the Function. False when the
+-- call id already belongs to another payer.
+local CALL_ID_REUSED = 'is already used for another caller, code or service'
+local function claim_index(index_key, payer, ttl)
+  local prev = redis.call('SET', index_key, payer, 'NX', 'GET', 'PX', ttl)
+  return (not prev) or prev == payer
+end
+
 -- Postpaid authorize (decision.rs decide_postpaid + the hold).
 -- KEYS[1] account hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, number, service, merchant, terms_id, price, step, minimum,
 --       quota, max_call, grace_ms, retention_ms, first_time_limit, established_limit,
 --       consent_verdict (0 = both steps for these terms, else the reason code),
 --       partition, consent_event_json (appended when allowed)
+--       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns {0, reason} refused | {1, granted, hold, expires, terms_id} allowed |
 --         {2, granted, hold, expires, terms_id} replayed | {-1, message} call id reused.
 local function authorize(keys, args)
@@ -225,10 +237,13 @@ local function authorize(keys, args)
   local first_time, established = tonumber(args[14]), tonumber(args[15])
   local consent_verdict = tonumber(args[16])
 
+  if keys[5] and not claim_index(keys[5], args[19], tonumber(args[20])) then
+    return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
+  end
   if redis.call('EXISTS', h_key) == 1 then
     local h = hgetall(h_key)
     if h.pk ~= 'n' or h.pid ~= number or h.svc ~= service then
-      return { -1, 'call_id ' .. call_id .. ' is already used for another caller, code or service' }
+      return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
     end
     return replay(h)
   end
@@ -295,9 +310,10 @@ end
 
 -- The code's part of a prepaid authorize (decide_prepaid_code + the hold).
 -- KEYS[1] code hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, code_id, number ('' when withheld), service, merchant, terms_id,
 --       price, step, minimum, quota, max_call, grace_ms, retention_ms, consent_verdict,
---       partition, consent_event_json
+--       partition, consent_event_json [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns as authorize; {0, PREPAID_CODE_INVALID} for an unknown code.
 local function authorize_code(keys, args)
   local c_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
@@ -308,10 +324,13 @@ local function authorize_code(keys, args)
   local grace, retention = tonumber(args[13]), tonumber(args[14])
   local consent_verdict = tonumber(args[15])
 
+  if keys[5] and not claim_index(keys[5], args[18], tonumber(args[19])) then
+    return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
+  end
   if redis.call('EXISTS', h_key) == 1 then
     local h = hgetall(h_key)
     if h.pk ~= 'c' or h.pid ~= code_id or h.svc ~= service then
-      return { -1, 'call_id ' .. call_id .. ' is already used for another caller, code or service' }
+      return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
     end
     return replay(h)
   end

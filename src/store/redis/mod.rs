@@ -39,12 +39,12 @@ use super::*;
 use crate::domain::account::{CreditPolicy, LimitSource};
 use crate::domain::catalog::{Merchant, Service, ServiceChange, ServiceSpec, Terms};
 use crate::domain::decision::{check_consent, Decision, DenyReason, Funding, Grant};
-use crate::domain::event::{self, ids, EventBody};
+use crate::domain::event::{self, ids};
 use crate::domain::{CodeId, Money, TermsId};
 
 /// The version of the Function library; bump it whenever `callauth.lua`
 /// changes its behaviour or its calling convention.
-pub const LIBRARY_VERSION: &str = "1";
+pub const LIBRARY_VERSION: &str = "2";
 
 /// The Function library source with its version filled in.
 pub fn library_source() -> String {
@@ -53,6 +53,27 @@ pub fn library_source() -> String {
 
 fn fname(name: &str) -> String {
     format!("ca_v{LIBRARY_VERSION}_{name}")
+}
+
+/// `FCALL <function> <n> <keys…> [call-index key]`; the arguments follow.
+fn fcall_cmd(function: &str, keys: &[String; 4], index: Option<&IndexClaim>) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("FCALL");
+    cmd.arg(fname(function))
+        .arg(keys.len() + usize::from(index.is_some()))
+        .arg(&keys[..]);
+    if let Some(i) = index {
+        cmd.arg(&i.key);
+    }
+    cmd
+}
+
+/// A call-index entry to claim for an Authorize (see `authorize_with_index`).
+struct IndexClaim {
+    key: String,
+    payer: String,
+    ttl_ms: i64,
+    /// Claimed inside the Function (single node) rather than beside it.
+    inline: bool,
 }
 
 /// Amounts passed to Lua stay far below 2^53 (doubles are exact there).
@@ -258,49 +279,54 @@ impl RedisStore {
         Ok(())
     }
 
-    /// KEYS and ARGV of the postpaid authorize Function for one call.
+    /// The `FCALL` of the postpaid authorize Function for one call, and its
+    /// four keys (for undoing the hold). With `index`, the call index is the
+    /// fifth key and is claimed inside the Function (single node).
     fn authorize_call(
         &self,
         number: &E164,
         call: &CallSpec,
         now_ms: i64,
-    ) -> StoreResult<(Vec<String>, Vec<String>)> {
+        index: Option<&IndexClaim>,
+    ) -> StoreResult<(::redis::Cmd, [String; 4])> {
         let k = &self.inner.keys;
         let p = self.partition(number.as_str());
-        let [price, step, min] = tariff_args(call)?;
-        let [quota, max_call, grace, retention] = self.grant_args();
-        let [first, established, _] = self.limit_args()?;
-        let keys = vec![
+        let t = &call.terms.tariff;
+        let pol = &self.inner.policy;
+        let c = self.credit();
+        let keys = [
             k.account(p, number.as_str()),
             k.hold(p, call.call_id.as_str()),
             k.expiry(p),
             k.events(p),
         ];
-        let args = vec![
-            now_ms.to_string(),
-            call.call_id.to_string(),
-            number.as_str().to_string(),
-            call.service.number.as_str().to_string(),
-            call.service.merchant_id.to_string(),
-            call.terms.terms_id.to_string(),
-            price,
-            step,
-            min,
-            quota,
-            max_call,
-            grace,
-            retention,
-            first,
-            established,
-            consent_verdict(call, Funding::Postpaid).to_string(),
-            p.to_string(),
-            self.consent_json(call, Some(number), None, p, now_ms),
-        ];
-        Ok((keys, args))
+        let mut cmd = fcall_cmd("authorize", &keys, index);
+        cmd.arg(now_ms)
+            .arg(call.call_id.as_str())
+            .arg(number.as_str())
+            .arg(call.service.number.as_str())
+            .arg(call.service.merchant_id.as_str())
+            .arg(call.terms.terms_id.as_str())
+            .arg(lua_safe(t.price_per_minute, "price")?)
+            .arg(t.billing_step_seconds)
+            .arg(t.minimum_minutes)
+            .arg(pol.grant.quota_seconds)
+            .arg(pol.grant.max_call_seconds)
+            .arg(pol.hold_grace_ms)
+            .arg(pol.hold_retention_ms)
+            .arg(lua_safe(c.first_time_limit, "first-time limit")?)
+            .arg(lua_safe(c.established_limit, "established limit")?)
+            .arg(consent_verdict(call, Funding::Postpaid))
+            .arg(p)
+            .arg(self.consent_json(call, Some(number), None, p, now_ms));
+        if let Some(i) = index {
+            cmd.arg(&i.payer).arg(i.ttl_ms);
+        }
+        Ok((cmd, keys))
     }
 
     /// The exact `FCALL` a postpaid Authorize sends (without the call-index
-    /// write), for measuring the Redis floor: a server that does only this
+    /// claim), for measuring the Redis floor: a server that does only this
     /// per request is the ceiling callauth on Redis is compared against.
     pub fn authorize_command(
         &self,
@@ -308,13 +334,22 @@ impl RedisStore {
         call: &CallSpec,
         now_ms: i64,
     ) -> StoreResult<::redis::Cmd> {
-        let (keys, args) = self.authorize_call(number, call, now_ms)?;
-        let mut cmd = ::redis::cmd("FCALL");
-        cmd.arg(fname("authorize"))
-            .arg(keys.len())
-            .arg(keys)
-            .arg(args);
-        Ok(cmd)
+        Ok(self.authorize_call(number, call, now_ms, None)?.0)
+    }
+
+    /// The call-index claim for an Authorize that may create a hold: inside
+    /// the Function on a single node, beside it on a cluster (another slot).
+    fn index_claim(&self, call: &CallSpec, payer: &Payer) -> Option<IndexClaim> {
+        call.consent.as_ref()?;
+        let p = self.partition(call.call_id.as_str());
+        Some(IndexClaim {
+            key: self.inner.keys.call(p, call.call_id.as_str()),
+            payer: payer.encode(),
+            ttl_ms: i64::from(self.inner.policy.grant.max_call_seconds) * 1000
+                + self.inner.policy.hold_grace_ms
+                + self.inner.policy.hold_retention_ms,
+            inline: !self.inner.conn.is_cluster(),
+        })
     }
 
     pub fn keys(&self) -> &Keys {
@@ -354,23 +389,23 @@ impl RedisStore {
         now_ms: i64,
     ) -> String {
         let c = call.consent.as_ref();
-        Event {
-            event_id: ids::consent(call.call_id.as_str()),
+        event::ConsentEventRef {
+            event_id: &ids::consent(call.call_id.as_str()),
             at_ms: now_ms,
             partition,
-            body: EventBody::ConsentRecorded(event::ConsentRecorded {
-                call_id: call.call_id.to_string(),
-                number: number.map(|n| n.as_str().to_string()).unwrap_or_default(),
+            consent_recorded: event::ConsentRecordedRef {
+                call_id: call.call_id.as_str(),
+                number: number.map_or("", |n| n.as_str()),
                 number_withheld: call.evidence.number_withheld,
-                service_number: call.service.number.as_str().to_string(),
-                merchant_id: call.service.merchant_id.to_string(),
+                service_number: call.service.number.as_str(),
+                merchant_id: call.service.merchant_id.as_str(),
                 funding: if code.is_some() {
                     Funding::Prepaid
                 } else {
                     Funding::Postpaid
                 },
-                code_id: code.map(|c| c.to_string()).unwrap_or_default(),
-                terms_id: call.terms.terms_id.to_string(),
+                code_id: code.map_or("", |c| c.as_str()),
+                terms_id: call.terms.terms_id.as_str(),
                 price_per_minute_ore: call.terms.tariff.price_per_minute.ore(),
                 minimum_minutes: call.terms.tariff.minimum_minutes,
                 billing_step_seconds: call.terms.tariff.billing_step_seconds,
@@ -380,11 +415,11 @@ impl RedisStore {
                 step1_at_ms: c.map_or(0, |c| c.step1_at_ms),
                 terms_accepted: c.is_some_and(|c| c.terms_accepted),
                 step2_at_ms: c.map_or(0, |c| c.step2_at_ms),
-                ivr_client: call.evidence.ivr_client.clone(),
-                ivr_id: call.evidence.ivr_id.clone(),
-                line_ref: call.evidence.line_ref.clone(),
+                ivr_client: &call.evidence.ivr_client,
+                ivr_id: &call.evidence.ivr_id,
+                line_ref: &call.evidence.line_ref,
                 authorized_at_ms: now_ms,
-            }),
+            },
         }
         .to_json()
     }
@@ -392,18 +427,14 @@ impl RedisStore {
     /// Claims the call id in the call index (SET NX, returning any previous
     /// owner). Written with the hold's TTL horizon; a refused call leaves an
     /// entry that expires by itself.
-    async fn claim_call(&self, call_id: &CallId, payer: &Payer) -> StoreResult<Option<Payer>> {
-        let p = self.partition(call_id.as_str());
-        let ttl_ms = i64::from(self.inner.policy.grant.max_call_seconds) * 1000
-            + self.inner.policy.hold_grace_ms
-            + self.inner.policy.hold_retention_ms;
+    async fn claim_call(&self, claim: &IndexClaim) -> StoreResult<Option<Payer>> {
         let mut cmd = ::redis::cmd("SET");
-        cmd.arg(self.inner.keys.call(p, call_id.as_str()))
-            .arg(payer.encode())
+        cmd.arg(&claim.key)
+            .arg(&claim.payer)
             .arg("NX")
             .arg("GET")
             .arg("PX")
-            .arg(ttl_ms);
+            .arg(claim.ttl_ms);
         let old: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
         Ok(old.and_then(|s| Payer::decode(&s)))
     }
@@ -423,28 +454,35 @@ impl RedisStore {
         }
     }
 
-    /// Runs an Authorize Function and the call-index claim concurrently: one
-    /// round trip of latency. A conflict in the index (the call id already
-    /// belongs to another payer) undoes a hold the Function just created.
+    /// Runs an Authorize Function with the call-index claim: inside it on a
+    /// single node; on a cluster concurrently beside it (one round trip of
+    /// latency), where a conflict in the index (the call id already belongs
+    /// to another payer) undoes a hold the Function just created.
     async fn authorize_with_index(
         &self,
         call: &CallSpec,
-        payer: Payer,
-        function: &'static str,
-        keys: Vec<String>,
-        args: Vec<String>,
+        payer: &Payer,
+        claim: Option<IndexClaim>,
+        cmd: ::redis::Cmd,
+        keys: [String; 4],
     ) -> StoreResult<AuthorizeResult> {
         let index = async {
-            if call.consent.is_some() {
-                self.claim_call(&call.call_id, &payer).await
-            } else {
-                Ok(None)
+            match &claim {
+                Some(c) if !c.inline => self.claim_call(c).await,
+                _ => Ok(None),
             }
         };
-        let (answer, previous) = tokio::join!(self.fcall(function, &keys, args), index);
+        let answer = async {
+            self.inner
+                .conn
+                .query::<Value>(&cmd)
+                .await
+                .map_err(unavailable)
+        };
+        let (answer, previous) = tokio::join!(answer, index);
         let result = parse_hold_answer(array(answer?)?)?;
         match previous? {
-            Some(other) if other != payer => {
+            Some(other) if other != *payer => {
                 if let Decision::Allowed(_) = result.decision {
                     if !result.replayed {
                         // Undo our fresh hold: the call id belongs to someone else.
@@ -452,12 +490,7 @@ impl RedisStore {
                         let _ = self
                             .fcall(
                                 "release",
-                                &[
-                                    keys[0].clone(),
-                                    keys[1].clone(),
-                                    keys[2].clone(),
-                                    keys[3].clone(),
-                                ],
+                                &keys,
                                 vec![
                                     "0".into(),
                                     call.call_id.to_string(),
@@ -811,15 +844,6 @@ fn consent_verdict(call: &CallSpec, funding: Funding) -> u8 {
     }
 }
 
-fn tariff_args(call: &CallSpec) -> StoreResult<[String; 3]> {
-    let t = &call.terms.tariff;
-    Ok([
-        lua_safe(t.price_per_minute, "price")?.to_string(),
-        t.billing_step_seconds.to_string(),
-        t.minimum_minutes.to_string(),
-    ])
-}
-
 impl Store for RedisStore {
     fn backend(&self) -> &'static str {
         "redis"
@@ -831,9 +855,11 @@ impl Store for RedisStore {
         call: &CallSpec,
         now_ms: i64,
     ) -> StoreResult<AuthorizeResult> {
-        let (keys, args) = self.authorize_call(number, call, now_ms)?;
         let payer = Payer::Number(self.partition(number.as_str()), number.as_str().to_string());
-        self.authorize_with_index(call, payer, "authorize", keys, args)
+        let claim = self.index_claim(call, &payer);
+        let inline = claim.as_ref().filter(|c| c.inline);
+        let (cmd, keys) = self.authorize_call(number, call, now_ms, inline)?;
+        self.authorize_with_index(call, &payer, claim, cmd, keys)
             .await
     }
 
@@ -877,36 +903,40 @@ impl Store for RedisStore {
             return Ok(AuthorizeResult::refused(refusal));
         }
         // Step 2: the code.
-        let [price, step, min] = tariff_args(call)?;
-        let [quota, max_call, grace, retention] = self.grant_args();
-        let keys = vec![
+        let t = &call.terms.tariff;
+        let pol = &self.inner.policy;
+        let keys = [
             k.code(q, code.as_str()),
             k.hold(q, call.call_id.as_str()),
             k.expiry(q),
             k.events(q),
         ];
-        let args = vec![
-            now_ms.to_string(),
-            call.call_id.to_string(),
-            code.to_string(),
-            number.map(|n| n.as_str().to_string()).unwrap_or_default(),
-            call.service.number.as_str().to_string(),
-            call.service.merchant_id.to_string(),
-            call.terms.terms_id.to_string(),
-            price,
-            step,
-            min,
-            quota,
-            max_call,
-            grace,
-            retention,
-            consent_verdict(call, Funding::Prepaid).to_string(),
-            q.to_string(),
-            self.consent_json(call, number, Some(code), q, now_ms),
-        ];
         let payer = Payer::Code(q, code.to_string());
+        let claim = self.index_claim(call, &payer);
+        let inline = claim.as_ref().filter(|c| c.inline);
+        let mut cmd = fcall_cmd("authorize_code", &keys, inline);
+        cmd.arg(now_ms)
+            .arg(call.call_id.as_str())
+            .arg(code.as_str())
+            .arg(number.map_or("", |n| n.as_str()))
+            .arg(call.service.number.as_str())
+            .arg(call.service.merchant_id.as_str())
+            .arg(call.terms.terms_id.as_str())
+            .arg(lua_safe(t.price_per_minute, "price")?)
+            .arg(t.billing_step_seconds)
+            .arg(t.minimum_minutes)
+            .arg(pol.grant.quota_seconds)
+            .arg(pol.grant.max_call_seconds)
+            .arg(pol.hold_grace_ms)
+            .arg(pol.hold_retention_ms)
+            .arg(consent_verdict(call, Funding::Prepaid))
+            .arg(q)
+            .arg(self.consent_json(call, number, Some(code), q, now_ms));
+        if let Some(i) = inline {
+            cmd.arg(&i.payer).arg(i.ttl_ms);
+        }
         let mut r = self
-            .authorize_with_index(call, payer, "authorize_code", keys, args)
+            .authorize_with_index(call, &payer, claim, cmd, keys)
             .await?;
         if r.decision == Decision::Denied(DenyReason::PrepaidCodeInvalid) {
             // Step 3 (wrong codes only): count it against the line.
