@@ -32,6 +32,7 @@ fn consumer(w: &World, name: &str) -> StreamConsumer<RedisStore> {
             max_deliveries: 3,
             claim_idle: Duration::from_millis(1),
             poll_interval: Duration::from_millis(10),
+            concurrency: 4,
         },
     )
 }

@@ -173,6 +173,7 @@ async fn a_month_of_calls_invoices_payments_reminders_collection_plans_and_dispu
                 max_deliveries: 3,
                 claim_idle: std::time::Duration::from_secs(60),
                 poll_interval: std::time::Duration::from_millis(10),
+                concurrency: 4,
             },
         ),
     };

@@ -43,6 +43,8 @@ async fn drain(s: &Arc<Settlement<RedisStore>>, common: &Common) -> anyhow::Resu
             max_deliveries: 5,
             claim_idle: std::time::Duration::from_secs(60),
             poll_interval: std::time::Duration::from_millis(100),
+            // The command's pool has 4 connections; leave one for the rest.
+            concurrency: 3,
         },
     );
     Ok(consumer.drain().await?)

@@ -258,6 +258,11 @@ pub struct RunArgs {
     /// Database connections.
     #[arg(long, env = "CALLAUTH_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,
+    /// Partitions committed at the same time, each on its own connection
+    /// (at most the pool size less two, for the API and the calendar).
+    #[arg(long, env = "CALLAUTH_INGEST_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub ingest_concurrency: u32,
 }
 
 impl Common {

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
+use futures_util::stream::{self, StreamExt};
 
 use crate::domain::Event;
 use crate::metrics as m;
@@ -40,6 +41,10 @@ pub struct ConsumerConfig {
     pub max_deliveries: u32,
     pub claim_idle: Duration,
     pub poll_interval: Duration,
+    /// Partitions committed at the same time, each on its own database
+    /// connection (a partition is never polled twice at once, so a number's
+    /// events stay in order).
+    pub concurrency: usize,
 }
 
 impl ConsumerConfig {
@@ -418,16 +423,15 @@ impl<S: Store> StreamConsumer<S> {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let mut handled = 0;
-            for &p in &self.cfg.partitions {
-                match self.poll_partition(p).await {
-                    Ok(n) => handled += n,
-                    Err(ConsumeError::SimulatedCrash) => return Err(ConsumeError::SimulatedCrash),
-                    Err(e) => {
-                        tracing::warn!(partition = p, error = %e, "consuming failed; will retry");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+            let (handled, errors) = self.poll_all().await;
+            for (p, e) in &errors {
+                if matches!(e, ConsumeError::SimulatedCrash) {
+                    return Err(ConsumeError::SimulatedCrash);
                 }
+                tracing::warn!(partition = p, error = %e, "consuming failed; will retry");
+            }
+            if !errors.is_empty() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             if last_maintenance.elapsed() >= Duration::from_secs(10) {
                 for &p in &self.cfg.partitions {
@@ -447,14 +451,34 @@ impl<S: Store> StreamConsumer<S> {
         }
     }
 
+    /// Polls every owned partition once, `concurrency` at a time. Returns the
+    /// entries handled and the partitions that failed.
+    async fn poll_all(&self) -> (usize, Vec<(u32, ConsumeError)>) {
+        let results: Vec<(u32, Result<usize, ConsumeError>)> =
+            stream::iter(self.cfg.partitions.iter().copied())
+                .map(|p| async move { (p, self.poll_partition(p).await) })
+                .buffer_unordered(self.cfg.concurrency.max(1))
+                .collect()
+                .await;
+        let mut handled = 0;
+        let mut errors = Vec::new();
+        for (p, r) in results {
+            match r {
+                Ok(n) => handled += n,
+                Err(e) => errors.push((p, e)),
+            }
+        }
+        (handled, errors)
+    }
+
     /// Consumes until every owned partition is caught up (tests, `run-once`).
     pub async fn drain(&self) -> Result<usize, ConsumeError> {
         self.ensure_groups().await?;
         let mut total = 0;
         loop {
-            let mut handled = 0;
-            for &p in &self.cfg.partitions {
-                handled += self.poll_partition(p).await?;
+            let (handled, errors) = self.poll_all().await;
+            if let Some((_, e)) = errors.into_iter().next() {
+                return Err(e);
             }
             total += handled;
             if handled == 0 {

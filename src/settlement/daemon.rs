@@ -33,6 +33,12 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         args.replica_count >= 1 && args.replica_index < args.replica_count,
         "--replica-index must be below --replica-count"
     );
+    anyhow::ensure!(
+        args.ingest_concurrency + 2 <= args.db_pool,
+        "--ingest-concurrency ({}) must leave two of the --db-pool ({}) connections for the API and the calendar",
+        args.ingest_concurrency,
+        args.db_pool
+    );
     let prometheus = crate::metrics::install();
     crate::metrics::preregister_settlement();
     let pool = connect(&common.database_url, args.db_pool)
@@ -80,6 +86,7 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
             max_deliveries: args.max_deliveries,
             claim_idle: args.claim_idle(),
             poll_interval: Duration::from_millis(200),
+            concurrency: args.ingest_concurrency as usize,
         },
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

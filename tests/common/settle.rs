@@ -65,6 +65,7 @@ impl World {
                 max_deliveries: 3,
                 claim_idle: Duration::from_millis(1),
                 poll_interval: Duration::from_millis(10),
+                concurrency: 4,
             },
         )
     }
