@@ -6,8 +6,10 @@
 //! * with `--fcall redis://…`: every Authorize does exactly one Redis `FCALL`
 //!   of callauth's authorize Function (the command `RedisStore::authorize_command`
 //!   builds, with a unique call id) on accounts this server set up at start —
-//!   the ceiling of callauth on Redis (it skips the call-index write, the auth
-//!   interceptor, the concurrency limit and the metrics the gateway adds).
+//!   the ceiling of callauth on Redis. On a single node that command claims
+//!   the call index inside the Function, as the gateway's does; this server
+//!   skips the catalogue lookup, the auth interceptor, the concurrency limit
+//!   and the metrics the gateway adds.
 //!
 //! The answer has the shape and size of the gateway's ALLOWED answer (the
 //! terms with their announcement text), prebuilt once, so the bytes on the

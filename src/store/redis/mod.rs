@@ -325,16 +325,21 @@ impl RedisStore {
         Ok((cmd, keys))
     }
 
-    /// The exact `FCALL` a postpaid Authorize sends (without the call-index
-    /// claim), for measuring the Redis floor: a server that does only this
-    /// per request is the ceiling callauth on Redis is compared against.
+    /// The exact `FCALL` a postpaid Authorize sends (on a single node with
+    /// the call-index claim inside it; on a cluster without the claim, which
+    /// goes to another slot), for measuring the Redis floor: a server that
+    /// does only this per request is the ceiling callauth on Redis is
+    /// compared against.
     pub fn authorize_command(
         &self,
         number: &E164,
         call: &CallSpec,
         now_ms: i64,
     ) -> StoreResult<::redis::Cmd> {
-        Ok(self.authorize_call(number, call, now_ms, None)?.0)
+        let payer = Payer::Number(self.partition(number.as_str()), number.as_str().to_string());
+        let claim = self.index_claim(call, &payer);
+        let inline = claim.as_ref().filter(|c| c.inline);
+        Ok(self.authorize_call(number, call, now_ms, inline)?.0)
     }
 
     /// The call-index claim for an Authorize that may create a hold: inside
