@@ -2,12 +2,13 @@
 //! set CALLAUTH_BENCH_REDIS=redis://127.0.0.1:6379 (a key prefix of their own
 //! is used and deleted afterwards); without it they print a note and run nothing.
 
-use callauth::domain::catalog::{Merchant, ServiceSpec};
-use callauth::domain::decision::Consent;
-use callauth::domain::{CallId, LimitChange, MerchantId, Money, RecordId, Tariff, E164};
+use callauth::domain::{LimitChange, Money, RecordId, E164};
 use callauth::store::redis::{RedisConfig, RedisStore};
-use callauth::store::{CallSpec, Evidence, Store, StorePolicy, UsagePost};
+use callauth::store::{Store, StorePolicy, UsagePost};
 use criterion::{criterion_group, criterion_main, Criterion};
+
+#[path = "../examples/support/mod.rs"]
+mod support;
 
 fn redis_store(c: &mut Criterion) {
     let Ok(url) = std::env::var("CALLAUTH_BENCH_REDIS") else {
@@ -24,28 +25,11 @@ fn redis_store(c: &mut Criterion) {
     let store = rt
         .block_on(RedisStore::connect(&config, StorePolicy::default()))
         .expect("redis");
-    let merchant = Merchant {
-        id: MerchantId::parse("stjarnlinjen").unwrap(),
-        name: "Stjärnlinjen AB".into(),
-        org_number: String::new(),
-        fee_basis_points: 1500,
-        active: true,
-    };
-    let spec = ServiceSpec {
-        number: E164::parse("0900-100 10 10").unwrap(),
-        merchant_id: merchant.id.clone(),
-        name: "Tarotlinjen".into(),
-        category: "tarot".into(),
-        tariff: Tariff::new(Money::ore_unchecked(2990), 60, 0).unwrap(),
-        reminder_fee: Money::sek(60),
-        active: true,
-    };
     let numbers: Vec<E164> = (0..1000)
         .map(|i| E164::parse(&format!("+4672{:07}", i)).unwrap())
         .collect();
     let service = rt.block_on(async {
-        store.upsert_merchant(&merchant).await.unwrap();
-        let service = store.upsert_service(&spec, 0).await.unwrap().service;
+        let (_, service) = support::tarot_line(&store).await.unwrap();
         for n in &numbers {
             store.put_directory(n, true, "bench", 0).await.unwrap();
             // A limit so high that every benchmarked call is granted.
@@ -58,21 +42,7 @@ fn redis_store(c: &mut Criterion) {
         }
         service
     });
-    let consent = Consent {
-        age_confirmed: true,
-        own_number_confirmed: true,
-        step1_at_ms: 1,
-        terms_accepted: true,
-        step2_at_ms: 2,
-        terms_id: Some(service.terms.terms_id.clone()),
-    };
-    let call = |id: String| CallSpec {
-        call_id: CallId::parse(&id).unwrap(),
-        service: service.clone(),
-        terms: service.terms.clone(),
-        consent: Some(consent.clone()),
-        evidence: Evidence::default(),
-    };
+    let call = |id: String| support::consented_call(&id, &service);
     let mut i = 0u64;
     c.bench_function("redis_store_authorize", |b| {
         b.to_async(&rt).iter(|| {

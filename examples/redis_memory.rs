@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use callauth::domain::catalog::{Merchant, ServiceSpec};
-use callauth::domain::decision::Consent;
-use callauth::domain::{CallId, MerchantId, Money, RecordId, Tariff, E164};
+use callauth::domain::{CallId, RecordId, Service, E164};
 use callauth::store::redis::{RedisConfig, RedisStore};
-use callauth::store::{CallSpec, Evidence, Store, StorePolicy, UsagePost};
+use callauth::store::{Store, StorePolicy, UsagePost};
+
+mod support;
 
 async fn used_memory(store: &RedisStore) -> i64 {
     let mut cmd = redis::cmd("INFO");
@@ -51,45 +51,9 @@ async fn main() -> anyhow::Result<()> {
     let store = RedisStore::connect(&config, policy).await?;
     let keys = store.keys().clone();
 
-    let merchant = Merchant {
-        id: MerchantId::parse("stjarnlinjen")?,
-        name: "Stjärnlinjen AB".into(),
-        org_number: String::new(),
-        fee_basis_points: 1500,
-        active: true,
-    };
-    store.upsert_merchant(&merchant).await?;
-    let spec = ServiceSpec {
-        number: E164::parse("0900-100 10 10")?,
-        merchant_id: merchant.id.clone(),
-        name: "Tarotlinjen".into(),
-        category: "tarot".into(),
-        tariff: Tariff::new(Money::ore_unchecked(2990), 60, 0)?,
-        reminder_fee: Money::sek(60),
-        active: true,
-    };
-    let service = store.upsert_service(&spec, 0).await?.service;
-    let consent = Consent {
-        age_confirmed: true,
-        own_number_confirmed: true,
-        step1_at_ms: 1,
-        terms_accepted: true,
-        step2_at_ms: 2,
-        terms_id: Some(service.terms.terms_id.clone()),
-    };
+    let (merchant, service) = support::tarot_line(&store).await?;
     let now = 1_795_000_000_000;
-    let call = |id: String, service: &Arc<callauth::domain::Service>| CallSpec {
-        call_id: CallId::parse(&id).unwrap(),
-        service: service.clone(),
-        terms: service.terms.clone(),
-        consent: Some(consent.clone()),
-        evidence: Evidence {
-            ivr_client: "ivr-1".into(),
-            ivr_id: "node-1".into(),
-            line_ref: String::new(),
-            number_withheld: false,
-        },
-    };
+    let call = |id: String, service: &Arc<Service>| support::consented_call(&id, service);
     let number = |i: usize| E164::parse(&format!("+4670{:07}", i)).unwrap();
 
     // 1. Accounts with one posted call each (the typical state of a caller).
