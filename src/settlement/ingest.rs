@@ -67,13 +67,11 @@ pub async fn commit_batch(
     let stream_ids: Vec<&str> = batch.iter().map(|d| d.stream_id.as_str()).collect();
     let kinds: Vec<&str> = batch.iter().map(|d| d.event.body.label()).collect();
     let ats: Vec<DateTime<Utc>> = batch.iter().map(|d| ms_to_utc(d.event.at_ms)).collect();
-    let payloads: Vec<serde_json::Value> = batch
-        .iter()
-        .map(|d| serde_json::to_value(&d.event).expect("events serialise"))
-        .collect();
+    // As text, cast to jsonb by PostgreSQL: no intermediate JSON tree here.
+    let payloads: Vec<String> = batch.iter().map(|d| d.event.to_json()).collect();
     let inserted: Vec<String> = sqlx::query_scalar(
         "insert into events (event_id, partition, stream_id, kind, at, payload)
-         select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+         select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]::jsonb[])
          on conflict (event_id) do nothing
          returning event_id",
     )
