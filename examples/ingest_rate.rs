@@ -7,9 +7,11 @@
 //! (CALLAUTH_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres),
 //! generates realistic events — for each call a consent and a posted usage,
 //! over 10 000 numbers — and measures (1) the commit path alone, batches of
-//! 500 through `ingest::commit_batch`, and (2) with a Redis URL, the whole
+//! 500 (BATCH) through `ingest::commit_batch`, and (2) with a Redis URL, the whole
 //! path: the events in the partitions' streams, read by the consumer group,
-//! committed and acknowledged. The database and the keys are removed at the end.
+//! committed and acknowledged, INGEST_CONCURRENCY (4) partitions at once as
+//! the worker's --ingest-concurrency does. The database and the keys are
+//! removed at the end.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -106,6 +108,12 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(4);
+    // Events per batch (the worker's --batch).
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(500);
     let admin = std::env::var("CALLAUTH_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db = format!("callauth_ingest_bench_{}", std::process::id());
@@ -114,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         .execute(AssertSqlSafe(format!("create database \"{db}\"")))
         .await?;
     let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
-    let result = run(&url, total, redis_url.as_deref(), concurrency).await;
+    let result = run(&url, total, redis_url.as_deref(), concurrency, batch).await;
     admin_conn
         .execute(AssertSqlSafe(format!(
             "drop database if exists \"{db}\" with (force)"
@@ -128,6 +136,7 @@ async fn run(
     total: usize,
     redis_url: Option<&str>,
     concurrency: usize,
+    batch: usize,
 ) -> anyhow::Result<()> {
     let pool = connect(url, concurrency as u32 + 1).await?;
     migrate(&pool).await?;
@@ -143,7 +152,7 @@ async fn run(
     );
     let evs = events(total / 2, policy.partitions, "a");
     let start = Instant::now();
-    for chunk in evs.chunks(500) {
+    for chunk in evs.chunks(batch) {
         let batch: Vec<Delivered> = chunk
             .iter()
             .enumerate()
@@ -159,7 +168,7 @@ async fn run(
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "commit path: {} events in {:.2} s = {:.0} events/s = {:.0} usage events/s, each with its consent (batches of 500, one connection)",
+        "commit path: {} events in {:.2} s = {:.0} events/s = {:.0} usage events/s, each with its consent (batches of {batch}, one connection)",
         evs.len(),
         secs,
         evs.len() as f64 / secs,
@@ -203,7 +212,7 @@ async fn run(
             ConsumerConfig {
                 consumer: "bench".into(),
                 partitions: (0..policy.partitions).collect(),
-                batch: 500,
+                batch,
                 max_deliveries: 5,
                 claim_idle: std::time::Duration::from_secs(60),
                 poll_interval: std::time::Duration::from_millis(10),
@@ -215,7 +224,7 @@ async fn run(
         let n = consumer.drain().await?;
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "stream path: {n} events in {:.2} s = {:.0} events/s = {:.0} usage events/s, each with its consent (XREADGROUP, commit, XACK; batches of 500, {concurrency} partitions at once)",
+            "stream path: {n} events in {:.2} s = {:.0} events/s = {:.0} usage events/s, each with its consent (XREADGROUP, commit, XACK; batches of {batch}, {concurrency} partitions at once)",
             secs,
             n as f64 / secs,
             n as f64 / 2.0 / secs
