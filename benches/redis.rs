@@ -2,9 +2,9 @@
 //! set CALLAUTH_BENCH_REDIS=redis://127.0.0.1:6379 (a key prefix of their own
 //! is used and deleted afterwards); without it they print a note and run nothing.
 
-use callauth::domain::{LimitChange, Money, RecordId, E164};
+use callauth::domain::{LimitChange, Money, E164};
 use callauth::store::redis::{RedisConfig, RedisStore};
-use callauth::store::{Store, StorePolicy, UsagePost};
+use callauth::store::{Store, StorePolicy};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 #[path = "../examples/support/mod.rs"]
@@ -29,7 +29,7 @@ fn redis_store(c: &mut Criterion) {
         .map(|i| E164::parse(&format!("+4672{:07}", i)).unwrap())
         .collect();
     let service = rt.block_on(async {
-        let (_, service) = support::tarot_line(&store).await.unwrap();
+        let service = support::tarot_line(&store).await.unwrap();
         for n in &numbers {
             store.put_directory(n, true, "bench", 0).await.unwrap();
             // A limit so high that every benchmarked call is granted.
@@ -58,19 +58,12 @@ fn redis_store(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             j += 1;
             let n = numbers[(j % numbers.len() as u64) as usize].clone();
-            let spec = call(format!("c{j}"));
-            let usage = UsagePost {
-                merchant_id: service.merchant_id.clone(),
-                record_id: RecordId::parse("r").unwrap(),
-                call_id: spec.call_id.clone(),
-                service_number: service.number.clone(),
-                started_at_ms: 1_795_000_000_000,
-                duration_seconds: 61,
-            };
-            let store = store.clone();
+            let id = format!("c{j}");
+            let (store, service) = (store.clone(), service.clone());
             async move {
-                store.authorize(&n, &spec, 1_795_000_000_000).await.unwrap();
-                store.post_usage(&usage, 1_795_000_000_000).await.unwrap()
+                support::finished_call(&store, &n, &id, &service, 61, 1_795_000_000_000)
+                    .await
+                    .unwrap()
             }
         })
     });

@@ -16,10 +16,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use callauth::domain::{CallId, RecordId, Service, E164};
+use callauth::domain::{Service, E164};
 use callauth::store::memory::{MemoryStore, DEFAULT_OUTBOX_CAPACITY};
 use callauth::store::outbox::Outbox;
-use callauth::store::{Store, StorePolicy, UsagePost};
+use callauth::store::{Store, StorePolicy};
 
 mod support;
 
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let partitions = policy.partitions;
     let store = MemoryStore::with_outbox(policy, Outbox::new(partitions, 1));
 
-    let (merchant, service) = support::tarot_line(&store).await?;
+    let service = support::tarot_line(&store).await?;
     let now = 1_795_000_000_000;
     let call = |id: String, service: &Arc<Service>| support::consented_call(&id, service);
     let number = |i: usize| E164::parse(&format!("+4670{:07}", i)).unwrap();
@@ -67,22 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..numbers {
         let n = number(i);
-        store
-            .authorize(&n, &call(format!("m{i}"), &service), now)
-            .await?;
-        store
-            .post_usage(
-                &UsagePost {
-                    merchant_id: merchant.id.clone(),
-                    record_id: RecordId::parse("r")?,
-                    call_id: CallId::parse(&format!("m{i}"))?,
-                    service_number: service.number.clone(),
-                    started_at_ms: now,
-                    duration_seconds: 185,
-                },
-                now,
-            )
-            .await?;
+        support::finished_call(&store, &n, &format!("m{i}"), &service, 185, now).await?;
     }
     let posted = rss_bytes();
     let posted_s = started.elapsed().as_secs_f64();

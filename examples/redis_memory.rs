@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use callauth::domain::{CallId, RecordId, Service, E164};
+use callauth::domain::{Service, E164};
 use callauth::store::redis::{RedisConfig, RedisStore};
-use callauth::store::{Store, StorePolicy, UsagePost};
+use callauth::store::{Store, StorePolicy};
 
 mod support;
 
@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let store = RedisStore::connect(&config, policy).await?;
     let keys = store.keys().clone();
 
-    let (merchant, service) = support::tarot_line(&store).await?;
+    let service = support::tarot_line(&store).await?;
     let now = 1_795_000_000_000;
     let call = |id: String, service: &Arc<Service>| support::consented_call(&id, service);
     let number = |i: usize| E164::parse(&format!("+4670{:07}", i)).unwrap();
@@ -61,22 +61,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..accounts {
         let n = number(i);
         store.put_directory(&n, true, "memtest", now).await?;
-        store
-            .authorize(&n, &call(format!("m{i}"), &service), now)
-            .await?;
-        store
-            .post_usage(
-                &UsagePost {
-                    merchant_id: merchant.id.clone(),
-                    record_id: RecordId::parse("r")?,
-                    call_id: CallId::parse(&format!("m{i}"))?,
-                    service_number: service.number.clone(),
-                    started_at_ms: now,
-                    duration_seconds: 185,
-                },
-                now,
-            )
-            .await?;
+        support::finished_call(&store, &n, &format!("m{i}"), &service, 185, now).await?;
     }
     let after_accounts = used_memory(&store).await;
     // 2. One pending hold per account (a call in progress).

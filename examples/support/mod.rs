@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use callauth::domain::catalog::{Merchant, ServiceSpec};
 use callauth::domain::decision::Consent;
-use callauth::domain::{CallId, MerchantId, Money, Service, Tariff, E164};
-use callauth::store::{CallSpec, Evidence, Store};
+use callauth::domain::{CallId, MerchantId, Money, RecordId, Service, Tariff, E164};
+use callauth::store::{CallSpec, Evidence, Store, UsagePost};
 
 /// Creates the merchant and its tarot service in `store`.
-pub async fn tarot_line<S: Store>(store: &S) -> anyhow::Result<(Merchant, Arc<Service>)> {
+pub async fn tarot_line<S: Store>(store: &S) -> anyhow::Result<Arc<Service>> {
     let merchant = Merchant {
         id: MerchantId::parse("stjarnlinjen")?,
         name: "Stjärnlinjen AB".into(),
@@ -28,8 +28,7 @@ pub async fn tarot_line<S: Store>(store: &S) -> anyhow::Result<(Merchant, Arc<Se
         reminder_fee: Money::sek(60),
         active: true,
     };
-    let service = store.upsert_service(&spec, 0).await?.service;
-    Ok((merchant, service))
+    Ok(store.upsert_service(&spec, 0).await?.service)
 }
 
 /// A call `id` to `service` whose caller confirmed age and price.
@@ -53,4 +52,32 @@ pub fn consented_call(id: &str, service: &Arc<Service>) -> CallSpec {
             number_withheld: false,
         },
     }
+}
+
+/// A whole call from `number`: Authorize with consent, then its usage
+/// (`seconds` long) posted, as the merchant would report it.
+pub async fn finished_call<S: Store>(
+    store: &S,
+    number: &E164,
+    id: &str,
+    service: &Arc<Service>,
+    seconds: u32,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let call = consented_call(id, service);
+    store.authorize(number, &call, now_ms).await?;
+    store
+        .post_usage(
+            &UsagePost {
+                merchant_id: service.merchant_id.clone(),
+                record_id: RecordId::parse("r")?,
+                call_id: call.call_id,
+                service_number: service.number.clone(),
+                started_at_ms: now_ms,
+                duration_seconds: seconds,
+            },
+            now_ms,
+        )
+        .await?;
+    Ok(())
 }
