@@ -203,3 +203,68 @@ async fn threshold_invoice_is_issued_at_once_and_applied_to_the_store() {
     );
     let _ = &w.clock;
 }
+
+/// `reconcile` and `run-once` must not take a partition's events from a
+/// running worker (two consumers of one partition can commit a number's
+/// events out of order): while a worker is live they wait for it, and only
+/// when none runs do they commit the events themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_waits_for_running_workers_and_drains_only_when_none_runs() {
+    let w = world().await;
+    for i in 0..3 {
+        call_and_post(&w, &format!("a{i}"), TAROT, 60).await;
+    }
+    let worker = consumer(&w, "worker-1");
+    worker.drain().await.unwrap();
+    assert_eq!(count(&w.db.pool, "select count(*) from usage").await, 3);
+
+    // New events while the worker is live (it read a moment ago).
+    for i in 0..3 {
+        call_and_post(&w, &format!("b{i}"), TAROT, 60).await;
+    }
+    let cli = consumer(&w, "callauth-settlement-cli");
+    assert_eq!(
+        cli.live_consumers(Duration::from_secs(60)).await.unwrap(),
+        vec!["worker-1".to_string()]
+    );
+    let waited = cli
+        .drain_or_wait(Duration::from_secs(60), Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(&waited, Err(ConsumeError::WorkersBehind { workers, .. }) if workers == "worker-1"),
+        "{waited:?}"
+    );
+    assert_eq!(
+        count(&w.db.pool, "select count(*) from usage").await,
+        3,
+        "the command took none of the worker's events"
+    );
+
+    // The worker catches up: the command returns at once, having consumed nothing.
+    worker.drain().await.unwrap();
+    assert_eq!(
+        cli.drain_or_wait(Duration::from_secs(60), Duration::from_secs(5))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(count(&w.db.pool, "select count(*) from usage").await, 6);
+
+    // No worker has read within the window: the command drains by itself.
+    for i in 0..2 {
+        call_and_post(&w, &format!("c{i}"), TAROT, 60).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(cli
+        .live_consumers(Duration::from_millis(20))
+        .await
+        .unwrap()
+        .is_empty());
+    let drained = cli
+        .drain_or_wait(Duration::from_millis(20), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(drained >= 4, "consents and usage of two calls: {drained}");
+    assert_eq!(count(&w.db.pool, "select count(*) from usage").await, 8);
+    assert!(cli.caught_up().await.unwrap());
+}

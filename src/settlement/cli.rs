@@ -31,7 +31,9 @@ async fn settlement(common: &Common) -> anyhow::Result<Arc<Settlement<RedisStore
     )))
 }
 
-/// Consumes every event of every partition (so reconciliation compares like with like).
+/// Brings the ledger up to every event in the streams (so reconciliation
+/// compares like with like): commits them itself when no worker runs, else
+/// waits for the running workers to catch up.
 async fn drain(s: &Arc<Settlement<RedisStore>>, common: &Common) -> anyhow::Result<usize> {
     let consumer = StreamConsumer::new(
         s.clone(),
@@ -47,7 +49,13 @@ async fn drain(s: &Arc<Settlement<RedisStore>>, common: &Common) -> anyhow::Resu
             concurrency: 3,
         },
     );
-    Ok(consumer.drain().await?)
+    // A running worker polls every 200 ms; 10 s of silence means none runs.
+    Ok(consumer
+        .drain_or_wait(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(120),
+        )
+        .await?)
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -63,7 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = settlement(common).await?;
             let consumed = drain(&s, common).await?;
             let report = daily::run_day(&s, *at).await?;
-            println!("events consumed: {consumed}");
+            println!("events committed by this command: {consumed}");
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::ImportBgmax { file } => {

@@ -75,6 +75,11 @@ pub enum ConsumeError {
     Redis(#[from] ::redis::RedisError),
     #[error("simulated crash between commit and acknowledgement")]
     SimulatedCrash,
+    #[error(
+        "the running settlement workers ({workers}) have not caught up within {waited_s} s; \
+         run this again when callauth_settlement_consumer_lag is near zero"
+    )]
+    WorkersBehind { workers: String, waited_s: u64 },
 }
 
 fn text(v: &Value) -> String {
@@ -90,6 +95,18 @@ fn items(v: &Value) -> &[Value] {
     match v {
         Value::Array(a) | Value::Set(a) => a,
         _ => &[],
+    }
+}
+
+/// The value of `field` in a reply that is a map (RESP3) or a flat
+/// field/value array (RESP2), as `XINFO` answers.
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Map(pairs) => pairs.iter().find(|(k, _)| text(k) == name).map(|(_, v)| v),
+        _ => items(v)
+            .chunks(2)
+            .find(|kv| kv.first().map(text).as_deref() == Some(name))
+            .and_then(|kv| kv.get(1)),
     }
 }
 
@@ -409,6 +426,67 @@ impl<S: Store> StreamConsumer<S> {
             }
         }
         Ok(true)
+    }
+
+    /// The other consumers of the owned partitions that read within
+    /// `within`: a running worker polls at least every `poll_interval`, so a
+    /// consumer idle for longer than a few intervals is not running.
+    pub async fn live_consumers(&self, within: Duration) -> Result<Vec<String>, ConsumeError> {
+        let mut live = std::collections::BTreeSet::new();
+        for &p in &self.cfg.partitions {
+            let mut cmd = ::redis::cmd("XINFO");
+            cmd.arg("CONSUMERS").arg(self.stream(p)).arg(GROUP);
+            let reply: Value = match self.redis.conn().query(&cmd).await {
+                Ok(v) => v,
+                // No stream or no group yet: nobody consumes it.
+                Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for c in items(&reply) {
+                let name = field(c, "name").map(text).unwrap_or_default();
+                let idle_ms: u64 = field(c, "idle")
+                    .map(text)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(u64::MAX);
+                if name != self.cfg.consumer && u128::from(idle_ms) < within.as_millis() {
+                    live.insert(name);
+                }
+            }
+        }
+        Ok(live.into_iter().collect())
+    }
+
+    /// What `reconcile` and `run-once` do before they compare with or book
+    /// into the ledger. When no worker is consuming the partitions, they
+    /// commit every pending event themselves (`drain`). When workers are
+    /// running, they wait — up to `wait` — for the workers to catch up
+    /// instead of taking a partition's next events out of their hands, which
+    /// could commit a number's events out of order.
+    pub async fn drain_or_wait(
+        &self,
+        live_within: Duration,
+        wait: Duration,
+    ) -> Result<usize, ConsumeError> {
+        let workers = self.live_consumers(live_within).await?;
+        if workers.is_empty() {
+            return self.drain().await;
+        }
+        tracing::info!(workers = ?workers, "settlement workers are running; waiting for them to catch up");
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.caught_up().await? {
+                return Ok(0);
+            }
+            if Instant::now() >= deadline {
+                return Err(ConsumeError::WorkersBehind {
+                    workers: workers.join(", "),
+                    waited_s: wait.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Runs until `shutdown` flips: polls every owned partition, backing off
