@@ -268,3 +268,60 @@ async fn the_command_line_waits_for_running_workers_and_drains_only_when_none_ru
     assert_eq!(count(&w.db.pool, "select count(*) from usage").await, 8);
     assert!(cli.caught_up().await.unwrap());
 }
+
+/// Consumer names of pods that are gone are removed from the group once they
+/// hold nothing; a consumer that still holds pending entries is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_that_are_gone_and_hold_nothing_are_pruned() {
+    let w = world().await;
+    for i in 0..3 {
+        call_and_post(&w, &format!("a{i}"), TAROT, 60).await;
+    }
+    // An old pod consumed everything and went away.
+    consumer(&w, "old-pod").drain().await.unwrap();
+    // A dying pod left a batch pending.
+    call_and_post(&w, "b0", TAROT, 60).await;
+    let dying = consumer(&w, "dying-pod");
+    dying.crash_after_commit.store(true, Ordering::SeqCst);
+    assert!(dying.drain().await.is_err());
+
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let worker = consumer(&w, "worker-1");
+    let mut removed = 0;
+    for p in 0..StorePolicy::default().partitions {
+        removed += worker
+            .prune_consumers(p, Duration::from_millis(20))
+            .await
+            .unwrap();
+    }
+    assert!(removed >= 1, "old-pod removed where it held nothing");
+    let left = worker
+        .live_consumers(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(!left.contains(&"old-pod".to_string()), "{left:?}");
+    assert!(
+        left.contains(&"dying-pod".to_string()),
+        "a consumer with pending entries stays: {left:?}"
+    );
+
+    // Its pending entries are claimed; then it too is pruned.
+    for p in 0..StorePolicy::default().partitions {
+        worker.reclaim(p).await.unwrap();
+    }
+    worker.drain().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for p in 0..StorePolicy::default().partitions {
+        worker
+            .prune_consumers(p, Duration::from_millis(20))
+            .await
+            .unwrap();
+    }
+    let left = worker
+        .live_consumers(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(worker.caught_up().await.unwrap());
+    assert_eq!(count(&w.db.pool, "select count(*) from usage").await, 4);
+}

@@ -33,6 +33,29 @@ use crate::store::Store;
 
 pub const GROUP: &str = "settlement";
 
+/// Consumers that have not read for this long and hold nothing are removed
+/// from the group (`prune_consumers`).
+pub const PRUNE_IDLE: Duration = Duration::from_secs(3600);
+
+/// KEYS[1] stream; ARGV[1] group, ARGV[2] minimum idle ms, ARGV[3] the
+/// consumer running this (never removed). Removes the group's consumers with
+/// no pending entries that have been idle at least ARGV[2] ms.
+const PRUNE_CONSUMERS_LUA: &str = r#"
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+local removed = 0
+for _, c in ipairs(consumers) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['name'] ~= ARGV[3] and tonumber(f['pending']) == 0
+     and tonumber(f['idle']) >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"#;
+
 #[derive(Clone, Debug)]
 pub struct ConsumerConfig {
     pub consumer: String,
@@ -398,6 +421,31 @@ impl<S: Store> StreamConsumer<S> {
         self.handle(p, entries).await
     }
 
+    /// Removes from the group the consumers of partition `p` that hold no
+    /// pending entries and have not read for `idle` — the names of pods that
+    /// are gone (their pending entries were claimed by `reclaim` long
+    /// before). One script per stream, so the check and the removal are one
+    /// atomic step: `XGROUP DELCONSUMER` would drop a consumer's pending
+    /// entries, and none can arrive between the two. Returns the number removed.
+    pub async fn prune_consumers(&self, p: u32, idle: Duration) -> Result<usize, ConsumeError> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(PRUNE_CONSUMERS_LUA)
+            .arg(1)
+            .arg(self.stream(p))
+            .arg(GROUP)
+            .arg(idle.as_millis() as u64)
+            .arg(&self.cfg.consumer);
+        let removed: i64 = self.redis.conn().query(&cmd).await?;
+        if removed > 0 {
+            tracing::info!(
+                partition = p,
+                removed,
+                "removed consumers that are gone from the group"
+            );
+        }
+        Ok(removed as usize)
+    }
+
     /// Exports the group's lag per owned partition.
     pub async fn report_lag(&self) {
         for &p in &self.cfg.partitions {
@@ -515,6 +563,9 @@ impl<S: Store> StreamConsumer<S> {
                 for &p in &self.cfg.partitions {
                     if let Err(e) = self.reclaim(p).await {
                         tracing::warn!(partition = p, error = %e, "reclaiming failed");
+                    }
+                    if let Err(e) = self.prune_consumers(p, PRUNE_IDLE).await {
+                        tracing::warn!(partition = p, error = %e, "pruning consumers failed");
                     }
                 }
                 self.report_lag().await;
