@@ -259,7 +259,7 @@ argv() {
 # shellcheck disable=SC2046
 FIRST=$(redis-cli -p "$REDIS_PORT" --raw FCALL "$FN" 5 "$ACCOUNT" '{bench:p0}:h:check' \
     '{bench:p0}:exp' '{bench:p0}:events' '{bench:p0}:call:check' $(argv check) "$CONSENT_JSON" \
-    "${INDEX_ARGV[@]}" | head -1)
+    "${INDEX_ARGV[@]}" | sed -n 1p)
 [ "$FIRST" = 1 ] || die "the authorize Function did not grant the benchmark call (answer: $FIRST)"
 
 # rb LOAD CLIENTS N: one redis-benchmark run; echoes its output file.
@@ -320,7 +320,7 @@ done
 
 # ----------------------------------------------------------- the report
 ELAPSED=$(($(date +%s) - T0))
-MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
+MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | sed -n 1p)
 MEM_GB=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 GIT_DIRTY=$(git status --porcelain 2>/dev/null | wc -l | tr -d ' ')
