@@ -14,13 +14,14 @@
 //! E.164 shape: they cannot be invoiced anyway (R2).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// A normalised E.164 number, e.g. `+46701234567`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct E164(String);
+pub struct E164(Arc<str>);
 
 /// What kind of line a number is (PTS numbering plan, reference/sweden.md §2.1, §4).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -98,7 +99,7 @@ impl E164 {
         } else if !(8..=15).contains(&international.len()) || international.starts_with('0') {
             return Err(NumberError::InvalidInternational(input.to_string()));
         }
-        Ok(E164(out))
+        Ok(E164(Arc::from(out)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -130,7 +131,7 @@ impl E164 {
     /// Foreign numbers are shown in E.164.
     pub fn national_display(&self) -> String {
         let Some(nsn) = self.swedish_nsn() else {
-            return self.0.clone();
+            return self.0.to_string();
         };
         let area_len = match nsn.as_bytes()[0] {
             b'8' => 1,
@@ -193,7 +194,7 @@ impl TryFrom<String> for E164 {
 
 impl From<E164> for String {
     fn from(n: E164) -> String {
-        n.0
+        n.0.to_string()
     }
 }
 
