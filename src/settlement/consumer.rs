@@ -121,18 +121,6 @@ fn items(v: &Value) -> &[Value] {
     }
 }
 
-/// The value of `field` in a reply that is a map (RESP3) or a flat
-/// field/value array (RESP2), as `XINFO` answers.
-fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    match v {
-        Value::Map(pairs) => pairs.iter().find(|(k, _)| text(k) == name).map(|(_, v)| v),
-        _ => items(v)
-            .chunks(2)
-            .find(|kv| kv.first().map(text).as_deref() == Some(name))
-            .and_then(|kv| kv.get(1)),
-    }
-}
-
 /// A raw stream entry: id and its `e` field (None when the entry was trimmed).
 #[derive(Clone, Debug)]
 struct RawEntry {
@@ -482,26 +470,19 @@ impl<S: Store> StreamConsumer<S> {
     pub async fn live_consumers(&self, within: Duration) -> Result<Vec<String>, ConsumeError> {
         let mut live = std::collections::BTreeSet::new();
         for &p in &self.cfg.partitions {
-            let mut cmd = ::redis::cmd("XINFO");
-            cmd.arg("CONSUMERS").arg(self.stream(p)).arg(GROUP);
-            let reply: Value = match self.redis.conn().query(&cmd).await {
-                Ok(v) => v,
-                // No stream or no group yet: nobody consumes it.
-                Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
-            };
-            for c in items(&reply) {
-                let name = field(c, "name").map(text).unwrap_or_default();
-                let idle_ms: u64 = field(c, "idle")
-                    .map(text)
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(u64::MAX);
-                if name != self.cfg.consumer && u128::from(idle_ms) < within.as_millis() {
-                    live.insert(name);
-                }
-            }
+            let consumers = self
+                .redis
+                .stream_consumers(p, GROUP)
+                .await
+                .map_err(SettlementError::from)?;
+            live.extend(
+                consumers
+                    .into_iter()
+                    .filter(|c| {
+                        c.name != self.cfg.consumer && u128::from(c.idle_ms) < within.as_millis()
+                    })
+                    .map(|c| c.name),
+            );
         }
         Ok(live.into_iter().collect())
     }

@@ -67,6 +67,14 @@ fn fcall_cmd(function: &str, keys: &[String; 4], index: Option<&IndexClaim>) -> 
     cmd
 }
 
+/// A postpaid Authorize, ready to send (see `postpaid_authorize`).
+struct PostpaidAuthorize {
+    payer: Payer,
+    claim: Option<IndexClaim>,
+    cmd: ::redis::Cmd,
+    keys: [String; 4],
+}
+
 /// A call-index entry to claim for an Authorize (see `authorize_with_index`).
 struct IndexClaim {
     key: String,
@@ -336,10 +344,27 @@ impl RedisStore {
         call: &CallSpec,
         now_ms: i64,
     ) -> StoreResult<::redis::Cmd> {
+        Ok(self.postpaid_authorize(number, call, now_ms)?.cmd)
+    }
+
+    /// Everything a postpaid Authorize sends: the payer, its call-index
+    /// claim (inside the `FCALL` on a single node), the command and its keys.
+    fn postpaid_authorize(
+        &self,
+        number: &E164,
+        call: &CallSpec,
+        now_ms: i64,
+    ) -> StoreResult<PostpaidAuthorize> {
         let payer = Payer::Number(self.partition(number.as_str()), number.as_str().to_string());
         let claim = self.index_claim(call, &payer);
         let inline = claim.as_ref().filter(|c| c.inline);
-        Ok(self.authorize_call(number, call, now_ms, inline)?.0)
+        let (cmd, keys) = self.authorize_call(number, call, now_ms, inline)?;
+        Ok(PostpaidAuthorize {
+            payer,
+            claim,
+            cmd,
+            keys,
+        })
     }
 
     /// The call-index claim for an Authorize that may create a hold: inside
@@ -803,6 +828,38 @@ impl RedisStore {
         }
         Ok(out)
     }
+
+    /// The consumers of `group` on one partition's stream (empty when the
+    /// stream or the group does not exist yet).
+    pub async fn stream_consumers(
+        &self,
+        partition: u32,
+        group: &str,
+    ) -> StoreResult<Vec<ConsumerInfo>> {
+        let mut cmd = ::redis::cmd("XINFO");
+        cmd.arg("CONSUMERS")
+            .arg(self.inner.keys.events(partition))
+            .arg(group);
+        let v: Value = match self.inner.conn.query(&cmd).await {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
+                return Ok(vec![])
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok(array(v)?
+            .iter()
+            .map(|c| {
+                let info = flat_map(c);
+                let num = |k: &str| info.get(k).and_then(|v| v.parse::<u64>().ok());
+                ConsumerInfo {
+                    name: info.get("name").cloned().unwrap_or_default(),
+                    pending: num("pending").unwrap_or(0),
+                    idle_ms: num("idle").unwrap_or(u64::MAX),
+                }
+            })
+            .collect())
+    }
 }
 
 fn parse_stream_id(s: &str) -> (u64, u64) {
@@ -829,6 +886,15 @@ pub struct GroupInfo {
     /// Entries not yet delivered to the group (Redis 7: `lag`).
     pub lag: Option<u64>,
     pub oldest_pending: Option<(u64, u64)>,
+}
+
+/// A consumer of a group on a partition's event stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    pub name: String,
+    pub pending: u64,
+    /// Milliseconds since it last read (`XINFO CONSUMERS` `idle`).
+    pub idle_ms: u64,
 }
 
 /// A service as stored in the catalogue hash (its terms are stored apart).
@@ -860,11 +926,8 @@ impl Store for RedisStore {
         call: &CallSpec,
         now_ms: i64,
     ) -> StoreResult<AuthorizeResult> {
-        let payer = Payer::Number(self.partition(number.as_str()), number.as_str().to_string());
-        let claim = self.index_claim(call, &payer);
-        let inline = claim.as_ref().filter(|c| c.inline);
-        let (cmd, keys) = self.authorize_call(number, call, now_ms, inline)?;
-        self.authorize_with_index(call, &payer, claim, cmd, keys)
+        let a = self.postpaid_authorize(number, call, now_ms)?;
+        self.authorize_with_index(call, &a.payer, a.claim, a.cmd, a.keys)
             .await
     }
 
