@@ -13,10 +13,9 @@
 //! does not grow with the number of callers, so the phases run with a ring of
 //! one event per partition and a full default ring is measured on its own.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use callauth::domain::{Service, E164};
+use callauth::domain::E164;
 use callauth::store::memory::{MemoryStore, DEFAULT_OUTBOX_CAPACITY};
 use callauth::store::outbox::Outbox;
 use callauth::store::{Store, StorePolicy};
@@ -51,7 +50,6 @@ async fn main() -> anyhow::Result<()> {
 
     let service = support::tarot_line(&store).await?;
     let now = 1_795_000_000_000;
-    let call = |id: String, service: &Arc<Service>| support::consented_call(&id, service);
     let number = |i: usize| E164::parse(&format!("+4670{:07}", i)).unwrap();
 
     let base = rss_bytes();
@@ -75,7 +73,11 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..numbers {
         store
-            .authorize(&number(i), &call(format!("p{i}"), &service), now)
+            .authorize(
+                &number(i),
+                &support::consented_call(&format!("p{i}"), &service),
+                now,
+            )
             .await?;
     }
     let pending = rss_bytes();

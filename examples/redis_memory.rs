@@ -5,9 +5,7 @@
 //!
 //! It writes under a fresh key prefix and deletes everything it wrote at the end.
 
-use std::sync::Arc;
-
-use callauth::domain::{Service, E164};
+use callauth::domain::E164;
 use callauth::store::redis::{RedisConfig, RedisStore};
 use callauth::store::{Store, StorePolicy};
 
@@ -53,7 +51,6 @@ async fn main() -> anyhow::Result<()> {
 
     let service = support::tarot_line(&store).await?;
     let now = 1_795_000_000_000;
-    let call = |id: String, service: &Arc<Service>| support::consented_call(&id, service);
     let number = |i: usize| E164::parse(&format!("+4670{:07}", i)).unwrap();
 
     // 1. Accounts with one posted call each (the typical state of a caller).
@@ -67,7 +64,11 @@ async fn main() -> anyhow::Result<()> {
     // 2. One pending hold per account (a call in progress).
     for i in 0..accounts {
         store
-            .authorize(&number(i), &call(format!("p{i}"), &service), now)
+            .authorize(
+                &number(i),
+                &support::consented_call(&format!("p{i}"), &service),
+                now,
+            )
             .await?;
     }
     let after_holds = used_memory(&store).await;

@@ -40,7 +40,9 @@ STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 T0=$(date +%s)
 
 say() { printf '\n== %s\n' "$*" >&2; }
-die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
+# die, free_port, wait_port, wait_ready, stop
+# shellcheck source=loadtest/lib.sh
+. "$ROOT/loadtest/lib.sh"
 
 for tool in cargo redis-server redis-cli redis-benchmark curl; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -90,43 +92,6 @@ else
     CLIENT_THREADS=0
     PLACEMENT="not pinned (taskset missing or a single CPU): server, Redis and load generator share all CPUs"
 fi
-
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
-
-# wait_port PORT PID: until something listens on PORT (or PID dies).
-wait_port() {
-    for _ in $(seq 1 600); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-# wait_ready HTTP_PORT PID: until the gateway's /readyz answers 200.
-wait_ready() {
-    for _ in $(seq 1 600); do
-        if curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; then return 0; fi
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-stop() {
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 
 # utime+stime of a process, in clock ticks.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }

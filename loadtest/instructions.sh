@@ -16,27 +16,23 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# die, free_port, wait_port, wait_ready, stop
+# shellcheck source=loadtest/lib.sh
+. "$ROOT/loadtest/lib.sh"
 SMALL=${1:-5000}
 LARGE=${2:-25000}
-[ "$LARGE" -gt "$SMALL" ] || { echo "instructions.sh: LARGE must exceed SMALL" >&2; exit 1; }
+[ "$LARGE" -gt "$SMALL" ] || die "LARGE must exceed SMALL"
 for tool in valgrind callgrind_annotate curl; do
-    command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is required" >&2; exit 1; }
+    command -v "$tool" >/dev/null || die "$tool is required"
 done
 cargo build --release --bins -p callauth -p callauth-loadtest >&2
 BIN="$ROOT/target/release"
 WORK=$(mktemp -d)
-PID=""
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'rm -rf "$WORK"' EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# count SYSTEM REQUESTS: total instructions of the server process.
+# count SYSTEM REQUESTS: total instructions of the server process. It runs in
+# a command substitution (a subshell, where the EXIT trap does not fire), so
+# it stops its own server on every way out.
 count() {
     local system=$1 requests=$2 out="$WORK/$1-$2.callgrind"
     local grpc http skip=()
@@ -47,29 +43,23 @@ count() {
             --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" --worker-threads 1 \
             >"$WORK/$system.log" 2>&1 &
         PID=$!
-        for _ in $(seq 600); do
-            curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && break
-            sleep 0.2
-        done
+        wait_ready "$http" "$PID" || { stop "$PID"; die "callauth-gateway did not start under valgrind"; }
     else
         valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN/callauth-loadtest" noop-server \
             --listen "127.0.0.1:$grpc" --worker-threads 1 >"$WORK/$system.log" 2>&1 &
         PID=$!
         skip=(--skip-setup)
-        for _ in $(seq 600); do
-            (echo >"/dev/tcp/127.0.0.1/$grpc") 2>/dev/null && break
-            sleep 0.2
-        done
+        wait_port "$grpc" "$PID" || { stop "$PID"; die "the no-op server did not start under valgrind"; }
     fi
     "$BIN/callauth-loadtest" run --scenario authorize --endpoint "http://127.0.0.1:$grpc" \
         --concurrency 128 --connections 4 --numbers 1000 --count "$requests" --duration 3600 \
         --warmup-seconds 0 --worker-threads 1 "${skip[@]}" >"$WORK/$system-$requests.txt" 2>&1 || {
         cat "$WORK/$system-$requests.txt" >&2
-        exit 1
+        stop "$PID"
+        die "callauth-loadtest run failed against $system"
     }
     kill -INT "$PID"
     wait "$PID" 2>/dev/null || true
-    PID=""
     callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
 }
 
