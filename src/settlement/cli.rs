@@ -12,9 +12,12 @@ use crate::settlement::context::{connect, migrate, Settlement};
 use crate::settlement::{daemon, daily, jsonl, merchants, payments, personal, reconcile};
 use crate::store::redis::RedisStore;
 
+/// Database connections of a one-off command.
+const COMMAND_POOL: u32 = 4;
+
 async fn settlement(common: &Common) -> anyhow::Result<Arc<Settlement<RedisStore>>> {
     let policy = common.policy.policy()?;
-    let pool = connect(&common.database_url, 4)
+    let pool = connect(&common.database_url, COMMAND_POOL)
         .await
         .context("connecting to the ledger database")?;
     migrate(&pool)
@@ -45,8 +48,8 @@ async fn drain(s: &Arc<Settlement<RedisStore>>, common: &Common) -> anyhow::Resu
             max_deliveries: 5,
             claim_idle: std::time::Duration::from_secs(60),
             poll_interval: std::time::Duration::from_millis(100),
-            // The command's pool has 4 connections; leave one for the rest.
-            concurrency: 3,
+            // Leave one connection of the command's pool for the rest.
+            concurrency: COMMAND_POOL as usize - 1,
         },
     );
     // A running worker polls every 200 ms; 10 s of silence means none runs.

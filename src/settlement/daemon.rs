@@ -288,3 +288,33 @@ async fn readyz<S: Store>(State(s): State<Arc<Settlement<S>>>) -> (StatusCode, &
         (_, false) => (StatusCode::SERVICE_UNAVAILABLE, "state store not ready\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::settlement::config::{Cli, Command};
+
+    /// The check runs before anything is connected: a concurrency that leaves
+    /// no connections for the API and the calendar is refused at start.
+    #[tokio::test]
+    async fn refuses_an_ingest_concurrency_the_pool_cannot_serve() {
+        let cli = Cli::try_parse_from([
+            "callauth-settlement",
+            "run",
+            "--db-pool",
+            "4",
+            "--ingest-concurrency",
+            "3",
+        ])
+        .expect("the flags parse");
+        let Command::Run(args) = &cli.command else {
+            panic!("run was parsed as {:?}", cli.command)
+        };
+        let err = super::run(&cli.common, args).await.unwrap_err();
+        assert!(
+            err.to_string().contains("--ingest-concurrency (3)"),
+            "{err}"
+        );
+    }
+}
