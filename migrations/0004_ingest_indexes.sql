@@ -7,8 +7,8 @@
 -- * usage (invoice_id): every new CDR added a NULL entry; lookups are by an
 --   invoice, so only invoiced rows need to be in it.
 --
--- Measured with examples/ingest_rate.rs: about 9 % more events per second
--- on the commit path (docs/performance.md).
+-- Measured with examples/ingest_rate.rs: about 8 % more events per second
+-- on the commit path, in alternating runs (docs/performance.md).
 drop index events_kind_at;
 create index events_kind_at on events (kind, at)
     where kind not in ('usage_posted', 'consent_recorded');
