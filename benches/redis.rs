@@ -42,15 +42,18 @@ fn redis_store(c: &mut Criterion) {
         }
         service
     });
-    let call = |id: String| support::consented_call(&id, &service);
     let mut i = 0u64;
     c.bench_function("redis_store_authorize", |b| {
         b.to_async(&rt).iter(|| {
             i += 1;
             let n = numbers[(i % numbers.len() as u64) as usize].clone();
-            let spec = call(format!("a{i}"));
-            let store = store.clone();
-            async move { store.authorize(&n, &spec, 1_795_000_000_000).await.unwrap() }
+            let id = format!("a{i}");
+            let (store, service) = (store.clone(), service.clone());
+            async move {
+                support::call_in_progress(&store, &n, &id, &service, 1_795_000_000_000)
+                    .await
+                    .unwrap()
+            }
         })
     });
     let mut j = 0u64;

@@ -72,13 +72,7 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     for i in 0..numbers {
-        store
-            .authorize(
-                &number(i),
-                &support::consented_call(&format!("p{i}"), &service),
-                now,
-            )
-            .await?;
+        support::call_in_progress(&store, &number(i), &format!("p{i}"), &service, now).await?;
     }
     let pending = rss_bytes();
     let pending_s = started.elapsed().as_secs_f64();

@@ -63,13 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let after_accounts = used_memory(&store).await;
     // 2. One pending hold per account (a call in progress).
     for i in 0..accounts {
-        store
-            .authorize(
-                &number(i),
-                &support::consented_call(&format!("p{i}"), &service),
-                now,
-            )
-            .await?;
+        support::call_in_progress(&store, &number(i), &format!("p{i}"), &service, now).await?;
     }
     let after_holds = used_memory(&store).await;
 

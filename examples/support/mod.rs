@@ -81,3 +81,18 @@ pub async fn finished_call<S: Store>(
         .await?;
     Ok(())
 }
+
+/// A call in progress from `number`: authorized with consent, not yet ended
+/// (its hold is pending).
+pub async fn call_in_progress<S: Store>(
+    store: &S,
+    number: &E164,
+    id: &str,
+    service: &Arc<Service>,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    store
+        .authorize(number, &consented_call(id, service), now_ms)
+        .await?;
+    Ok(())
+}
