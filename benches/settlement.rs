@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
 const SAMPLE: &[u8] =
-    include_bytes!("../../shared/fixtures/bgmax/bankgirot-sample-ocr-check-length.bgmax");
+    include_bytes!("../tests/fixtures/bgmax/bankgirot-sample-ocr-check-length.bgmax");
 
 fn day_of_payments(n: u64) -> Vec<u8> {
     let mut b = FileBuilder::new("20261123061500123456", false);

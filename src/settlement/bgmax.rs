@@ -1381,7 +1381,7 @@ mod tests {
     use super::*;
 
     const FIXTURE: &[u8] =
-        include_bytes!("../../../shared/fixtures/bgmax/bankgirot-sample-ocr-check-length.bgmax");
+        include_bytes!("../../tests/fixtures/bgmax/bankgirot-sample-ocr-check-length.bgmax");
 
     fn fixture() -> BgMaxFile {
         parse(FIXTURE).expect("the Bankgirot sample parses")
