@@ -13,9 +13,9 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::Request;
 
-use crate::api::convert::{ms_to_timestamp, timestamp_to_ms};
-use crate::catalog_file::{CatalogFile, DEMO};
 use crate::domain::Money;
+use crate::gateway::api::convert::{ms_to_timestamp, timestamp_to_ms};
+use crate::gateway::catalog_file::{CatalogFile, DEMO};
 use crate::pb;
 
 #[derive(Parser, Debug)]
@@ -398,10 +398,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         let bytes: [u8; 24] = rand::random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         println!("token        {token}");
-        println!(
-            "token_sha256 {}",
-            crate::api::auth::token_sha256_hex(&token)
-        );
+        println!("token_sha256 {}", crate::auth::token_sha256_hex(&token));
         return Ok(0);
     }
     let channel = Channel::from_shared(cli.endpoint.clone())

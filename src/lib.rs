@@ -6,16 +6,14 @@
 //! `gateway` (the business operations over a store) → `api` (gRPC) →
 //! `server` (wiring, HTTP, shutdown).
 
-pub mod api;
-pub mod catalog_file;
+pub mod auth;
 pub mod clock;
-pub mod config;
 pub mod ctl;
 pub mod domain;
 pub mod gateway;
-pub mod run;
-pub mod server;
+pub mod process;
 pub mod settlement;
+pub mod status;
 
 /// Generated protobuf and gRPC code for `callauth.v1`. Generated types stop at
 /// `api/`; everything else works with `domain` types.

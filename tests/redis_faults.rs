@@ -10,8 +10,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use callauth::gateway::server::ServerOptions;
 use callauth::pb;
-use callauth::server::ServerOptions;
 use callauth::store::redis::{RedisConfig, RedisStore};
 use callauth::store::{Store, StorePolicy};
 use common::redis::{free_port, unique_prefix};

@@ -7,9 +7,9 @@ mod common;
 
 use std::sync::Arc;
 
-use callauth::api::auth::TokenRegistry;
-use callauth::catalog_file::{CatalogFile, DEMO};
+use callauth::auth::TokenRegistry;
 use callauth::domain::{CodeHasher, E164};
+use callauth::gateway::catalog_file::{CatalogFile, DEMO};
 use callauth::pb;
 use callauth::pb::settlement_client::SettlementClient;
 use callauth::settlement::api::SettlementApi;

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use callauth::api::convert::ms_to_timestamp;
+use callauth::gateway::api::convert::ms_to_timestamp;
 use callauth::pb;
 use rand::RngExt;
 

@@ -14,7 +14,7 @@
 //! The answer has the shape and size of the gateway's ALLOWED answer (the
 //! terms with their announcement text), prebuilt once, so the bytes on the
 //! wire match. The tonic server is configured like the gateway's
-//! (`callauth::server::start`: TCP_NODELAY, request timeout, keep-alive,
+//! (`callauth::gateway::server::start`: TCP_NODELAY, request timeout, keep-alive,
 //! connection age). Extend and Release answer fixed values in both modes.
 
 use std::net::SocketAddr;
@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use callauth::api::convert;
 use callauth::domain::account::LimitChange;
 use callauth::domain::catalog::{Merchant, Service, ServiceSpec, Terms};
 use callauth::domain::decision::Consent;
 use callauth::domain::{CallId, MerchantId, Money, Tariff, E164};
+use callauth::gateway::api::convert;
+use callauth::gateway::server::ServerOptions;
 use callauth::pb;
-use callauth::server::ServerOptions;
 use callauth::store::redis::{RedisConfig, RedisStore};
 use callauth::store::{CallSpec, Evidence, Store, StorePolicy};
 use rand::RngExt;
@@ -369,7 +369,7 @@ pub async fn serve(args: NoopArgs) -> anyhow::Result<i32> {
         .add_service(pb::authorization_server::AuthorizationServer::new(
             reference,
         ))
-        .serve_with_incoming_shutdown(incoming, callauth::server::shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, callauth::process::shutdown_signal())
         .await
         .context("gRPC server")?;
     eprintln!(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use callauth::api::convert::ms_to_timestamp;
+use callauth::gateway::api::convert::ms_to_timestamp;
 use callauth::pb;
 use rand::RngExt;
 use serde::Serialize;

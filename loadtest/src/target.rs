@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use callauth::catalog_file::{CatalogFile, DEMO};
+use callauth::gateway::catalog_file::{CatalogFile, DEMO};
 use callauth::pb;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};

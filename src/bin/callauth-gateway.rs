@@ -4,8 +4,8 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    let cfg = callauth::config::GatewayConfig::parse();
-    callauth::config::init_tracing(&cfg.log_format);
+    let cfg = callauth::gateway::config::GatewayConfig::parse();
+    callauth::process::init_tracing(&cfg.log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if cfg.worker_threads > 0 {
         runtime.worker_threads(cfg.worker_threads);
@@ -14,5 +14,5 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("callauth")
         .build()?
-        .block_on(callauth::run::gateway(cfg))
+        .block_on(callauth::gateway::run::gateway(cfg))
 }

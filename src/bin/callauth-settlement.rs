@@ -6,6 +6,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = callauth::settlement::config::Cli::parse();
-    callauth::config::init_tracing(&cli.common.log_format);
+    callauth::process::init_tracing(&cli.common.log_format);
     callauth::settlement::cli::run(cli).await
 }

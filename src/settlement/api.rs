@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
-use crate::api::auth::{principal, require_admin, Role};
+use crate::auth::{principal, require_admin, Role};
 use crate::domain::{CodeHasher, CodeId, Money};
 use crate::pb;
 use crate::settlement::context::{Settlement, SettlementError};
@@ -23,20 +23,9 @@ pub struct SettlementApi<S: Store> {
     pub hasher: Option<CodeHasher>,
 }
 
+/// The shared mapping ([`crate::status`]), typed for this API's errors.
 pub fn to_status(e: SettlementError) -> Status {
-    match e {
-        SettlementError::Invalid(m) => Status::invalid_argument(m),
-        SettlementError::NotFound(m) => Status::not_found(format!("{m} not found")),
-        SettlementError::Refused(m) => Status::failed_precondition(m),
-        SettlementError::Store(s) if s.is_transient() => Status::unavailable(s.to_string()),
-        SettlementError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-            Status::unavailable("the ledger database is unreachable")
-        }
-        other => {
-            tracing::error!(error = %other, "settlement request failed");
-            Status::internal(other.to_string())
-        }
-    }
+    crate::status::to_status(e)
 }
 
 fn date(field: &str, s: &str) -> Result<NaiveDate, Status> {

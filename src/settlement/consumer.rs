@@ -21,40 +21,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ::redis::Value;
 use futures_util::stream::{self, StreamExt};
 
 use crate::domain::Event;
 use crate::metrics as m;
 use crate::settlement::context::{Settlement, SettlementError, SettlementResult};
 use crate::settlement::ingest::{commit_batch, BatchOutcome, Delivered};
+use crate::store::redis::streams::{ReadFrom, StreamEntry, SETTLEMENT_GROUP};
 use crate::store::redis::RedisStore;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
-pub const GROUP: &str = "settlement";
+/// The consumer group: the stream protocol's (`store::redis::streams`).
+pub const GROUP: &str = SETTLEMENT_GROUP;
 
 /// Consumers that have not read for this long and hold nothing are removed
 /// from the group (`prune_consumers`).
 pub const PRUNE_IDLE: Duration = Duration::from_secs(3600);
-
-/// KEYS[1] stream; ARGV[1] group, ARGV[2] minimum idle ms, ARGV[3] the
-/// consumer running this (never removed). Removes the group's consumers with
-/// no pending entries that have been idle at least ARGV[2] ms.
-const PRUNE_CONSUMERS_LUA: &str = r#"
-local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
-if not ok then return 0 end
-local removed = 0
-for _, c in ipairs(consumers) do
-  local f = {}
-  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
-  if f['name'] ~= ARGV[3] and tonumber(f['pending']) == 0
-     and tonumber(f['idle']) >= tonumber(ARGV[2]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
-    removed = removed + 1
-  end
-end
-return removed
-"#;
 
 #[derive(Clone, Debug)]
 pub struct ConsumerConfig {
@@ -94,8 +76,8 @@ pub struct StreamConsumer<S: Store> {
 pub enum ConsumeError {
     #[error(transparent)]
     Settlement(#[from] SettlementError),
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("simulated crash between commit and acknowledgement")]
     SimulatedCrash,
     #[error(
@@ -103,45 +85,6 @@ pub enum ConsumeError {
          run this again when callauth_settlement_consumer_lag is near zero"
     )]
     WorkersBehind { workers: String, waited_s: u64 },
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn items(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(a) | Value::Set(a) => a,
-        _ => &[],
-    }
-}
-
-/// A raw stream entry: id and its `e` field (None when the entry was trimmed).
-#[derive(Clone, Debug)]
-struct RawEntry {
-    id: String,
-    json: Option<String>,
-}
-
-fn parse_entries(v: &Value) -> Vec<RawEntry> {
-    items(v)
-        .iter()
-        .map(|entry| {
-            let parts = items(entry);
-            let id = parts.first().map(text).unwrap_or_default();
-            let fields = parts.get(1).map(items).unwrap_or(&[]);
-            let json = fields
-                .chunks(2)
-                .find(|kv| kv.first().map(text).as_deref() == Some("e"))
-                .and_then(|kv| kv.get(1).map(text));
-            RawEntry { id, json }
-        })
-        .collect()
 }
 
 fn is_connectivity(e: &SettlementError) -> bool {
@@ -179,29 +122,11 @@ impl<S: Store> StreamConsumer<S> {
         }
     }
 
-    fn stream(&self, p: u32) -> String {
-        self.redis.keys().events(p)
-    }
-
-    fn dead_stream(&self, p: u32) -> String {
-        format!("{}events:dead", self.redis.keys().tag_prefix(p))
-    }
-
     /// Creates the consumer group on every owned stream (from the beginning
     /// of the stream, so nothing written before the first start is missed).
     pub async fn ensure_groups(&self) -> Result<(), ConsumeError> {
         for &p in &self.cfg.partitions {
-            let mut cmd = ::redis::cmd("XGROUP");
-            cmd.arg("CREATE")
-                .arg(self.stream(p))
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM");
-            match self.redis.conn().query::<Value>(&cmd).await {
-                Ok(_) => {}
-                Err(e) if e.to_string().contains("BUSYGROUP") => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.redis.create_group(p, GROUP).await?;
         }
         Ok(())
     }
@@ -209,9 +134,9 @@ impl<S: Store> StreamConsumer<S> {
     /// Reads and commits one batch of partition `p`: the consumer's own
     /// pending entries first, then new ones. Returns the entries handled.
     pub async fn poll_partition(&self, p: u32) -> Result<usize, ConsumeError> {
-        let pending = self.read(p, "0").await?;
+        let pending = self.read(p, ReadFrom::Pending).await?;
         let (entries, redelivery) = if pending.is_empty() {
-            (self.read(p, ">").await?, false)
+            (self.read(p, ReadFrom::New).await?, false)
         } else {
             (pending, true)
         };
@@ -224,30 +149,19 @@ impl<S: Store> StreamConsumer<S> {
         self.handle(p, entries).await
     }
 
-    async fn read(&self, p: u32, from: &str) -> Result<Vec<RawEntry>, ConsumeError> {
-        let mut cmd = ::redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(&self.cfg.consumer)
-            .arg("COUNT")
-            .arg(self.cfg.batch)
-            .arg("STREAMS")
-            .arg(self.stream(p))
-            .arg(from);
-        let v: Value = self.redis.conn().query(&cmd).await?;
-        // [[stream, [entries…]]] or nil.
-        Ok(items(&v)
-            .first()
-            .map(|s| parse_entries(items(s).get(1).unwrap_or(&Value::Nil)))
-            .unwrap_or_default())
+    async fn read(&self, p: u32, from: ReadFrom) -> Result<Vec<StreamEntry>, ConsumeError> {
+        Ok(self
+            .redis
+            .read_group(p, GROUP, &self.cfg.consumer, from, self.cfg.batch)
+            .await?)
     }
 
-    async fn handle(&self, p: u32, entries: Vec<RawEntry>) -> Result<usize, ConsumeError> {
+    async fn handle(&self, p: u32, entries: Vec<StreamEntry>) -> Result<usize, ConsumeError> {
         let n = entries.len();
         let mut batch = Vec::with_capacity(n);
         let mut ack = Vec::with_capacity(n);
         for e in entries {
-            match e.json.as_deref().map(Event::from_json) {
+            match e.payload.as_deref().map(Event::from_json) {
                 // Trimmed while pending: nothing left to commit.
                 None => ack.push(e.id),
                 Some(Ok(event)) => batch.push(Delivered {
@@ -259,7 +173,7 @@ impl<S: Store> StreamConsumer<S> {
                     self.dead_letter(
                         p,
                         &e.id,
-                        e.json.as_deref().unwrap_or(""),
+                        e.payload.as_deref().unwrap_or(""),
                         &format!("unreadable event: {err}"),
                         1,
                     )
@@ -314,11 +228,7 @@ impl<S: Store> StreamConsumer<S> {
                 }
             }
         }
-        if !ack.is_empty() {
-            let mut cmd = ::redis::cmd("XACK");
-            cmd.arg(self.stream(p)).arg(GROUP).arg(&ack);
-            self.redis.conn().query::<i64>(&cmd).await?;
-        }
+        self.redis.ack(p, GROUP, &ack).await?;
         Ok(n)
     }
 
@@ -356,16 +266,8 @@ impl<S: Store> StreamConsumer<S> {
             error,
             "event moved to the dead-letter stream"
         );
-        let mut add = ::redis::cmd("XADD");
-        add.arg(self.dead_stream(p))
-            .arg("*")
-            .arg("id")
-            .arg(id)
-            .arg("e")
-            .arg(payload)
-            .arg("error")
-            .arg(error);
-        self.redis.conn().query::<Value>(&add).await?;
+        // The ledger's record first (idempotent), then the stream's move
+        // and acknowledgement in one transaction.
         sqlx::query(
             "insert into dead_letters (partition, stream_id, deliveries, payload, error) values ($1, $2, $3, $4, $5)
              on conflict (partition, stream_id) do nothing",
@@ -378,9 +280,7 @@ impl<S: Store> StreamConsumer<S> {
         .execute(&self.settlement.pool)
         .await
         .map_err(SettlementError::from)?;
-        let mut ack = ::redis::cmd("XACK");
-        ack.arg(self.stream(p)).arg(GROUP).arg(id);
-        self.redis.conn().query::<i64>(&ack).await?;
+        self.redis.dead_letter(p, GROUP, id, payload, error).await?;
         metrics::counter!(m::SETTLEMENT_DEAD_LETTERS_TOTAL).increment(1);
         Ok(())
     }
@@ -388,16 +288,16 @@ impl<S: Store> StreamConsumer<S> {
     /// Takes over entries that another (dead) consumer left pending longer
     /// than `claim_idle`, and commits them.
     pub async fn reclaim(&self, p: u32) -> Result<usize, ConsumeError> {
-        let mut cmd = ::redis::cmd("XAUTOCLAIM");
-        cmd.arg(self.stream(p))
-            .arg(GROUP)
-            .arg(&self.cfg.consumer)
-            .arg(self.cfg.claim_idle.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(self.cfg.batch);
-        let v: Value = self.redis.conn().query(&cmd).await?;
-        let entries = parse_entries(items(&v).get(1).unwrap_or(&Value::Nil));
+        let entries = self
+            .redis
+            .claim_idle(
+                p,
+                GROUP,
+                &self.cfg.consumer,
+                self.cfg.claim_idle,
+                self.cfg.batch,
+            )
+            .await?;
         if entries.is_empty() {
             return Ok(0);
         }
@@ -412,18 +312,12 @@ impl<S: Store> StreamConsumer<S> {
     /// Removes from the group the consumers of partition `p` that hold no
     /// pending entries and have not read for `idle` — the names of pods that
     /// are gone (their pending entries were claimed by `reclaim` long
-    /// before). One script per stream, so the check and the removal are one
-    /// atomic step: `XGROUP DELCONSUMER` would drop a consumer's pending
-    /// entries, and none can arrive between the two. Returns the number removed.
+    /// before). Returns the number removed.
     pub async fn prune_consumers(&self, p: u32, idle: Duration) -> Result<usize, ConsumeError> {
-        let mut cmd = ::redis::cmd("EVAL");
-        cmd.arg(PRUNE_CONSUMERS_LUA)
-            .arg(1)
-            .arg(self.stream(p))
-            .arg(GROUP)
-            .arg(idle.as_millis() as u64)
-            .arg(&self.cfg.consumer);
-        let removed: i64 = self.redis.conn().query(&cmd).await?;
+        let removed = self
+            .redis
+            .prune_consumers(p, GROUP, &self.cfg.consumer, idle)
+            .await?;
         if removed > 0 {
             tracing::info!(
                 partition = p,
@@ -431,7 +325,7 @@ impl<S: Store> StreamConsumer<S> {
                 "removed consumers that are gone from the group"
             );
         }
-        Ok(removed as usize)
+        Ok(removed)
     }
 
     /// Exports the group's lag per owned partition.

@@ -9,16 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use tokio::sync::watch;
-use tonic_health::ServingStatus;
 
-use crate::api::auth::TokenRegistry;
+use crate::auth::TokenRegistry;
 use crate::clock::SystemClock;
 use crate::domain::CodeHasher;
 use crate::pb;
+use crate::process::{self, ReadyProbe, Tasks};
 use crate::settlement::api::SettlementApi;
 use crate::settlement::config::{Common, RunArgs};
 use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
@@ -56,17 +52,6 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         policy,
         Arc::new(SystemClock),
     ));
-    let tokens = match &args.tokens_file {
-        Some(path) => TokenRegistry::from_file(path)?,
-        None => {
-            tracing::warn!("no --tokens-file: the Settlement API refuses every call (the Swish callback still works)");
-            TokenRegistry::default()
-        }
-    };
-    let hasher = match &args.prepaid_code_key {
-        Some(k) => Some(CodeHasher::new(k.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?),
-        None => None,
-    };
     let consumer_name = args
         .consumer_name
         .clone()
@@ -74,7 +59,7 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("settlement-{}", args.replica_index));
     let consumer = Arc::new(StreamConsumer::new(
         settlement.clone(),
-        store.clone(),
+        store,
         ConsumerConfig {
             consumer: consumer_name.clone(),
             partitions: ConsumerConfig::owned(
@@ -89,147 +74,126 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
             concurrency: args.ingest_concurrency as usize,
         },
     ));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
 
+    let mut tasks = Tasks::new();
     {
         let consumer = consumer.clone();
-        let rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = consumer.run(rx).await {
+        let stop = tasks.stop_signal();
+        tasks.spawn(async move {
+            if let Err(e) = consumer.run(stop).await {
                 tracing::error!(error = %e, "event consumer stopped");
             }
-        }));
+            Ok(())
+        });
     }
     {
         let s = settlement.clone();
-        let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
+        tasks.every(Duration::from_millis(500), move || {
+            let s = s.clone();
+            async move {
                 if let Err(e) = projector::flush(&s).await {
                     tracing::warn!(error = %e, "pushing account changes to the state store failed");
                 }
-                tokio::select! {
-                    _ = rx.changed() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
             }
-        }));
+        });
     }
     {
-        let s = settlement.clone();
-        let consumer = consumer.clone();
-        let run_at = args.daily_run_at;
-        let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let now_ms = s.clock.now_ms();
-                let today = calendar::stockholm_date(now_ms);
-                let local = crate::settlement::context::ms_to_utc(now_ms)
-                    .with_timezone(&chrono_tz::Europe::Stockholm)
-                    .time();
-                if local >= run_at {
-                    match daily::ran(&s.pool, today).await {
-                        Ok(false) => match daily::run_day(&s, today).await {
-                            Ok(_) => {
-                                if matches!(consumer.caught_up().await, Ok(true)) {
-                                    match reconcile::reconcile(&s, false).await {
-                                        Ok(r) if !r.drifting.is_empty() => tracing::warn!(accounts = r.drifting.len(), drift_ore = r.total_drift_ore, "reconciliation found drift; run `callauth-settlement reconcile --repair` after review"),
-                                        Ok(_) => {}
-                                        Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
-                                    }
-                                }
-                            }
-                            Err(e) => tracing::error!(%today, error = %e, "daily calendar run failed; retried"),
-                        },
-                        Ok(true) => {}
-                        Err(e) => tracing::warn!(error = %e, "checking the calendar failed"),
-                    }
-                }
-                tokio::select! {
-                    _ = rx.changed() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                }
-            }
-        }));
+        let (s, consumer, run_at) = (settlement.clone(), consumer.clone(), args.daily_run_at);
+        tasks.every(Duration::from_secs(30), move || {
+            let (s, consumer) = (s.clone(), consumer.clone());
+            async move { daily_tick(&s, &consumer, run_at).await }
+        });
     }
+    serve(&mut tasks, &settlement, args, prometheus).await?;
+    tracing::info!(grpc = %args.grpc_listen, http = %args.http_listen, consumer = %consumer_name, "settlement worker running");
+    process::shutdown_signal().await;
+    tracing::info!("shutting down");
+    tasks.shutdown();
+    tasks.join(Duration::from_secs(15)).await
+}
 
-    // HTTP: metrics, health, Swish callbacks.
-    let http = tokio::net::TcpListener::bind(args.http_listen)
-        .await
-        .with_context(|| format!("binding HTTP to {}", args.http_listen))?;
-    let ready_state = settlement.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let p = prometheus.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        p.render(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz::<RedisStore>).with_state(ready_state))
-        .merge(swish::router(
-            settlement.clone(),
-            args.swish_callback_token.clone(),
-        ));
-    {
-        let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(http, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+/// The daily calendar, once per Stockholm date after `run_at` (one replica
+/// at a time), then reconciliation when the streams are caught up.
+async fn daily_tick(
+    s: &Settlement<RedisStore>,
+    consumer: &StreamConsumer<RedisStore>,
+    run_at: chrono::NaiveTime,
+) {
+    let now_ms = s.clock.now_ms();
+    let today = calendar::stockholm_date(now_ms);
+    let local = crate::settlement::context::ms_to_utc(now_ms)
+        .with_timezone(&chrono_tz::Europe::Stockholm)
+        .time();
+    if local < run_at {
+        return;
     }
+    match daily::ran(&s.pool, today).await {
+        Ok(false) => {}
+        Ok(true) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "checking the calendar failed");
+            return;
+        }
+    }
+    if let Err(e) = daily::run_day(s, today).await {
+        tracing::error!(%today, error = %e, "daily calendar run failed; retried");
+        return;
+    }
+    if matches!(consumer.caught_up().await, Ok(true)) {
+        match reconcile::reconcile(s, false).await {
+            Ok(r) if !r.drifting.is_empty() => tracing::warn!(
+                accounts = r.drifting.len(),
+                drift_ore = r.total_drift_ore,
+                "reconciliation found drift; run `callauth-settlement reconcile --repair` after review"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+        }
+    }
+}
 
-    // gRPC: the Settlement API, health and reflection.
-    let grpc = tokio::net::TcpListener::bind(args.grpc_listen)
-        .await
-        .with_context(|| format!("binding gRPC to {}", args.grpc_listen))?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::Serving).await;
-    // Readiness of the two dependencies, as a gauge and as the health of
-    // the Settlement service (checked every 2 s).
-    {
+/// The HTTP side (metrics, health, Swish callbacks) and the gRPC side (the
+/// Settlement API, health, reflection).
+async fn serve(
+    tasks: &mut Tasks,
+    settlement: &Arc<Settlement<RedisStore>>,
+    args: &RunArgs,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
+    let tokens = match &args.tokens_file {
+        Some(path) => TokenRegistry::from_file(path)?,
+        None => {
+            tracing::warn!("no --tokens-file: the Settlement API refuses every call (the Swish callback still works)");
+            TokenRegistry::default()
+        }
+    };
+    let hasher = match &args.prepaid_code_key {
+        Some(k) => Some(CodeHasher::new(k.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let ready: ReadyProbe = {
         let s = settlement.clone();
-        let health = health.clone();
-        let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let (db, store) = dependencies_ready(&s).await;
-                for (dependency, up) in [("ledger_database", db), ("state_store", store)] {
-                    metrics::gauge!(crate::metrics::SETTLEMENT_READY, "dependency" => dependency)
-                        .set(if up { 1.0 } else { 0.0 });
-                }
-                let status = if db && store {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                health
-                    .set_service_status("callauth.v1.Settlement", status)
-                    .await;
-                tokio::select! {
-                    _ = rx.changed() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                }
-            }
-        }));
-    }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+        Arc::new(move || {
+            let s = s.clone();
+            Box::pin(async move { dependencies_ready(&s).await })
+        })
+    };
+    let http = process::bind("HTTP", args.http_listen).await?;
+    let app = process::ops_router(prometheus, ready.clone()).merge(swish::router(
+        settlement.clone(),
+        args.swish_callback_token.clone(),
+    ));
+    process::serve_http(tasks, http, app);
+
+    let grpc = process::bind("gRPC", args.grpc_listen).await?;
+    let health = process::health_following(
+        tasks,
+        &["callauth.v1.Settlement"],
+        ready,
+        Duration::from_secs(2),
+        |_| {},
+    )
+    .await;
     let api = pb::settlement_server::SettlementServer::with_interceptor(
         SettlementApi {
             settlement: settlement.clone(),
@@ -237,55 +201,37 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         },
         tokens.interceptor(),
     );
-    {
-        let mut rx = shutdown_rx.clone();
-        // TCP_NODELAY must be set on the accepted sockets: tonic's builder
-        // setting applies only to listeners it binds itself, and without it
-        // Nagle's algorithm meets the client's delayed ACK (~40 ms per answer).
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-        tasks.push(tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .timeout(Duration::from_secs(30))
-                .add_service(health_service)
-                .add_service(reflection)
-                .add_service(api)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
-    }
-    tracing::info!(grpc = %args.grpc_listen, http = %args.http_listen, consumer = %consumer_name, "settlement worker running");
-    crate::server::shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(15),
-        futures_util::future::join_all(tasks),
-    )
-    .await;
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .add_service(health)
+        .add_service(process::reflection()?)
+        .add_service(api);
+    let (incoming, stopped) = (process::grpc_incoming(grpc), tasks.stopped());
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, stopped)
+            .await
+            .context("gRPC server")
+    });
     Ok(())
 }
 
-/// Whether the ledger database and the state store answer.
-async fn dependencies_ready<S: Store>(s: &Settlement<S>) -> (bool, bool) {
+/// Whether the ledger database and the state store answer; each is also a gauge.
+async fn dependencies_ready<S: Store>(s: &Settlement<S>) -> Result<(), String> {
     let db = sqlx::query("select 1").execute(&s.pool).await.is_ok();
-    (db, s.store.ready().await)
-}
-
-async fn readyz<S: Store>(State(s): State<Arc<Settlement<S>>>) -> (StatusCode, &'static str) {
-    let (db, store) = dependencies_ready(&s).await;
+    let store = s.store.ready().await;
+    for (dependency, up) in [("ledger_database", db), ("state_store", store)] {
+        metrics::gauge!(crate::metrics::SETTLEMENT_READY, "dependency" => dependency).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+    }
     match (db, store) {
-        (true, true) => (StatusCode::OK, "ready\n"),
-        (false, _) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ledger database unreachable\n",
-        ),
-        (_, false) => (StatusCode::SERVICE_UNAVAILABLE, "state store not ready\n"),
+        (true, true) => Ok(()),
+        (false, _) => Err("ledger database unreachable".into()),
+        (_, false) => Err("state store not ready".into()),
     }
 }
 

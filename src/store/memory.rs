@@ -22,6 +22,7 @@ use dashmap::DashMap;
 
 use super::outbox::Outbox;
 use super::partition::partition_of;
+use super::validate::{check_amount, check_prepaid_amount, normalise_block_target};
 use super::*;
 use crate::domain::account::{CreditPolicy, ThresholdState};
 use crate::domain::decision::{
@@ -1397,38 +1398,6 @@ fn set_member(set: &mut BTreeSet<String>, item: &str, present: bool) -> bool {
     } else {
         set.remove(item)
     }
-}
-
-/// Validates a block change and returns its normalised target.
-pub(crate) fn normalise_block_target(change: &BlockChange) -> StoreResult<String> {
-    match change.kind {
-        BlockKind::HolderMerchant => MerchantId::parse(&change.target)
-            .map(|m| m.to_string())
-            .map_err(|e| StoreError::Rejected(e.to_string())),
-        BlockKind::HolderService => E164::parse(&change.target)
-            .map(|n| n.as_str().to_string())
-            .map_err(|e| StoreError::Rejected(format!("service number: {e}"))),
-        BlockKind::HolderAllServices | BlockKind::Overdue => Ok(String::new()),
-        BlockKind::CreditLimit => Err(StoreError::Rejected(
-            "the credit block follows the limit and is lifted by payment, not by hand".into(),
-        )),
-    }
-}
-
-pub(crate) fn check_amount(m: Money, what: &str) -> StoreResult<()> {
-    if m.is_negative() {
-        return Err(StoreError::Rejected(format!("{what} must not be negative")));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_prepaid_amount(m: Money) -> StoreResult<()> {
-    if m <= Money::ZERO || m > Money::sek(100_000) {
-        return Err(StoreError::Rejected(
-            "a prepaid amount must be between 0.01 and 100 000 SEK".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Grows `hold` by one quota as credit allows; returns the result and the

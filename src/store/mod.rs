@@ -15,6 +15,7 @@ pub mod memory;
 pub mod outbox;
 pub mod partition;
 pub mod redis;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;

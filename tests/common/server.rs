@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use callauth::api::auth::TokenRegistry;
-use callauth::catalog_file::{CatalogFile, DEMO};
+use callauth::auth::TokenRegistry;
 use callauth::clock::ManualClock;
 use callauth::domain::CodeHasher;
+use callauth::gateway::catalog_file::{CatalogFile, DEMO};
+use callauth::gateway::server::{self, Running, ServerOptions};
 use callauth::gateway::{Gateway, GatewayLimits};
 use callauth::pb;
-use callauth::server::{self, Running, ServerOptions};
 use callauth::store::Store;
 use tonic::transport::Channel;
 use tonic::Request;
@@ -151,7 +151,9 @@ pub fn usage_record(
         record_id: record_id.into(),
         call_id: call_id.into(),
         service_number: service.into(),
-        started_at: Some(callauth::api::convert::ms_to_timestamp(started_at_ms)),
+        started_at: Some(callauth::gateway::api::convert::ms_to_timestamp(
+            started_at_ms,
+        )),
         duration_seconds: duration,
     }
 }

@@ -95,4 +95,16 @@ impl Conn {
             Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
         }
     }
+
+    /// Sends a pipeline (a `MULTI`/`EXEC` transaction when it is atomic; on a
+    /// cluster every key of it must share one slot).
+    pub async fn query_pipeline<T: FromRedisValue>(
+        &self,
+        pipe: &::redis::Pipeline,
+    ) -> RedisResult<T> {
+        match self {
+            Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
+            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+        }
+    }
 }

@@ -22,8 +22,13 @@
 //! mid-command may be retried by the client, which is safe because every
 //! Function checks its own idempotency (tested in tests/redis_faults.rs).
 
+mod calls;
+mod catalog;
 mod conn;
+mod decode;
+mod functions;
 pub mod keys;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +36,14 @@ use std::sync::Arc;
 
 use ::redis::Value;
 
+use calls::*;
+use catalog::ServiceRecord;
 pub use conn::{Conn, RedisConfig};
+use decode::*;
+use functions::*;
+pub use functions::{library_source, LIBRARY_VERSION};
 use keys::Keys;
+pub use streams::{ConsumerInfo, GroupInfo};
 
 use super::partition::partition_of;
 use super::*;
@@ -44,55 +55,6 @@ use crate::domain::{CodeId, Money, TermsId};
 
 /// The version of the Function library; bump it whenever `callauth.lua`
 /// changes its behaviour or its calling convention.
-pub const LIBRARY_VERSION: &str = "2";
-
-/// The Function library source with its version filled in.
-pub fn library_source() -> String {
-    include_str!("callauth.lua").replace("__V__", LIBRARY_VERSION)
-}
-
-fn fname(name: &str) -> String {
-    format!("ca_v{LIBRARY_VERSION}_{name}")
-}
-
-/// `FCALL <function> <n> <keys…> [call-index key]`; the arguments follow.
-fn fcall_cmd(function: &str, keys: &[String; 4], index: Option<&IndexClaim>) -> ::redis::Cmd {
-    let mut cmd = ::redis::cmd("FCALL");
-    cmd.arg(fname(function))
-        .arg(keys.len() + usize::from(index.is_some()))
-        .arg(&keys[..]);
-    if let Some(i) = index {
-        cmd.arg(&i.key);
-    }
-    cmd
-}
-
-/// A postpaid Authorize, ready to send (see `postpaid_authorize`).
-struct PostpaidAuthorize {
-    payer: Payer,
-    claim: Option<IndexClaim>,
-    cmd: ::redis::Cmd,
-    keys: [String; 4],
-}
-
-/// A call-index entry to claim for an Authorize (see `authorize_with_index`).
-struct IndexClaim {
-    key: String,
-    payer: String,
-    ttl_ms: i64,
-    /// Claimed inside the Function (single node) rather than beside it.
-    inline: bool,
-}
-
-/// Amounts passed to Lua stay far below 2^53 (doubles are exact there).
-const LUA_SAFE: i64 = 1 << 50;
-
-fn lua_safe(m: Money, what: &str) -> StoreResult<i64> {
-    if m.ore().abs() >= LUA_SAFE {
-        return Err(StoreError::Rejected(format!("{what} is too large")));
-    }
-    Ok(m.ore())
-}
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -104,147 +66,6 @@ struct Inner {
     keys: Keys,
     policy: StorePolicy,
     ready: AtomicBool,
-}
-
-fn unavailable(e: ::redis::RedisError) -> StoreError {
-    let text = e.to_string();
-    if e.is_timeout() {
-        StoreError::Timeout(0)
-    } else if text.contains("@user_function") || text.contains("script:") {
-        // A Function failed at run time: a bug, not an outage. Not transient.
-        StoreError::Corrupt(format!("redis function error: {text}"))
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_cluster_error()
-    {
-        StoreError::Unavailable(text)
-    } else {
-        StoreError::Unavailable(format!("redis: {text}"))
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        Value::SimpleString(s) => s.parse().unwrap_or(0),
-        Value::Double(d) => *d as i64,
-        _ => 0,
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::VerbatimString { text, .. } => text.clone(),
-        _ => String::new(),
-    }
-}
-
-fn array(v: Value) -> StoreResult<Vec<Value>> {
-    match v {
-        Value::Array(a) => Ok(a),
-        Value::Set(a) => Ok(a),
-        other => Err(StoreError::Corrupt(format!(
-            "expected an array from redis, got {other:?}"
-        ))),
-    }
-}
-
-fn flat_map(v: &Value) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    match v {
-        Value::Array(items) => {
-            for pair in items.chunks(2) {
-                if let [k, val] = pair {
-                    out.insert(text(k), text(val));
-                }
-            }
-        }
-        Value::Map(items) => {
-            for (k, val) in items {
-                out.insert(text(k), text(val));
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
-fn parse_hold_answer(v: Vec<Value>) -> StoreResult<AuthorizeResult> {
-    let kind = v.first().map(int).unwrap_or(0);
-    match kind {
-        -1 => Err(StoreError::Rejected(v.get(1).map(text).unwrap_or_default())),
-        0 => {
-            let code = v.get(1).map(int).unwrap_or(0) as u8;
-            let decision = Decision::refusal_from_code(code).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown reason code {code} from redis"))
-            })?;
-            Ok(AuthorizeResult::refused(decision))
-        }
-        1 | 2 => {
-            let g = Grant {
-                granted_seconds: v.get(1).map(int).unwrap_or(0) as u32,
-                hold: Money::ore_unchecked(v.get(2).map(int).unwrap_or(0)),
-            };
-            let terms_id = v
-                .get(4)
-                .map(text)
-                .and_then(|t| TermsId::parse(&t).ok())
-                .ok_or_else(|| StoreError::Corrupt("hold without terms id".into()))?;
-            Ok(AuthorizeResult {
-                decision: Decision::Allowed(g),
-                replayed: kind == 2,
-                terms_id: Some(terms_id),
-                hold_expires_at_ms: v.get(3).map(int).unwrap_or(0),
-                lockout_started: false,
-            })
-        }
-        other => Err(StoreError::Corrupt(format!(
-            "unexpected authorize answer {other}"
-        ))),
-    }
-}
-
-/// The payer of a call as recorded in the call index: "n|<partition>|<number>"
-/// or "c|<partition>|<code_id>".
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Payer {
-    Number(u32, String),
-    Code(u32, String),
-}
-
-impl Payer {
-    fn encode(&self) -> String {
-        match self {
-            Payer::Number(p, n) => format!("n|{p}|{n}"),
-            Payer::Code(p, c) => format!("c|{p}|{c}"),
-        }
-    }
-
-    fn decode(s: &str) -> Option<Payer> {
-        let mut it = s.splitn(3, '|');
-        let kind = it.next()?;
-        let p: u32 = it.next()?.parse().ok()?;
-        let id = it.next()?.to_string();
-        match kind {
-            "n" => Some(Payer::Number(p, id)),
-            "c" => Some(Payer::Code(p, id)),
-            _ => None,
-        }
-    }
-
-    fn partition(&self) -> u32 {
-        match self {
-            Payer::Number(p, _) | Payer::Code(p, _) => *p,
-        }
-    }
 }
 
 impl RedisStore {
@@ -263,125 +84,6 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Loads (or replaces) this version's Function library on every primary.
-    pub async fn load_functions(&self) -> anyhow::Result<()> {
-        let mut cmd = ::redis::cmd("FUNCTION");
-        cmd.arg("LOAD").arg("REPLACE").arg(library_source());
-        self.inner
-            .conn
-            .query::<Value>(&cmd)
-            .await
-            .map_err(|e| anyhow::anyhow!("FUNCTION LOAD failed: {e}"))?;
-        self.check_version().await?;
-        self.inner.ready.store(true, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn check_version(&self) -> anyhow::Result<()> {
-        let mut cmd = ::redis::cmd("FCALL_RO");
-        cmd.arg(fname("version")).arg(0);
-        let v: String = self.inner.conn.query(&cmd).await?;
-        if v != LIBRARY_VERSION {
-            anyhow::bail!("library version {v} loaded, {LIBRARY_VERSION} expected");
-        }
-        Ok(())
-    }
-
-    /// The `FCALL` of the postpaid authorize Function for one call, and its
-    /// four keys (for undoing the hold). With `index`, the call index is the
-    /// fifth key and is claimed inside the Function (single node).
-    fn authorize_call(
-        &self,
-        number: &E164,
-        call: &CallSpec,
-        now_ms: i64,
-        index: Option<&IndexClaim>,
-    ) -> StoreResult<(::redis::Cmd, [String; 4])> {
-        let k = &self.inner.keys;
-        let p = self.partition(number.as_str());
-        let t = &call.terms.tariff;
-        let pol = &self.inner.policy;
-        let c = self.credit();
-        let keys = [
-            k.account(p, number.as_str()),
-            k.hold(p, call.call_id.as_str()),
-            k.expiry(p),
-            k.events(p),
-        ];
-        let mut cmd = fcall_cmd("authorize", &keys, index);
-        cmd.arg(now_ms)
-            .arg(call.call_id.as_str())
-            .arg(number.as_str())
-            .arg(call.service.number.as_str())
-            .arg(call.service.merchant_id.as_str())
-            .arg(call.terms.terms_id.as_str())
-            .arg(lua_safe(t.price_per_minute, "price")?)
-            .arg(t.billing_step_seconds)
-            .arg(t.minimum_minutes)
-            .arg(pol.grant.quota_seconds)
-            .arg(pol.grant.max_call_seconds)
-            .arg(pol.hold_grace_ms)
-            .arg(pol.hold_retention_ms)
-            .arg(lua_safe(c.first_time_limit, "first-time limit")?)
-            .arg(lua_safe(c.established_limit, "established limit")?)
-            .arg(consent_verdict(call, Funding::Postpaid))
-            .arg(p)
-            .arg(self.consent_json(call, Some(number), None, p, now_ms));
-        if let Some(i) = index {
-            cmd.arg(&i.payer).arg(i.ttl_ms);
-        }
-        Ok((cmd, keys))
-    }
-
-    /// The exact `FCALL` a postpaid Authorize sends (on a single node with
-    /// the call-index claim inside it; on a cluster without the claim, which
-    /// goes to another slot), for measuring the Redis floor: a server that
-    /// does only this per request is the ceiling callauth on Redis is
-    /// compared against.
-    pub fn authorize_command(
-        &self,
-        number: &E164,
-        call: &CallSpec,
-        now_ms: i64,
-    ) -> StoreResult<::redis::Cmd> {
-        Ok(self.postpaid_authorize(number, call, now_ms)?.cmd)
-    }
-
-    /// Everything a postpaid Authorize sends: the payer, its call-index
-    /// claim (inside the `FCALL` on a single node), the command and its keys.
-    fn postpaid_authorize(
-        &self,
-        number: &E164,
-        call: &CallSpec,
-        now_ms: i64,
-    ) -> StoreResult<PostpaidAuthorize> {
-        let payer = Payer::Number(self.partition(number.as_str()), number.as_str().to_string());
-        let claim = self.index_claim(call, &payer);
-        let inline = claim.as_ref().filter(|c| c.inline);
-        let (cmd, keys) = self.authorize_call(number, call, now_ms, inline)?;
-        Ok(PostpaidAuthorize {
-            payer,
-            claim,
-            cmd,
-            keys,
-        })
-    }
-
-    /// The call-index claim for an Authorize that may create a hold: inside
-    /// the Function on a single node, beside it on a cluster (another slot).
-    fn index_claim(&self, call: &CallSpec, payer: &Payer) -> Option<IndexClaim> {
-        call.consent.as_ref()?;
-        let p = self.partition(call.call_id.as_str());
-        Some(IndexClaim {
-            key: self.inner.keys.call(p, call.call_id.as_str()),
-            payer: payer.encode(),
-            ttl_ms: i64::from(self.inner.policy.grant.max_call_seconds) * 1000
-                + self.inner.policy.hold_grace_ms
-                + self.inner.policy.hold_retention_ms,
-            inline: !self.inner.conn.is_cluster(),
-        })
-    }
-
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
     }
@@ -394,169 +96,8 @@ impl RedisStore {
         partition_of(key, self.inner.policy.partitions)
     }
 
-    async fn fcall(&self, name: &str, keys: &[String], args: Vec<String>) -> StoreResult<Value> {
-        let mut cmd = ::redis::cmd("FCALL");
-        cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
-        self.inner.conn.query(&cmd).await.map_err(unavailable)
-    }
-
-    async fn fcall_ro(&self, name: &str, keys: &[String], args: Vec<String>) -> StoreResult<Value> {
-        let mut cmd = ::redis::cmd("FCALL_RO");
-        cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
-        self.inner.conn.query(&cmd).await.map_err(unavailable)
-    }
-
     fn credit(&self) -> &CreditPolicy {
         &self.inner.policy.credit
-    }
-
-    fn consent_json(
-        &self,
-        call: &CallSpec,
-        number: Option<&E164>,
-        code: Option<&CodeId>,
-        partition: u32,
-        now_ms: i64,
-    ) -> String {
-        let c = call.consent.as_ref();
-        event::ConsentEventRef {
-            event_id: &ids::consent(call.call_id.as_str()),
-            at_ms: now_ms,
-            partition,
-            consent_recorded: event::ConsentRecordedRef {
-                call_id: call.call_id.as_str(),
-                number: number.map_or("", |n| n.as_str()),
-                number_withheld: call.evidence.number_withheld,
-                service_number: call.service.number.as_str(),
-                merchant_id: call.service.merchant_id.as_str(),
-                funding: if code.is_some() {
-                    Funding::Prepaid
-                } else {
-                    Funding::Postpaid
-                },
-                code_id: code.map_or("", |c| c.as_str()),
-                terms_id: call.terms.terms_id.as_str(),
-                price_per_minute_ore: call.terms.tariff.price_per_minute.ore(),
-                minimum_minutes: call.terms.tariff.minimum_minutes,
-                billing_step_seconds: call.terms.tariff.billing_step_seconds,
-                reminder_fee_ore: call.terms.reminder_fee.ore(),
-                age_confirmed: c.is_some_and(|c| c.age_confirmed),
-                own_number_confirmed: c.is_some_and(|c| c.own_number_confirmed),
-                step1_at_ms: c.map_or(0, |c| c.step1_at_ms),
-                terms_accepted: c.is_some_and(|c| c.terms_accepted),
-                step2_at_ms: c.map_or(0, |c| c.step2_at_ms),
-                ivr_client: &call.evidence.ivr_client,
-                ivr_id: &call.evidence.ivr_id,
-                line_ref: &call.evidence.line_ref,
-                authorized_at_ms: now_ms,
-            },
-        }
-        .to_json()
-    }
-
-    /// Claims the call id in the call index (SET NX, returning any previous
-    /// owner). Written with the hold's TTL horizon; a refused call leaves an
-    /// entry that expires by itself.
-    async fn claim_call(&self, claim: &IndexClaim) -> StoreResult<Option<Payer>> {
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(&claim.key)
-            .arg(&claim.payer)
-            .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(claim.ttl_ms);
-        let old: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
-        Ok(old.and_then(|s| Payer::decode(&s)))
-    }
-
-    async fn payer_of(&self, call_id: &CallId) -> StoreResult<Option<Payer>> {
-        let p = self.partition(call_id.as_str());
-        let mut cmd = ::redis::cmd("GET");
-        cmd.arg(self.inner.keys.call(p, call_id.as_str()));
-        let v: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
-        Ok(v.and_then(|s| Payer::decode(&s)))
-    }
-
-    fn payer_key(&self, payer: &Payer) -> String {
-        match payer {
-            Payer::Number(p, n) => self.inner.keys.account(*p, n),
-            Payer::Code(p, c) => self.inner.keys.code(*p, c),
-        }
-    }
-
-    /// Runs an Authorize Function with the call-index claim: inside it on a
-    /// single node; on a cluster concurrently beside it (one round trip of
-    /// latency), where a conflict in the index (the call id already belongs
-    /// to another payer) undoes a hold the Function just created.
-    async fn authorize_with_index(
-        &self,
-        call: &CallSpec,
-        payer: &Payer,
-        claim: Option<IndexClaim>,
-        cmd: ::redis::Cmd,
-        keys: [String; 4],
-    ) -> StoreResult<AuthorizeResult> {
-        let index = async {
-            match &claim {
-                Some(c) if !c.inline => self.claim_call(c).await,
-                _ => Ok(None),
-            }
-        };
-        let answer = async {
-            self.inner
-                .conn
-                .query::<Value>(&cmd)
-                .await
-                .map_err(unavailable)
-        };
-        let (answer, previous) = tokio::join!(answer, index);
-        let result = parse_hold_answer(array(answer?)?)?;
-        match previous? {
-            Some(other) if other != *payer => {
-                if let Decision::Allowed(_) = result.decision {
-                    if !result.replayed {
-                        // Undo our fresh hold: the call id belongs to someone else.
-                        let p = payer.partition();
-                        let _ = self
-                            .fcall(
-                                "release",
-                                &keys,
-                                vec![
-                                    "0".into(),
-                                    call.call_id.to_string(),
-                                    "1000".into(),
-                                    p.to_string(),
-                                ],
-                            )
-                            .await;
-                    }
-                }
-                Err(StoreError::Rejected(format!(
-                    "call_id {} is already used for another caller, code or service",
-                    call.call_id
-                )))
-            }
-            _ => Ok(result),
-        }
-    }
-
-    fn grant_args(&self) -> [String; 4] {
-        let pol = &self.inner.policy;
-        [
-            pol.grant.quota_seconds.to_string(),
-            pol.grant.max_call_seconds.to_string(),
-            pol.hold_grace_ms.to_string(),
-            pol.hold_retention_ms.to_string(),
-        ]
-    }
-
-    fn limit_args(&self) -> StoreResult<[String; 3]> {
-        let c = self.credit();
-        Ok([
-            lua_safe(c.first_time_limit, "first-time limit")?.to_string(),
-            lua_safe(c.established_limit, "established limit")?.to_string(),
-            c.threshold_percent.to_string(),
-        ])
     }
 
     async fn line_state(
@@ -615,303 +156,12 @@ impl RedisStore {
         Ok(flat_map(&v))
     }
 
-    fn view_from(&self, number: &E164, a: &HashMap<String, String>) -> AccountView {
-        let n = |k: &str| a.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        let source = LimitSource::from_code(n("ls") as u8).unwrap_or(LimitSource::Default);
-        let established = a.get("est").is_some_and(|v| v == "1");
-        let mut merchants: Vec<String> = a
-            .iter()
-            .filter(|(k, v)| k.starts_with("bm:") && *v == "1")
-            .map(|(k, _)| k[3..].to_string())
-            .collect();
-        merchants.sort();
-        let mut services: Vec<String> = a
-            .iter()
-            .filter(|(k, v)| k.starts_with("bs:") && *v == "1")
-            .map(|(k, _)| k[3..].to_string())
-            .collect();
-        services.sort();
-        AccountView {
-            number: number.clone(),
-            in_directory: a.contains_key("dir"),
-            holder_registered: a.get("dir").is_some_and(|v| v == "1"),
-            limit: self.credit().effective_limit(
-                source,
-                Money::ore_unchecked(n("lf")),
-                established,
-            ),
-            limit_source: source,
-            unbilled: Money::ore_unchecked(n("ub")),
-            invoiced_unpaid: Money::ore_unchecked(n("iu")),
-            pending: Money::ore_unchecked(n("pd")),
-            blocked_all_services: a.get("bo").is_some_and(|v| v == "1"),
-            blocked_merchants: merchants,
-            blocked_services: services,
-            credit_blocked: a.get("bc").is_some_and(|v| v == "1"),
-            overdue_blocked: a.get("bd").is_some_and(|v| v == "1"),
-            threshold_reached: a.get("tf").is_some_and(|v| v == "1"),
-            established,
-            pending_calls: n("pc").max(0) as u32,
-        }
-    }
-
     async fn view(&self, number: &E164) -> StoreResult<AccountView> {
         let p = self.partition(number.as_str());
         let a = self
             .hgetall(&self.inner.keys.account(p, number.as_str()))
             .await?;
         Ok(self.view_from(number, &a))
-    }
-
-    async fn catalog_write(
-        &self,
-        build: impl Fn(&CatalogSnapshot) -> StoreResult<Vec<(char, String, String)>>,
-    ) -> StoreResult<()> {
-        // Optimistic concurrency: plan against a fresh read, apply if nobody wrote in between.
-        for _ in 0..10 {
-            let current = self.load_catalog().await?;
-            let writes = build(&current)?;
-            let mut args = vec![current.version.to_string()];
-            for (kind, key, json) in writes {
-                args.push(kind.to_string());
-                args.push(key);
-                args.push(json);
-            }
-            let v = int(&self
-                .fcall("catalog_apply", &self.inner.keys.catalog(), args)
-                .await?);
-            if v >= 0 {
-                return Ok(());
-            }
-        }
-        Err(StoreError::Unavailable(
-            "the catalogue kept changing under a write; try again".into(),
-        ))
-    }
-
-    async fn load_catalog(&self) -> StoreResult<CatalogSnapshot> {
-        let v = array(
-            self.fcall_ro("catalog_read", &self.inner.keys.catalog(), vec![])
-                .await?,
-        )?;
-        if v.len() != 4 {
-            return Err(StoreError::Corrupt("catalog_read answered badly".into()));
-        }
-        let version = int(&v[0]) as u64;
-        let parse = |what: &str, e: serde_json::Error| {
-            StoreError::Corrupt(format!("catalogue {what}: {e}"))
-        };
-        let mut snap = CatalogSnapshot {
-            version,
-            ..Default::default()
-        };
-        for (_, json) in flat_map(&v[1]) {
-            let m: Merchant = serde_json::from_str(&json).map_err(|e| parse("merchant", e))?;
-            snap.merchants.insert(m.id.clone(), Arc::new(m));
-        }
-        for (_, json) in flat_map(&v[3]) {
-            let t: Terms = serde_json::from_str(&json).map_err(|e| parse("terms", e))?;
-            snap.terms.insert(t.terms_id.clone(), Arc::new(t));
-        }
-        for (_, json) in flat_map(&v[2]) {
-            let s: ServiceRecord = serde_json::from_str(&json).map_err(|e| parse("service", e))?;
-            let terms = snap.terms.get(&s.terms_id).cloned().ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "service {} points at missing terms",
-                    s.number.as_str()
-                ))
-            })?;
-            snap.services.insert(
-                s.number.clone(),
-                Arc::new(Service {
-                    number: s.number,
-                    merchant_id: s.merchant_id,
-                    name: s.name,
-                    category: s.category,
-                    active: s.active,
-                    terms,
-                }),
-            );
-        }
-        Ok(snap)
-    }
-
-    /// Trims each partition's stream behind its slowest consumer group
-    /// (`XTRIM MINID`): entries a group has not acknowledged are never
-    /// deleted. A stream without any group is capped at `cap_without_groups`
-    /// entries (approximate `MAXLEN`), and a warning says settlement is not
-    /// consuming. Returns the entries removed.
-    pub async fn trim_streams(&self, cap_without_groups: u64) -> StoreResult<u64> {
-        let mut removed = 0u64;
-        for p in 0..self.inner.policy.partitions {
-            let stream = self.inner.keys.events(p);
-            let groups = self.stream_groups(p).await?;
-            let mut cmd = ::redis::cmd("XTRIM");
-            if groups.is_empty() {
-                cmd.arg(&stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(cap_without_groups);
-            } else {
-                // The oldest entry still needed: the oldest pending one, or
-                // the one after the last delivered, over all groups.
-                let mut min_needed: Option<(u64, u64)> = None;
-                for g in &groups {
-                    let needed = match g.oldest_pending {
-                        Some(id) => id,
-                        None => next_id(g.last_delivered),
-                    };
-                    min_needed = Some(min_needed.map_or(needed, |m| m.min(needed)));
-                }
-                let (ms, seq) = min_needed.expect("at least one group");
-                cmd.arg(&stream)
-                    .arg("MINID")
-                    .arg("~")
-                    .arg(format!("{ms}-{seq}"));
-            }
-            removed += self
-                .inner
-                .conn
-                .query::<i64>(&cmd)
-                .await
-                .map_err(unavailable)?
-                .max(0) as u64;
-        }
-        Ok(removed)
-    }
-
-    /// The consumer groups of one partition's stream.
-    pub async fn stream_groups(&self, partition: u32) -> StoreResult<Vec<GroupInfo>> {
-        let stream = self.inner.keys.events(partition);
-        let mut cmd = ::redis::cmd("XINFO");
-        cmd.arg("GROUPS").arg(&stream);
-        let v: Value = match self.inner.conn.query(&cmd).await {
-            Ok(v) => v,
-            Err(e) if e.to_string().contains("no such key") => return Ok(vec![]),
-            Err(e) => return Err(unavailable(e)),
-        };
-        let mut out = Vec::new();
-        for g in array(v)? {
-            let info = flat_map(&g);
-            let name = info.get("name").cloned().unwrap_or_default();
-            let last_delivered = parse_stream_id(
-                info.get("last-delivered-id")
-                    .map(String::as_str)
-                    .unwrap_or("0-0"),
-            );
-            let lag = info.get("lag").and_then(|l| l.parse::<u64>().ok());
-            let pending = info
-                .get("pending")
-                .and_then(|l| l.parse::<u64>().ok())
-                .unwrap_or(0);
-            let oldest_pending = if pending > 0 {
-                let mut x = ::redis::cmd("XPENDING");
-                x.arg(&stream).arg(&name);
-                let summary = array(
-                    self.inner
-                        .conn
-                        .query::<Value>(&x)
-                        .await
-                        .map_err(unavailable)?,
-                )?;
-                summary.get(1).map(text).map(|s| parse_stream_id(&s))
-            } else {
-                None
-            };
-            out.push(GroupInfo {
-                name,
-                last_delivered,
-                pending,
-                lag,
-                oldest_pending,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The consumers of `group` on one partition's stream (empty when the
-    /// stream or the group does not exist yet).
-    pub async fn stream_consumers(
-        &self,
-        partition: u32,
-        group: &str,
-    ) -> StoreResult<Vec<ConsumerInfo>> {
-        let mut cmd = ::redis::cmd("XINFO");
-        cmd.arg("CONSUMERS")
-            .arg(self.inner.keys.events(partition))
-            .arg(group);
-        let v: Value = match self.inner.conn.query(&cmd).await {
-            Ok(v) => v,
-            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
-                return Ok(vec![])
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
-        Ok(array(v)?
-            .iter()
-            .map(|c| {
-                let info = flat_map(c);
-                let num = |k: &str| info.get(k).and_then(|v| v.parse::<u64>().ok());
-                ConsumerInfo {
-                    name: info.get("name").cloned().unwrap_or_default(),
-                    pending: num("pending").unwrap_or(0),
-                    idle_ms: num("idle").unwrap_or(u64::MAX),
-                }
-            })
-            .collect())
-    }
-}
-
-fn parse_stream_id(s: &str) -> (u64, u64) {
-    let mut it = s.splitn(2, '-');
-    let ms = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-    let seq = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-    (ms, seq)
-}
-
-fn next_id((ms, seq): (u64, u64)) -> (u64, u64) {
-    if seq == u64::MAX {
-        (ms + 1, 0)
-    } else {
-        (ms, seq + 1)
-    }
-}
-
-/// A consumer group of a partition's event stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupInfo {
-    pub name: String,
-    pub last_delivered: (u64, u64),
-    pub pending: u64,
-    /// Entries not yet delivered to the group (Redis 7: `lag`).
-    pub lag: Option<u64>,
-    pub oldest_pending: Option<(u64, u64)>,
-}
-
-/// A consumer of a group on a partition's event stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConsumerInfo {
-    pub name: String,
-    pub pending: u64,
-    /// Milliseconds since it last read (`XINFO CONSUMERS` `idle`).
-    pub idle_ms: u64,
-}
-
-/// A service as stored in the catalogue hash (its terms are stored apart).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ServiceRecord {
-    number: E164,
-    merchant_id: MerchantId,
-    name: String,
-    category: String,
-    active: bool,
-    terms_id: TermsId,
-}
-
-fn consent_verdict(call: &CallSpec, funding: Funding) -> u8 {
-    match check_consent(call.consent.as_ref(), &call.terms, funding) {
-        Ok(()) => 0,
-        Err(reason) => Decision::ConsentRequired(reason).reason_code(),
     }
 }
 
@@ -1273,7 +523,7 @@ impl Store for RedisStore {
         change: &BlockChange,
         now_ms: i64,
     ) -> StoreResult<AccountView> {
-        let target = super::memory::normalise_block_target(change)?;
+        let target = super::validate::normalise_block_target(change)?;
         let field = match change.kind {
             BlockKind::HolderAllServices => "bo".to_string(),
             BlockKind::HolderMerchant => format!("bm:{target}"),
@@ -1350,8 +600,8 @@ impl Store for RedisStore {
         invoice: &InvoiceApply,
         now_ms: i64,
     ) -> StoreResult<Applied> {
-        super::memory::check_amount(invoice.usage, "invoice usage")?;
-        super::memory::check_amount(invoice.fees, "invoice fees")?;
+        super::validate::check_amount(invoice.usage, "invoice usage")?;
+        super::validate::check_amount(invoice.fees, "invoice fees")?;
         let [first, established, percent] = self.limit_args()?;
         let k = &self.inner.keys;
         let p = self.partition(number.as_str());
@@ -1385,7 +635,7 @@ impl Store for RedisStore {
         payment: &PaymentApply,
         now_ms: i64,
     ) -> StoreResult<Applied> {
-        super::memory::check_amount(payment.amount, "payment")?;
+        super::validate::check_amount(payment.amount, "payment")?;
         let [first, established, percent] = self.limit_args()?;
         let k = &self.inner.keys;
         let p = self.partition(number.as_str());
@@ -1422,8 +672,8 @@ impl Store for RedisStore {
         reason: &str,
         now_ms: i64,
     ) -> StoreResult<AccountView> {
-        super::memory::check_amount(unbilled, "unbilled")?;
-        super::memory::check_amount(invoiced_unpaid, "invoiced-unpaid")?;
+        super::validate::check_amount(unbilled, "unbilled")?;
+        super::validate::check_amount(invoiced_unpaid, "invoiced-unpaid")?;
         let [first, established, percent] = self.limit_args()?;
         let k = &self.inner.keys;
         let p = self.partition(number.as_str());
@@ -1453,7 +703,7 @@ impl Store for RedisStore {
         purchase_ref: &Reference,
         now_ms: i64,
     ) -> StoreResult<IssueOutcome> {
-        super::memory::check_prepaid_amount(amount)?;
+        super::validate::check_prepaid_amount(amount)?;
         let k = &self.inner.keys;
         // The purchase key and the code must share a slot: draw codes until
         // one falls in the purchase's partition (expected `partitions` draws
@@ -1524,7 +774,7 @@ impl Store for RedisStore {
         topup_ref: &Reference,
         now_ms: i64,
     ) -> StoreResult<PrepaidView> {
-        super::memory::check_prepaid_amount(amount)?;
+        super::validate::check_prepaid_amount(amount)?;
         let k = &self.inner.keys;
         let p = self.partition(code.as_str());
         let v = self
@@ -1693,49 +943,5 @@ impl Store for RedisStore {
                 false
             }
         }
-    }
-}
-
-fn applied_answer(v: Value, number: &E164) -> StoreResult<Applied> {
-    match &v {
-        Value::Int(1) => Ok(Applied::Applied),
-        Value::Int(2) => Ok(Applied::AlreadyApplied),
-        Value::Array(a) => match a.first().map(int) {
-            Some(-2) => Err(StoreError::NotFound(format!("account {number}"))),
-            Some(-1) => Err(StoreError::Rejected(a.get(1).map(text).unwrap_or_default())),
-            _ => Err(StoreError::Corrupt(format!("unexpected answer {v:?}"))),
-        },
-        _ => Err(StoreError::Corrupt(format!("unexpected answer {v:?}"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn library_is_versioned() {
-        let src = library_source();
-        assert!(src.starts_with(&format!("#!lua name=callauth_v{LIBRARY_VERSION}\n")));
-        assert!(!src.contains("__V__"));
-        assert!(src.contains(&format!("'ca_v{LIBRARY_VERSION}_authorize'")));
-    }
-
-    #[test]
-    fn payer_encoding_round_trips() {
-        for p in [
-            Payer::Number(3, "+46701234567".into()),
-            Payer::Code(0, "ab".repeat(16)),
-        ] {
-            assert_eq!(Payer::decode(&p.encode()), Some(p));
-        }
-        assert_eq!(Payer::decode("x|1|y"), None);
-        assert_eq!(Payer::decode("n|q|y"), None);
-    }
-
-    #[test]
-    fn stream_ids() {
-        assert_eq!(parse_stream_id("1700-3"), (1700, 3));
-        assert_eq!(next_id((5, 1)), (5, 2));
     }
 }

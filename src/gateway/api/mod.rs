@@ -8,9 +8,8 @@
 //! request count and latency when it is dropped — so a request cancelled by
 //! its client or its deadline is still counted (as `cancelled`).
 
-pub mod auth;
 pub mod convert;
-pub mod error;
+pub mod events;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,12 +20,12 @@ use metrics::{Counter, Histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::auth::{require_admin, require_ivr, require_merchant};
 use crate::gateway::{Gateway, GatewayError};
 use crate::metrics as m;
 use crate::pb;
+use crate::status::{code_label, to_status};
 use crate::store::{IssueOutcome, Store};
-use auth::{require_admin, require_ivr, require_merchant};
-use error::{code_label, to_status};
 
 /// State shared by the services.
 pub struct ApiState<S: Store> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::domain::{CreditPolicy, GrantPolicy, Money};
+use crate::gateway::server::ServerOptions;
 use crate::gateway::GatewayLimits;
-use crate::server::ServerOptions;
 use crate::store::StorePolicy;
 
 #[derive(Parser, Debug, Clone)]
@@ -239,19 +239,6 @@ impl GatewayConfig {
 }
 
 /// Sets up `tracing` (RUST_LOG filters, default info) as text or JSON.
-pub fn init_tracing(format: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

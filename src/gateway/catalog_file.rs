@@ -9,14 +9,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::api::auth::ClientConfig;
+use crate::auth::ClientConfig;
 use crate::domain::catalog::{Merchant, ServiceSpec};
 use crate::domain::{MerchantId, Money, Tariff, E164};
 use crate::gateway::Gateway;
 use crate::store::Store;
 
 /// The demo catalogue shipped in `examples/demo.toml`.
-pub const DEMO: &str = include_str!("../examples/demo.toml");
+pub const DEMO: &str = include_str!("../../examples/demo.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,7 +209,7 @@ mod tests {
         assert!(services.iter().any(|s| s.tariff.minimum_minutes > 0));
         assert!(services.iter().any(|s| s.tariff.billing_step_seconds == 1));
         assert!(!f.directory().unwrap().is_empty());
-        crate::api::auth::TokenRegistry::from_clients(&f.clients).unwrap();
+        crate::auth::TokenRegistry::from_clients(&f.clients).unwrap();
     }
 
     #[test]

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::api::auth::TokenRegistry;
-use crate::catalog_file::{CatalogFile, DEMO};
+use crate::auth::TokenRegistry;
 use crate::clock::SystemClock;
-use crate::config::GatewayConfig;
 use crate::domain::CodeHasher;
+use crate::gateway::catalog_file::{CatalogFile, DEMO};
+use crate::gateway::config::GatewayConfig;
+use crate::gateway::server;
 use crate::gateway::Gateway;
-use crate::server;
 use crate::store::memory::MemoryStore;
 use crate::store::outbox::Outbox;
 use crate::store::redis::RedisStore;
@@ -56,7 +56,7 @@ pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
 async fn trim_loop(store: RedisStore, cap_without_groups: u64, partitions: u32) {
     for p in 0..partitions {
         // The settlement group's lag exists from the start (0 until measured).
-        metrics::gauge!(crate::metrics::OUTBOX_CONSUMER_LAG_EVENTS, "partition" => p.to_string(), "group" => crate::settlement::consumer::GROUP)
+        metrics::gauge!(crate::metrics::OUTBOX_CONSUMER_LAG_EVENTS, "partition" => p.to_string(), "group" => crate::store::redis::streams::SETTLEMENT_GROUP)
             .increment(0.0);
     }
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
@@ -162,7 +162,7 @@ pub async fn run_with<S: Store>(
         .await
         .with_context(|| format!("binding HTTP to {}", cfg.http_listen))?;
     let running = server::start(gateway, tokens, grpc, http, cfg.server_options()).await?;
-    server::shutdown_signal().await;
+    crate::process::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown();
     running.stopped().await

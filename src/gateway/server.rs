@@ -1,0 +1,204 @@
+//! Runs the gateway: the gRPC server (`callauth.v1` services, `grpc.health.v1`,
+//! reflection) and a small HTTP server (`/metrics`, `/healthz`, `/readyz`),
+//! with the hold sweeper and catalogue refresher in the background.
+//!
+//! Like mini-redis, `start` takes already-bound listeners, so tests run the
+//! real server on 127.0.0.1:0. Shutdown is graceful: health turns
+//! NOT_SERVING, the listeners stop accepting, in-flight requests finish
+//! within `shutdown_grace`, then the process may exit.
+//!
+//! Health: the empty service name "" is SERVING while the process runs
+//! (liveness); `callauth.v1.Authorization` and the other services are
+//! SERVING only while the state store is ready (readiness).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::api::{AccountsApi, ApiState, AuthorizationApi, CatalogApi, UsageApi};
+use super::Gateway;
+use crate::auth::TokenRegistry;
+use crate::metrics as m;
+use crate::pb;
+use crate::process::{self, ReadyProbe, Tasks};
+use crate::store::Store;
+
+/// The gRPC services whose health follows the store's readiness.
+pub const SERVICE_NAMES: [&str; 4] = [
+    "callauth.v1.Authorization",
+    "callauth.v1.Usage",
+    "callauth.v1.Catalog",
+    "callauth.v1.Accounts",
+];
+
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Deadline for a request that carries none (a shorter client deadline wins).
+    pub request_timeout: Duration,
+    /// Requests served at once by the whole process; beyond it RESOURCE_EXHAUSTED.
+    pub max_concurrent_requests: usize,
+    pub shutdown_grace: Duration,
+    pub sweep_interval: Duration,
+    pub catalog_refresh_interval: Duration,
+    /// Close connections after this age so that clients re-balance across
+    /// replicas behind a connection-level balancer (None: never).
+    pub max_connection_age: Option<Duration>,
+    pub http2_keepalive_interval: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            request_timeout: Duration::from_millis(2000),
+            max_concurrent_requests: 4096,
+            shutdown_grace: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(1),
+            catalog_refresh_interval: Duration::from_secs(1),
+            max_connection_age: Some(Duration::from_secs(300)),
+            http2_keepalive_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    tasks: Tasks,
+    grace: Duration,
+}
+
+impl Running {
+    /// Asks every part to stop.
+    pub fn shutdown(&self) {
+        self.tasks.shutdown();
+    }
+
+    /// Waits for the servers to stop, at most the shutdown grace period after
+    /// `shutdown` was called.
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        self.tasks.stopped().await;
+        self.tasks.join(self.grace).await
+    }
+}
+
+/// Starts the gateway on the given listeners.
+pub async fn start<S: Store>(
+    gateway: Arc<Gateway<S>>,
+    tokens: TokenRegistry,
+    grpc: TcpListener,
+    http: TcpListener,
+    opts: ServerOptions,
+) -> anyhow::Result<Running> {
+    let prometheus = m::install();
+    m::preregister_gateway(gateway.store().backend());
+    gateway
+        .refresh_catalog()
+        .await
+        .context("loading the catalogue from the state store")?;
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let mut tasks = Tasks::new();
+
+    let ready: ReadyProbe = {
+        let gateway = gateway.clone();
+        Arc::new(move || {
+            let gateway = gateway.clone();
+            Box::pin(async move {
+                if gateway.store().ready().await {
+                    Ok(())
+                } else {
+                    Err("state store not ready".to_string())
+                }
+            })
+        })
+    };
+    let health_service = process::health_following(
+        &mut tasks,
+        &SERVICE_NAMES,
+        ready.clone(),
+        Duration::from_millis(500),
+        |now| metrics::gauge!(m::STORE_READY).set(if now.is_ok() { 1.0 } else { 0.0 }),
+    )
+    .await;
+
+    // Sweeper and catalogue refresher.
+    {
+        let gateway = gateway.clone();
+        let stop = tasks.stop_signal();
+        let (sweep, refresh) = (opts.sweep_interval, opts.catalog_refresh_interval);
+        tasks.spawn(async move {
+            gateway.run_background(sweep, refresh, stop).await;
+            Ok(())
+        });
+    }
+
+    // Metrics upkeep (drains histogram buffers between scrapes).
+    {
+        let handle = prometheus.clone();
+        tasks.every(Duration::from_secs(5), move || {
+            handle.run_upkeep();
+            std::future::ready(())
+        });
+    }
+
+    process::serve_http(&mut tasks, http, process::ops_router(prometheus, ready));
+
+    // gRPC.
+    {
+        let state = Arc::new(ApiState {
+            gateway: gateway.clone(),
+            limiter: Arc::new(Semaphore::new(opts.max_concurrent_requests)),
+        });
+        let intercept = tokens.interceptor();
+        let mut builder = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .timeout(opts.request_timeout)
+            .http2_keepalive_interval(Some(opts.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+        if let Some(age) = opts.max_connection_age {
+            builder = builder.max_connection_age(age);
+        }
+        let router = builder
+            .add_service(health_service)
+            .add_service(process::reflection()?)
+            .add_service(
+                pb::authorization_server::AuthorizationServer::with_interceptor(
+                    AuthorizationApi(state.clone()),
+                    intercept.clone(),
+                ),
+            )
+            .add_service(pb::usage_server::UsageServer::with_interceptor(
+                UsageApi(state.clone()),
+                intercept.clone(),
+            ))
+            .add_service(pb::catalog_server::CatalogServer::with_interceptor(
+                CatalogApi(state.clone()),
+                intercept.clone(),
+            ))
+            .add_service(pb::accounts_server::AccountsServer::with_interceptor(
+                AccountsApi(state),
+                intercept,
+            ));
+        let incoming = process::grpc_incoming(grpc);
+        let stopped = tasks.stopped();
+        tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .await
+                .context("gRPC server")
+        });
+    }
+
+    tracing::info!(%grpc_addr, %http_addr, backend = gateway.store().backend(), "gateway listening");
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        tasks,
+        grace: opts.shutdown_grace,
+    })
+}
