@@ -226,10 +226,12 @@ pub fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
 
 pub fn require_ivr<T>(req: &Request<T>) -> Result<&Principal, Status> {
     let p = principal(req)?;
+    // Only IVR clients: a call is bound to the client that authorized it
+    // (only it may extend or release it), and an administrator is not an IVR.
     match p.role {
-        Role::Ivr | Role::Admin => Ok(p),
+        Role::Ivr => Ok(p),
         _ => Err(Status::permission_denied(
-            "only IVR clients may authorize calls",
+            "only IVR clients may authorize, extend or release calls",
         )),
     }
 }

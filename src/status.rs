@@ -30,6 +30,8 @@ pub enum Failure {
     Unavailable,
     /// The request's own deadline passed before it was answered.
     DeadlineExceeded,
+    /// Authenticated, but not allowed to act on this.
+    PermissionDenied,
     /// A bug or inconsistent data: logged, answered with a fixed text.
     Internal,
 }
@@ -42,6 +44,7 @@ impl Failure {
             Failure::FailedPrecondition => Code::FailedPrecondition,
             Failure::Unavailable => Code::Unavailable,
             Failure::DeadlineExceeded => Code::DeadlineExceeded,
+            Failure::PermissionDenied => Code::PermissionDenied,
             Failure::Internal => Code::Internal,
         }
     }
@@ -64,6 +67,7 @@ impl Classify for StoreError {
             StoreError::Rejected(_) => Failure::FailedPrecondition,
             StoreError::NotFound(_) => Failure::NotFound,
             StoreError::Corrupt(_) => Failure::Internal,
+            StoreError::Forbidden(_) => Failure::PermissionDenied,
         }
     }
 }

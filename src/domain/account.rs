@@ -239,6 +239,77 @@ impl LimitChange {
     }
 }
 
+/// A number's posted money: what is not invoiced yet and what is invoiced
+/// but unpaid (R8's exposure is their sum).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Balances {
+    pub unbilled: Money,
+    pub invoiced_unpaid: Money,
+}
+
+/// Why settlement's account change was refused: the store and the ledger
+/// disagree (e.g. a lost write after a failover); reconciliation repairs it.
+/// The words are the same on every backend (the Redis Functions build the
+/// same sentence from the same öre amounts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BalanceError {
+    #[error("invoice {invoice_id} bills {usage_ore} öre but only {unbilled_ore} öre is unbilled")]
+    InvoiceExceedsUnbilled {
+        invoice_id: String,
+        usage_ore: i64,
+        unbilled_ore: i64,
+    },
+    #[error("payment {payment_id} of {amount_ore} öre exceeds the invoiced-unpaid {invoiced_unpaid_ore} öre")]
+    PaymentExceedsInvoiced {
+        payment_id: String,
+        amount_ore: i64,
+        invoiced_unpaid_ore: i64,
+    },
+}
+
+impl Balances {
+    pub fn exposure(&self) -> Money {
+        self.unbilled + self.invoiced_unpaid
+    }
+
+    /// An invoice moves its usage from unbilled to invoiced-unpaid and adds
+    /// its fees there (R11–R13); it cannot bill more than is unbilled.
+    pub fn apply_invoice(
+        &self,
+        invoice_id: &str,
+        usage: Money,
+        fees: Money,
+    ) -> Result<Balances, BalanceError> {
+        if usage > self.unbilled {
+            return Err(BalanceError::InvoiceExceedsUnbilled {
+                invoice_id: invoice_id.to_string(),
+                usage_ore: usage.ore(),
+                unbilled_ore: self.unbilled.ore(),
+            });
+        }
+        Ok(Balances {
+            unbilled: self.unbilled - usage,
+            invoiced_unpaid: self.invoiced_unpaid + usage + fees,
+        })
+    }
+
+    /// A payment lowers invoiced-unpaid (R15); it cannot pay more than is
+    /// invoiced (an overpayment stays in the ledger as the holder's credit).
+    pub fn apply_payment(&self, payment_id: &str, amount: Money) -> Result<Balances, BalanceError> {
+        if amount > self.invoiced_unpaid {
+            return Err(BalanceError::PaymentExceedsInvoiced {
+                payment_id: payment_id.to_string(),
+                amount_ore: amount.ore(),
+                invoiced_unpaid_ore: self.invoiced_unpaid.ore(),
+            });
+        }
+        Ok(Balances {
+            unbilled: self.unbilled,
+            invoiced_unpaid: self.invoiced_unpaid - amount,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +406,36 @@ mod tests {
         assert_eq!(
             ok.resolve(&p, false),
             Ok((LimitSource::CreditDecision, Money::sek(10_000)))
+        );
+    }
+
+    #[test]
+    fn invoices_and_payments_move_money_exactly() {
+        let ore = Money::ore_unchecked;
+        let b = Balances {
+            unbilled: ore(125_590),
+            invoiced_unpaid: ore(0),
+        };
+        // 1 255,90 kr invoiced with a 30 kr paper fee: 1 285,90 kr to pay.
+        let b = b.apply_invoice("F1", ore(125_590), ore(3000)).unwrap();
+        assert_eq!(
+            b,
+            Balances {
+                unbilled: ore(0),
+                invoiced_unpaid: ore(128_590)
+            }
+        );
+        let b = b.apply_payment("P1", ore(100_000)).unwrap();
+        assert_eq!(b.invoiced_unpaid, ore(28_590));
+        assert_eq!(
+            b.apply_payment("P2", ore(28_591)).unwrap_err().to_string(),
+            "payment P2 of 28591 öre exceeds the invoiced-unpaid 28590 öre"
+        );
+        assert_eq!(
+            b.apply_invoice("F2", ore(1), ore(0))
+                .unwrap_err()
+                .to_string(),
+            "invoice F2 bills 1 öre but only 0 öre is unbilled"
         );
     }
 }

@@ -3,7 +3,11 @@
 //! The wire form is the proto3 JSON of `callauth.v1.Event` with the original
 //! (snake_case) field names — the Redis Functions write it with `cjson`, the
 //! embedded store with serde — so one decoder reads both and any protobuf
-//! JSON parser reads it too. Event ids come from business keys
+//! JSON parser reads it too. Reading is strict: every field must be present
+//! (a missing amount is an error, never 0; the writers always write every
+//! field), except a field marked as added later, which says why its default
+//! is exact for older writers. Unknown fields are ignored, so a newer writer
+//! does not break an older reader. Event ids come from business keys
 //! ("usage:<call_id>"), never from a stream position, so that the ledger
 //! commits a fact once even when a failover makes a store emit it again.
 
@@ -133,7 +137,6 @@ pub mod ids {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct UsagePosted {
     pub call_id: String,
     pub record_id: String,
@@ -155,10 +158,13 @@ pub struct UsagePosted {
     pub late: bool,
     pub authorized_at_ms: i64,
     pub exposure_after_ore: i64,
+    /// Added in library version 3; absent in events of older gateways,
+    /// which never capped a prepaid debit, so 0 is exact for them.
+    #[serde(default)]
+    pub uncollected_ore: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct HoldExpired {
     pub call_id: String,
     pub number: String,
@@ -169,7 +175,6 @@ pub struct HoldExpired {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct HoldVoided {
     pub call_id: String,
     pub number: String,
@@ -179,7 +184,6 @@ pub struct HoldVoided {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct ThresholdReached {
     pub number: String,
     pub exposure_ore: i64,
@@ -190,7 +194,6 @@ pub struct ThresholdReached {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct LimitReached {
     pub number: String,
     pub exposure_ore: i64,
@@ -199,7 +202,6 @@ pub struct LimitReached {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct ConsentRecorded {
     pub call_id: String,
     pub number: String,
@@ -269,7 +271,6 @@ impl ConsentEventRef<'_> {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct BlockChanged {
     pub number: String,
     pub kind: BlockKind,
@@ -281,7 +282,6 @@ pub struct BlockChanged {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct PrepaidDebited {
     pub code_id: String,
     pub call_id: String,
@@ -290,7 +290,6 @@ pub struct PrepaidDebited {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct PrepaidCredited {
     pub code_id: String,
     pub reference: String,
@@ -300,7 +299,6 @@ pub struct PrepaidCredited {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct LimitChanged {
     pub number: String,
     pub limit_ore: i64,
@@ -311,7 +309,6 @@ pub struct LimitChanged {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct DirectoryChanged {
     pub number: String,
     pub holder_registered: bool,
@@ -320,7 +317,6 @@ pub struct DirectoryChanged {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct InvoiceApplied {
     pub number: String,
     pub invoice_id: String,
@@ -329,7 +325,6 @@ pub struct InvoiceApplied {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct PaymentApplied {
     pub number: String,
     pub payment_id: String,
@@ -339,7 +334,6 @@ pub struct PaymentApplied {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
 pub struct BalancesRepaired {
     pub number: String,
     pub unbilled_before_ore: i64,
@@ -452,18 +446,20 @@ mod tests {
     }
 
     #[test]
-    fn reads_sparse_json_as_written_by_lua() {
-        // cjson omits nothing, but a field added later must not break old readers,
-        // and a missing field reads as its proto3 default.
+    fn unknown_fields_are_ignored_and_missing_money_is_an_error() {
+        // A field added by a newer writer does not break this reader.
         let json = r#"{"event_id":"threshold:+46701234567:1","at_ms":5,"partition":0,
-            "threshold_reached":{"number":"+46701234567","exposure_ore":120000,"limit_ore":150000,"sequence":1,"future_field":true}}"#;
+            "threshold_reached":{"number":"+46701234567","exposure_ore":120000,"limit_ore":150000,
+            "unbilled_ore":120000,"invoiced_unpaid_ore":0,"sequence":1,"future_field":true}}"#;
         let e = Event::from_json(json).unwrap();
         match e.body {
-            EventBody::ThresholdReached(t) => {
-                assert_eq!(t.exposure_ore, 120_000);
-                assert_eq!(t.unbilled_ore, 0);
-            }
+            EventBody::ThresholdReached(t) => assert_eq!(t.exposure_ore, 120_000),
             other => panic!("unexpected {other:?}"),
         }
+        // A missing amount is never read as 0.
+        let json = r#"{"event_id":"threshold:+46701234567:1","at_ms":5,"partition":0,
+            "threshold_reached":{"number":"+46701234567","exposure_ore":120000,"limit_ore":150000,"sequence":1}}"#;
+        let err = Event::from_json(json).unwrap_err().to_string();
+        assert!(err.contains("unbilled_ore"), "{err}");
     }
 }

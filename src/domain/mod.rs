@@ -1,22 +1,26 @@
 //! The domain: pure types and rules, no I/O, no clock (STYLE "pure core").
 //!
-//! `rating` and `decision` are the heart (SPEC R2–R10); `catalog` holds the
-//! services and their immutable terms (R4, R5); `account` the credit rules
-//! (R7–R9); `prepaid` the codes (R17); `event` the outbox contract with
-//! settlement (DESIGN invariant 6).
+//! `rating` and `decision` are the heart (R2–R10, docs/rules.md); `hold` a
+//! call's hold from Authorize to its end (R10); `catalog` holds the services
+//! and their immutable terms (R4, R5); `account` the credit rules and the
+//! balance changes invoices and payments make (R7–R9, R15); `prepaid` the
+//! codes and `lockout` the wrong-code rule (R17); `event` the outbox contract
+//! with settlement.
 
 pub mod account;
 pub mod catalog;
 pub mod decision;
 pub mod event;
+pub mod hold;
 pub mod ids;
+pub mod lockout;
 pub mod luhn;
 pub mod money;
 pub mod number;
 pub mod prepaid;
 pub mod rating;
 
-pub use account::{BlockKind, CreditPolicy, LimitChange, LimitSource};
+pub use account::{Balances, BlockKind, CreditPolicy, LimitChange, LimitSource};
 pub use catalog::{CatalogSnapshot, Merchant, Service, ServiceSpec, Terms};
 pub use decision::{Consent, Decision, DenyReason, Funding, Grant, GrantPolicy};
 pub use event::{Event, EventBody};

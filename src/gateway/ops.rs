@@ -326,8 +326,14 @@ impl<S: Store> Gateway<S> {
         }
     }
 
-    /// Grows an allowed call's grant (R10).
-    pub async fn extend(&self, call_id: &CallId, sequence: u32) -> GatewayResult<ExtendResult> {
+    /// Grows an allowed call's grant (R10); only the IVR client that
+    /// authorized the call may.
+    pub async fn extend(
+        &self,
+        call_id: &CallId,
+        ivr_client: &str,
+        sequence: u32,
+    ) -> GatewayResult<ExtendResult> {
         if sequence == 0 {
             return Err(GatewayError::InvalidArgument(
                 "sequence starts at 1 for the first extension of a call".into(),
@@ -335,7 +341,10 @@ impl<S: Store> Gateway<S> {
         }
         let now = self.now_ms();
         let r = self
-            .timed(StoreOp::Extend, self.store.extend(call_id, sequence, now))
+            .timed(
+                StoreOp::Extend,
+                self.store.extend(call_id, ivr_client, sequence, now),
+            )
             .await?;
         let (result, reason) = match r.outcome {
             ExtendOutcome::Extended => ("extended", "granted"),
@@ -346,11 +355,18 @@ impl<S: Store> Gateway<S> {
         Ok(r)
     }
 
-    /// Voids an unused hold.
-    pub async fn release(&self, call_id: &CallId) -> GatewayResult<ReleaseOutcome> {
+    /// Voids an unused hold; only the IVR client that authorized the call may.
+    pub async fn release(
+        &self,
+        call_id: &CallId,
+        ivr_client: &str,
+    ) -> GatewayResult<ReleaseOutcome> {
         let now = self.now_ms();
         let r = self
-            .timed(StoreOp::Release, self.store.release(call_id, now))
+            .timed(
+                StoreOp::Release,
+                self.store.release(call_id, ivr_client, now),
+            )
             .await?;
         let label = match r {
             ReleaseOutcome::Voided(_) => "voided",

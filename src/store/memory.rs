@@ -24,13 +24,14 @@ use super::outbox::Outbox;
 use super::partition::partition_of;
 use super::validate::{check_amount, check_prepaid_amount, normalise_block_target};
 use super::*;
-use crate::domain::account::{CreditPolicy, ThresholdState};
+use crate::domain::account::{Balances, CreditPolicy, ThresholdState};
 use crate::domain::decision::{
-    decide_extend, decide_postpaid, decide_prepaid_code, decide_prepaid_line, AccountSnapshot,
-    CodeSnapshot, Directory, Extension, Funding, Grant, LineSnapshot,
+    decide_postpaid, decide_prepaid_code, decide_prepaid_line, AccountSnapshot, CodeSnapshot,
+    Directory, Funding, Grant, LineSnapshot,
 };
 use crate::domain::event::{self, ids, EventBody};
-use crate::domain::rating::{rate, Tariff};
+use crate::domain::hold::{prepaid_debit, ExtendStep, Hold, Replay, UsageCheck};
+use crate::domain::lockout::LineState;
 
 /// Events kept per partition in the in-process outbox (the JSON-lines file,
 /// when configured, keeps all of them).
@@ -48,29 +49,33 @@ struct Inner {
     /// Wrong-code counters per calling line (R17).
     lines: FastDashMap<LineKey, LineState>,
     codes: FastDashMap<CodeId, Arc<Mutex<Code>>>,
-    purchases: FastDashMap<Reference, CodeId>,
-    /// call id → who holds the call's hold.
-    calls: FastDashMap<CallId, Payer>,
+    /// Every payment reference used for a code: a purchase or a top-up.
+    references: FastDashMap<Reference, ReferenceUse>,
+    /// The call index: call id → the payer whose hold it is, claimed by
+    /// every Authorize that carries consent, for `call_index_ttl_ms`.
+    calls: FastDashMap<CallId, CallIndex>,
     /// Pending holds by expiry time.
     expiry: Mutex<BTreeSet<(i64, CallId)>>,
     /// Finished holds by the time they may be forgotten.
     purge: Mutex<BTreeSet<(i64, CallId)>>,
+    /// Call-index entries by the time they lapse (a refreshed entry lapses later).
+    index_purge: Mutex<BTreeSet<(i64, CallId)>>,
     catalog: ArcSwap<CatalogSnapshot>,
     catalog_write: Mutex<()>,
     outbox: Outbox,
+}
+
+/// A call-index entry: whose the call is, until when.
+#[derive(Clone, Debug)]
+struct CallIndex {
+    payer: Payer,
+    until_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Payer {
     Number(E164),
     Code(CodeId),
-}
-
-#[derive(Clone, Debug, Default)]
-struct LineState {
-    failures: u32,
-    window_start_ms: i64,
-    locked_until_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -101,42 +106,20 @@ struct Account {
     payments: HashSet<Reference>,
 }
 
+/// What a payment reference was used for (R17): each pays for one thing once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ReferenceUse {
+    purchase: bool,
+    code: CodeId,
+    amount: Money,
+}
+
 #[derive(Debug)]
 struct Code {
     balance: Money,
     pending: Money,
     issued_at_ms: i64,
-    refs: HashSet<Reference>,
     holds: FastMap<CallId, Hold>,
-}
-
-#[derive(Clone, Debug)]
-struct Hold {
-    number: Option<E164>,
-    code: Option<CodeId>,
-    service_number: E164,
-    merchant_id: MerchantId,
-    terms_id: TermsId,
-    tariff: Tariff,
-    /// The grant given by Authorize (what a replay returns).
-    original: Grant,
-    /// The grant now, after extensions.
-    grant: Grant,
-    authorized_at_ms: i64,
-    expires_at_ms: i64,
-    state: HoldState,
-    last_extend: Option<(u32, ExtendResult)>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum HoldState {
-    Pending,
-    Posted {
-        duration_seconds: u32,
-        posting: Posting,
-    },
-    Voided,
-    Expired,
 }
 
 /// A DashMap with foldhash's seeded hasher (see `domain::catalog::FastMap`).
@@ -156,6 +139,13 @@ impl Account {
 
     fn exposure(&self) -> Money {
         self.unbilled + self.invoiced_unpaid
+    }
+
+    fn balances(&self) -> Balances {
+        Balances {
+            unbilled: self.unbilled,
+            invoiced_unpaid: self.invoiced_unpaid,
+        }
     }
 
     fn available(&self, credit: &CreditPolicy) -> Money {
@@ -230,37 +220,54 @@ impl Code {
     }
 }
 
-impl Hold {
-    fn funding(&self) -> Funding {
-        if self.code.is_some() {
-            Funding::Prepaid
-        } else {
-            Funding::Postpaid
-        }
+fn funding(hold: &Hold) -> Funding {
+    if hold.code.is_some() {
+        Funding::Prepaid
+    } else {
+        Funding::Postpaid
     }
+}
 
-    fn replay(&self) -> AuthorizeResult {
-        AuthorizeResult {
-            decision: Decision::Allowed(self.original),
-            replayed: true,
-            terms_id: Some(self.terms_id.clone()),
-            hold_expires_at_ms: self.expires_at_ms,
-            lockout_started: false,
-        }
+fn number_str(hold: &Hold) -> String {
+    hold.number
+        .as_ref()
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_default()
+}
+
+fn code_str(hold: &Hold) -> String {
+    hold.code
+        .as_ref()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// The answer to an Authorize for a call id that already has `hold`.
+fn replay(call: &CallSpec, hold: &Hold, now_ms: i64) -> StoreResult<AuthorizeResult> {
+    match hold.replay(&call.service.number, &call.evidence.ivr_client, now_ms) {
+        Replay::Reused => Err(reused(&call.call_id)),
+        Replay::Answer(decision) => Ok(match decision {
+            Decision::Allowed(_) => AuthorizeResult {
+                decision,
+                replayed: true,
+                terms_id: Some(hold.terms_id.clone()),
+                hold_expires_at_ms: hold.expires_at_ms,
+                lockout_started: false,
+            },
+            ended => AuthorizeResult {
+                replayed: true,
+                ..AuthorizeResult::refused(ended)
+            },
+        }),
     }
+}
 
-    fn number_str(&self) -> String {
-        self.number
-            .as_ref()
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_default()
-    }
-
-    fn code_str(&self) -> String {
-        self.code
-            .as_ref()
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default()
+/// Only the IVR client that authorized a call may extend or release it.
+fn check_client(call_id: &CallId, hold: &Hold, ivr_client: &str) -> StoreResult<()> {
+    if hold.ivr_client == ivr_client {
+        Ok(())
+    } else {
+        Err(not_yours(call_id))
     }
 }
 
@@ -278,10 +285,11 @@ impl MemoryStore {
                 accounts: FastDashMap::default(),
                 lines: FastDashMap::default(),
                 codes: FastDashMap::default(),
-                purchases: FastDashMap::default(),
+                references: FastDashMap::default(),
                 calls: FastDashMap::default(),
                 expiry: Mutex::new(BTreeSet::new()),
                 purge: Mutex::new(BTreeSet::new()),
+                index_purge: Mutex::new(BTreeSet::new()),
                 catalog: ArcSwap::from_pointee(CatalogSnapshot::default()),
                 catalog_write: Mutex::new(()),
                 outbox,
@@ -320,19 +328,39 @@ impl Inner {
         self.codes.get(code).map(|c| c.clone())
     }
 
-    fn payer_of(&self, call_id: &CallId) -> Option<Payer> {
-        self.calls.get(call_id).map(|p| p.clone())
+    /// The payer of a call, from the call index (lapsed entries are gone).
+    fn payer_of(&self, call_id: &CallId, now_ms: i64) -> Option<Payer> {
+        self.calls
+            .get(call_id)
+            .filter(|i| i.until_ms > now_ms)
+            .map(|i| i.payer.clone())
     }
 
-    /// Claims a call id for `payer`; false when another payer already has it.
-    fn claim_call(&self, call_id: &CallId, payer: Payer) -> bool {
+    /// Claims a call id for `payer` (or refreshes its claim); false when it
+    /// belongs to another payer. An Authorize with consent claims whether or
+    /// not it is allowed, as the Redis store does in one step.
+    fn claim_call(&self, call_id: &CallId, payer: &Payer, now_ms: i64) -> StoreResult<bool> {
+        let until_ms = now_ms + self.policy.call_index_ttl_ms();
         match self.calls.entry(call_id.clone()) {
-            Entry::Occupied(o) => *o.get() == payer,
+            Entry::Occupied(mut o) => {
+                let live = o.get().until_ms > now_ms;
+                if live && o.get().payer != *payer {
+                    return Ok(false);
+                }
+                o.insert(CallIndex {
+                    payer: payer.clone(),
+                    until_ms,
+                });
+            }
             Entry::Vacant(v) => {
-                v.insert(payer);
-                true
+                v.insert(CallIndex {
+                    payer: payer.clone(),
+                    until_ms,
+                });
             }
         }
+        guard(&self.index_purge)?.insert((until_ms, call_id.clone()));
+        Ok(true)
     }
 
     fn expiry_moved(
@@ -364,20 +392,18 @@ impl Inner {
         g: Grant,
         now_ms: i64,
     ) -> Hold {
-        Hold {
-            number: number.cloned(),
-            code: code.cloned(),
-            service_number: call.service.number.clone(),
-            merchant_id: call.service.merchant_id.clone(),
-            terms_id: call.terms.terms_id.clone(),
-            tariff: call.terms.tariff,
-            original: g,
-            grant: g,
-            authorized_at_ms: now_ms,
-            expires_at_ms: now_ms + i64::from(g.granted_seconds) * 1000 + self.policy.hold_grace_ms,
-            state: HoldState::Pending,
-            last_extend: None,
-        }
+        Hold::new(
+            number.cloned(),
+            code.cloned(),
+            call.service.number.clone(),
+            call.service.merchant_id.clone(),
+            call.terms.terms_id.clone(),
+            call.terms.tariff,
+            call.evidence.ivr_client.clone(),
+            g,
+            now_ms,
+            self.policy.hold_grace_ms,
+        )
     }
 
     fn emit_consent(&self, partition: u32, call: &CallSpec, hold: &Hold, now_ms: i64) {
@@ -388,12 +414,12 @@ impl Inner {
             ids::consent(call.call_id.as_str()),
             EventBody::ConsentRecorded(event::ConsentRecorded {
                 call_id: call.call_id.to_string(),
-                number: hold.number_str(),
+                number: number_str(hold),
                 number_withheld: call.evidence.number_withheld,
                 service_number: call.service.number.as_str().to_string(),
                 merchant_id: call.service.merchant_id.to_string(),
-                funding: hold.funding(),
-                code_id: hold.code_str(),
+                funding: funding(hold),
+                code_id: code_str(hold),
                 terms_id: call.terms.terms_id.to_string(),
                 price_per_minute_ore: call.terms.tariff.price_per_minute.ore(),
                 minimum_minutes: call.terms.tariff.minimum_minutes,
@@ -549,25 +575,10 @@ impl Inner {
     }
 
     fn record_failure(&self, line: &LineKey, now_ms: i64) -> bool {
-        let p = &self.policy;
-        let mut st = self.lines.entry(line.clone()).or_default();
-        if st.locked_until_ms > now_ms {
-            // Already locked: nothing more to count.
-            return true;
-        }
-        if st.window_start_ms + p.lockout_window_ms <= now_ms {
-            st.failures = 0;
-            st.window_start_ms = now_ms;
-        }
-        st.failures += 1;
-        if st.failures >= p.lockout_max_failures {
-            st.failures = 0;
-            st.window_start_ms = now_ms;
-            st.locked_until_ms = now_ms + p.lockout_ms;
-            true
-        } else {
-            false
-        }
+        self.lines
+            .entry(line.clone())
+            .or_default()
+            .record_failure(now_ms, &self.policy.lockout())
     }
 }
 
@@ -584,10 +595,8 @@ impl Store for MemoryStore {
     ) -> StoreResult<AuthorizeResult> {
         let s = &*self.inner;
         let payer = Payer::Number(number.clone());
-        if let Some(existing) = s.payer_of(&call.call_id) {
-            if existing != payer {
-                return Err(reused(&call.call_id));
-            }
+        if call.consent.is_some() && !s.claim_call(&call.call_id, &payer, now_ms)? {
+            return Err(reused(&call.call_id));
         }
         let Some(acct) = s.account_arc(number) else {
             return Ok(AuthorizeResult::refused(Decision::PrepaidCodeRequired(
@@ -596,10 +605,7 @@ impl Store for MemoryStore {
         };
         let mut a = guard(&acct)?;
         if let Some(h) = a.holds.get(&call.call_id) {
-            if h.service_number != call.service.number {
-                return Err(reused(&call.call_id));
-            }
-            return Ok(h.replay());
+            return replay(call, h, now_ms);
         }
         let snap = a.snapshot(
             &s.policy.credit,
@@ -610,9 +616,6 @@ impl Store for MemoryStore {
         let Decision::Allowed(g) = decision else {
             return Ok(AuthorizeResult::refused(decision));
         };
-        if !s.claim_call(&call.call_id, payer) {
-            return Err(reused(&call.call_id));
-        }
         let hold = s.new_hold(call, Some(number), None, g, now_ms);
         a.pending += g.hold;
         a.pending_calls += 1;
@@ -639,17 +642,6 @@ impl Store for MemoryStore {
     ) -> StoreResult<AuthorizeResult> {
         let s = &*self.inner;
         let payer = Payer::Code(code.clone());
-        // A retry of an allowed call returns its grant, whatever happened since.
-        if let Some(existing) = s.payer_of(&call.call_id) {
-            if existing != payer {
-                return Err(reused(&call.call_id));
-            }
-            if let Some(c) = s.code_arc(code) {
-                if let Some(h) = guard(&c)?.holds.get(&call.call_id) {
-                    return Ok(h.replay());
-                }
-            }
-        }
         // Step 1: the line (lockout) and the holder's blocks.
         let locked_until_ms = s.lines.get(line).map_or(0, |l| l.locked_until_ms);
         let holder_blocked = match number.and_then(|n| s.account_arc(n)) {
@@ -663,7 +655,18 @@ impl Store for MemoryStore {
             holder_blocked,
         };
         if let Some(refusal) = decide_prepaid_line(&line_snap, now_ms) {
+            // A retry of a call this code holds answers as the call stands.
+            if s.payer_of(&call.call_id, now_ms) == Some(payer) {
+                if let Some(c) = s.code_arc(code) {
+                    if let Some(h) = guard(&c)?.holds.get(&call.call_id) {
+                        return replay(call, h, now_ms);
+                    }
+                }
+            }
             return Ok(AuthorizeResult::refused(refusal));
+        }
+        if call.consent.is_some() && !s.claim_call(&call.call_id, &payer, now_ms)? {
+            return Err(reused(&call.call_id));
         }
         // Step 2: the code.
         let Some(code_arc) = s.code_arc(code) else {
@@ -677,6 +680,9 @@ impl Store for MemoryStore {
             return Ok(r);
         };
         let mut c = guard(&code_arc)?;
+        if let Some(h) = c.holds.get(&call.call_id) {
+            return replay(call, h, now_ms);
+        }
         let snap = CodeSnapshot {
             balance: c.balance,
             pending: c.pending,
@@ -690,9 +696,6 @@ impl Store for MemoryStore {
         let Decision::Allowed(g) = decision else {
             return Ok(AuthorizeResult::refused(decision));
         };
-        if !s.claim_call(&call.call_id, payer) {
-            return Err(reused(&call.call_id));
-        }
         let hold = s.new_hold(call, number, Some(code), g, now_ms);
         c.pending += g.hold;
         s.expiry_moved(&call.call_id, None, Some(hold.expires_at_ms))?;
@@ -715,12 +718,13 @@ impl Store for MemoryStore {
     async fn extend(
         &self,
         call_id: &CallId,
+        ivr_client: &str,
         sequence: u32,
         now_ms: i64,
     ) -> StoreResult<ExtendResult> {
         let s = &*self.inner;
         let payer = s
-            .payer_of(call_id)
+            .payer_of(call_id, now_ms)
             .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
         let policy = &s.policy;
         match payer {
@@ -730,12 +734,10 @@ impl Store for MemoryStore {
                     .ok_or_else(|| StoreError::Corrupt(format!("call {call_id} has no account")))?;
                 let mut a = guard(&acct)?;
                 let available = a.available(&policy.credit);
-                let (merchant, service) = a
-                    .holds
-                    .get(call_id)
-                    .map(|h| (h.merchant_id.clone(), h.service_number.clone()))
-                    .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
-                let refusal = if a.holder_blocked(&merchant, &service) {
+                let Some(hold) = a.holds.get(call_id) else {
+                    return Err(StoreError::NotFound(format!("call {call_id}")));
+                };
+                let refusal = if a.holder_blocked(&hold.merchant_id, &hold.service_number) {
                     Some(DenyReason::BlockedByHolder)
                 } else if a.overdue_blocked {
                     Some(DenyReason::BlockedOverdue)
@@ -744,12 +746,10 @@ impl Store for MemoryStore {
                 } else {
                     None
                 };
-                let hold = a
-                    .holds
-                    .get_mut(call_id)
-                    .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
-                let (result, delta) =
-                    extend_hold(s, call_id, hold, sequence, available, refusal, now_ms)?;
+                let hold = a.holds.get_mut(call_id).expect("looked up above");
+                let (result, delta) = extend_hold(
+                    s, call_id, hold, ivr_client, sequence, available, refusal, now_ms,
+                )?;
                 a.pending += delta;
                 Ok(result)
             }
@@ -782,17 +782,23 @@ impl Store for MemoryStore {
                     .get_mut(call_id)
                     .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
                 let refusal = holder_blocked.then_some(DenyReason::BlockedByHolder);
-                let (result, delta) =
-                    extend_hold(s, call_id, hold, sequence, available, refusal, now_ms)?;
+                let (result, delta) = extend_hold(
+                    s, call_id, hold, ivr_client, sequence, available, refusal, now_ms,
+                )?;
                 c.pending += delta;
                 Ok(result)
             }
         }
     }
 
-    async fn release(&self, call_id: &CallId, now_ms: i64) -> StoreResult<ReleaseOutcome> {
+    async fn release(
+        &self,
+        call_id: &CallId,
+        ivr_client: &str,
+        now_ms: i64,
+    ) -> StoreResult<ReleaseOutcome> {
         let s = &*self.inner;
-        let Some(payer) = s.payer_of(call_id) else {
+        let Some(payer) = s.payer_of(call_id, now_ms) else {
             return Ok(ReleaseOutcome::UnknownCall);
         };
         match payer {
@@ -804,6 +810,7 @@ impl Store for MemoryStore {
                 let Some(hold) = a.holds.get_mut(call_id) else {
                     return Ok(ReleaseOutcome::UnknownCall);
                 };
+                check_client(call_id, hold, ivr_client)?;
                 let outcome = void_hold(s, call_id, hold, s.partition(number.as_str()), now_ms)?;
                 if let ReleaseOutcome::Voided(amount) = outcome {
                     a.pending -= amount;
@@ -819,6 +826,7 @@ impl Store for MemoryStore {
                 let Some(hold) = c.holds.get_mut(call_id) else {
                     return Ok(ReleaseOutcome::UnknownCall);
                 };
+                check_client(call_id, hold, ivr_client)?;
                 let outcome = void_hold(s, call_id, hold, s.partition(code.as_str()), now_ms)?;
                 if let ReleaseOutcome::Voided(amount) = outcome {
                     c.pending -= amount;
@@ -830,28 +838,20 @@ impl Store for MemoryStore {
 
     async fn post_usage(&self, usage: &UsagePost, now_ms: i64) -> StoreResult<UsageOutcome> {
         let s = &*self.inner;
-        let Some(payer) = s.payer_of(&usage.call_id) else {
-            return Ok(rejected(
-                UsageReject::UnknownCall,
-                "no call with this call_id was authorized",
-            ));
+        let unknown = || Ok(UsageOutcome::rejected(UsageReject::UnknownCall));
+        let Some(payer) = s.payer_of(&usage.call_id, now_ms) else {
+            return unknown();
         };
         match payer {
             Payer::Number(number) => {
                 let Some(acct) = s.account_arc(&number) else {
-                    return Ok(rejected(
-                        UsageReject::UnknownCall,
-                        "no call with this call_id was authorized",
-                    ));
+                    return unknown();
                 };
                 let mut a = guard(&acct)?;
                 let Some(hold) = a.holds.get_mut(&usage.call_id) else {
-                    return Ok(rejected(
-                        UsageReject::UnknownCall,
-                        "no call with this call_id was authorized",
-                    ));
+                    return unknown();
                 };
-                let (posting, released) = match check_and_post(s, hold, usage, now_ms)? {
+                let (posting, released) = match check_and_post(s, hold, usage, None, now_ms)? {
                     Ok(x) => x,
                     Err(outcome) => return Ok(outcome),
                 };
@@ -872,22 +872,18 @@ impl Store for MemoryStore {
             }
             Payer::Code(code) => {
                 let Some(code_arc) = s.code_arc(&code) else {
-                    return Ok(rejected(
-                        UsageReject::UnknownCall,
-                        "no call with this call_id was authorized",
-                    ));
+                    return unknown();
                 };
                 let mut c = guard(&code_arc)?;
+                let (balance, pending) = (c.balance, c.pending);
                 let Some(hold) = c.holds.get_mut(&usage.call_id) else {
-                    return Ok(rejected(
-                        UsageReject::UnknownCall,
-                        "no call with this call_id was authorized",
-                    ));
+                    return unknown();
                 };
-                let (posting, released) = match check_and_post(s, hold, usage, now_ms)? {
-                    Ok(x) => x,
-                    Err(outcome) => return Ok(outcome),
-                };
+                let (posting, released) =
+                    match check_and_post(s, hold, usage, Some((balance, pending)), now_ms)? {
+                        Ok(x) => x,
+                        Err(outcome) => return Ok(outcome),
+                    };
                 let hold = hold.clone();
                 c.pending -= released;
                 c.balance -= posting.charge;
@@ -926,7 +922,8 @@ impl Store for MemoryStore {
         };
         let mut expired = 0;
         for (_, call_id) in due {
-            let Some(payer) = s.payer_of(&call_id) else {
+            // The index outlives every hold it names (see `call_index_ttl_ms`).
+            let Some(payer) = s.calls.get(&call_id).map(|i| i.payer.clone()) else {
                 continue;
             };
             match payer {
@@ -978,7 +975,8 @@ impl Store for MemoryStore {
             taken
         };
         for call_id in forget {
-            match s.calls.remove(&call_id).map(|(_, p)| p) {
+            let payer = s.calls.get(&call_id).map(|i| i.payer.clone());
+            match payer {
                 Some(Payer::Number(n)) => {
                     if let Some(acct) = s.account_arc(&n) {
                         guard(&acct)?.holds.remove(&call_id);
@@ -992,9 +990,25 @@ impl Store for MemoryStore {
                 None => {}
             }
         }
-        let window = s.policy.lockout_window_ms;
-        s.lines
-            .retain(|_, l| l.locked_until_ms > now_ms || l.window_start_ms + window > now_ms);
+        // Forget lapsed call-index entries (a refreshed one lapses later).
+        let lapsed: Vec<CallId> = {
+            let mut idx = guard(&s.index_purge)?;
+            let mut taken = Vec::new();
+            while taken.len() < max {
+                match idx.first() {
+                    Some((t, _)) if *t <= now_ms => {
+                        taken.push(idx.pop_first().expect("first exists").1)
+                    }
+                    _ => break,
+                }
+            }
+            taken
+        };
+        for call_id in lapsed {
+            s.calls.remove_if(&call_id, |_, i| i.until_ms <= now_ms);
+        }
+        let lockout = s.policy.lockout();
+        s.lines.retain(|_, l| l.is_current(now_ms, &lockout));
         Ok(expired)
     }
 
@@ -1113,14 +1127,12 @@ impl Store for MemoryStore {
         if a.invoices.contains(&invoice.invoice_id) {
             return Ok(Applied::AlreadyApplied);
         }
-        if invoice.usage > a.unbilled {
-            return Err(StoreError::Rejected(format!(
-                "invoice {} bills {} but only {} is unbilled",
-                invoice.invoice_id, invoice.usage, a.unbilled
-            )));
-        }
-        a.unbilled -= invoice.usage;
-        a.invoiced_unpaid += invoice.usage + invoice.fees;
+        let after = a
+            .balances()
+            .apply_invoice(invoice.invoice_id.as_str(), invoice.usage, invoice.fees)
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        a.unbilled = after.unbilled;
+        a.invoiced_unpaid = after.invoiced_unpaid;
         a.invoices.insert(invoice.invoice_id.clone());
         let p = s.partition(number.as_str());
         s.emit(
@@ -1153,13 +1165,11 @@ impl Store for MemoryStore {
         if a.payments.contains(&payment.payment_id) {
             return Ok(Applied::AlreadyApplied);
         }
-        if payment.amount > a.invoiced_unpaid {
-            return Err(StoreError::Rejected(format!(
-                "payment {} of {} exceeds the invoiced-unpaid {}",
-                payment.payment_id, payment.amount, a.invoiced_unpaid
-            )));
-        }
-        a.invoiced_unpaid -= payment.amount;
+        let after = a
+            .balances()
+            .apply_payment(payment.payment_id.as_str(), payment.amount)
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        a.invoiced_unpaid = after.invoiced_unpaid;
         a.payments.insert(payment.payment_id.clone());
         let p = s.partition(number.as_str());
         s.emit(
@@ -1251,14 +1261,17 @@ impl Store for MemoryStore {
     ) -> StoreResult<IssueOutcome> {
         let s = &*self.inner;
         check_prepaid_amount(amount)?;
-        match s.purchases.entry(purchase_ref.clone()) {
+        match s.references.entry(purchase_ref.clone()) {
             Entry::Occupied(o) => {
-                let id = o.get().clone();
+                let used = o.get().clone();
                 drop(o);
-                let c = s.code_arc(&id).ok_or_else(|| {
+                if !used.purchase || used.amount != amount {
+                    return Err(reference_used(purchase_ref));
+                }
+                let c = s.code_arc(&used.code).ok_or_else(|| {
                     StoreError::Corrupt(format!("purchase {purchase_ref} has no code"))
                 })?;
-                let view = guard(&c)?.view(&id);
+                let view = guard(&c)?.view(&used.code);
                 Ok(IssueOutcome::AlreadyIssued(view))
             }
             Entry::Vacant(v) => {
@@ -1269,18 +1282,19 @@ impl Store for MemoryStore {
                         break (code, id);
                     }
                 };
-                let mut refs = HashSet::new();
-                refs.insert(purchase_ref.clone());
                 let c = Code {
                     balance: amount,
                     pending: Money::ZERO,
                     issued_at_ms: now_ms,
-                    refs,
                     holds: FastMap::default(),
                 };
                 let view = c.view(&id);
                 s.codes.insert(id.clone(), Arc::new(Mutex::new(c)));
-                v.insert(id.clone());
+                v.insert(ReferenceUse {
+                    purchase: true,
+                    code: id.clone(),
+                    amount,
+                });
                 s.emit(
                     s.partition(id.as_str()),
                     now_ms,
@@ -1310,22 +1324,36 @@ impl Store for MemoryStore {
         let c = s
             .code_arc(code)
             .ok_or_else(|| StoreError::NotFound("prepaid code".into()))?;
-        let mut c = guard(&c)?;
-        if c.refs.insert(topup_ref.clone()) {
-            c.balance += amount;
-            s.emit(
-                s.partition(code.as_str()),
-                now_ms,
-                ids::prepaid_credit(code.as_str(), topup_ref.as_str()),
-                EventBody::PrepaidCredited(event::PrepaidCredited {
-                    code_id: code.to_string(),
-                    reference: topup_ref.to_string(),
-                    amount_ore: amount.ore(),
-                    balance_after_ore: c.balance.ore(),
-                    issued: false,
-                }),
-            );
+        let wanted = ReferenceUse {
+            purchase: false,
+            code: code.clone(),
+            amount,
+        };
+        match s.references.entry(topup_ref.clone()) {
+            // The same top-up again: already credited, nothing more.
+            Entry::Occupied(o) if *o.get() == wanted => {
+                drop(o);
+                return Ok(guard(&c)?.view(code));
+            }
+            Entry::Occupied(_) => return Err(reference_used(topup_ref)),
+            Entry::Vacant(v) => {
+                v.insert(wanted);
+            }
         }
+        let mut c = guard(&c)?;
+        c.balance += amount;
+        s.emit(
+            s.partition(code.as_str()),
+            now_ms,
+            ids::prepaid_credit(code.as_str(), topup_ref.as_str()),
+            EventBody::PrepaidCredited(event::PrepaidCredited {
+                code_id: code.to_string(),
+                reference: topup_ref.to_string(),
+                amount_ore: amount.ore(),
+                balance_after_ore: c.balance.ore(),
+                issued: false,
+            }),
+        );
         Ok(c.view(code))
     }
 
@@ -1384,12 +1412,16 @@ impl Store for MemoryStore {
 
 fn reused(call_id: &CallId) -> StoreError {
     StoreError::Rejected(format!(
-        "call_id {call_id} is already used for another caller, code or service"
+        "call_id {call_id} is already used for another caller, code, service or IVR client"
     ))
 }
 
-fn rejected(r: UsageReject, detail: &str) -> UsageOutcome {
-    UsageOutcome::Rejected(r, detail.to_string())
+/// A payment reference pays for one thing once (R17): a retry with the same
+/// code and amount is answered as before, anything else is refused.
+fn reference_used(reference: &Reference) -> StoreError {
+    StoreError::Rejected(format!(
+        "reference {reference} is already used for another purchase or top-up"
+    ))
 }
 
 fn set_member(set: &mut BTreeSet<String>, item: &str, present: bool) -> bool {
@@ -1400,58 +1432,46 @@ fn set_member(set: &mut BTreeSet<String>, item: &str, present: bool) -> bool {
     }
 }
 
-/// Grows `hold` by one quota as credit allows; returns the result and the
-/// change of the payer's pending amount.
+fn not_yours(call_id: &CallId) -> StoreError {
+    StoreError::Forbidden(format!(
+        "call_id {call_id} was authorized by another IVR client"
+    ))
+}
+
+/// Extend on `hold` (the rules are `Hold::extend_step` and `Hold::extend`);
+/// returns the answer and the change of the payer's pending amount.
+#[allow(clippy::too_many_arguments)]
 fn extend_hold(
     s: &Inner,
     call_id: &CallId,
     hold: &mut Hold,
+    ivr_client: &str,
     sequence: u32,
     available: Money,
     refusal: Option<DenyReason>,
     now_ms: i64,
 ) -> StoreResult<(ExtendResult, Money)> {
-    let expected = hold.last_extend.map_or(1, |(s, _)| s + 1);
-    if let Some((last, mut result)) = hold.last_extend {
-        if sequence == last {
-            result.replayed = true;
-            return Ok((result, Money::ZERO));
-        }
-    }
-    if sequence != expected {
-        return Err(StoreError::Rejected(format!(
+    check_client(call_id, hold, ivr_client)?;
+    match hold.extend_step(sequence) {
+        ExtendStep::Replay(result) => Ok((result, Money::ZERO)),
+        ExtendStep::OutOfOrder { expected } => Err(StoreError::Rejected(format!(
             "extension sequence {sequence} is out of order: expected {expected}"
-        )));
-    }
-    let before = hold.grant;
-    // A hold past its expiry is ended even if no sweeper has expired it yet.
-    let outcome = if hold.state != HoldState::Pending || hold.expires_at_ms <= now_ms {
-        Extension::Refused(DenyReason::CallEnded)
-    } else {
-        decide_extend(&hold.tariff, before, available, refusal, &s.policy.grant)
-    };
-    let (outcome, delta) = match outcome {
-        Extension::Extended(g) => {
+        ))),
+        ExtendStep::Fresh => {
             let old_expiry = hold.expires_at_ms;
-            hold.grant = g;
-            hold.expires_at_ms = hold.authorized_at_ms
-                + i64::from(g.granted_seconds) * 1000
-                + s.policy.hold_grace_ms;
-            s.expiry_moved(call_id, Some(old_expiry), Some(hold.expires_at_ms))?;
-            (ExtendOutcome::Extended, g.hold - before.hold)
+            let (result, delta) = hold.extend(
+                available,
+                refusal,
+                &s.policy.grant,
+                s.policy.hold_grace_ms,
+                now_ms,
+            );
+            if hold.expires_at_ms != old_expiry {
+                s.expiry_moved(call_id, Some(old_expiry), Some(hold.expires_at_ms))?;
+            }
+            Ok((result, delta))
         }
-        Extension::Refused(r) => (ExtendOutcome::Refused(r), Money::ZERO),
-    };
-    let result = ExtendResult {
-        outcome,
-        granted_seconds_total: hold.grant.granted_seconds,
-        added_seconds: hold.grant.granted_seconds - before.granted_seconds,
-        hold: hold.grant.hold,
-        hold_expires_at_ms: hold.expires_at_ms,
-        replayed: false,
-    };
-    hold.last_extend = Some((sequence, result));
-    Ok((result, delta))
+    }
 }
 
 fn void_hold(
@@ -1461,29 +1481,24 @@ fn void_hold(
     partition: u32,
     now_ms: i64,
 ) -> StoreResult<ReleaseOutcome> {
-    Ok(match hold.state {
-        HoldState::Pending => {
-            hold.state = HoldState::Voided;
-            s.expiry_moved(call_id, Some(hold.expires_at_ms), None)?;
-            s.schedule_purge(call_id, now_ms)?;
-            s.emit(
-                partition,
-                now_ms,
-                ids::voided(call_id.as_str()),
-                EventBody::HoldVoided(event::HoldVoided {
-                    call_id: call_id.to_string(),
-                    number: hold.number_str(),
-                    funding: hold.funding(),
-                    code_id: hold.code_str(),
-                    amount_ore: hold.grant.hold.ore(),
-                }),
-            );
-            ReleaseOutcome::Voided(hold.grant.hold)
-        }
-        HoldState::Voided => ReleaseOutcome::AlreadyVoided,
-        HoldState::Posted { .. } => ReleaseOutcome::AlreadyPosted,
-        HoldState::Expired => ReleaseOutcome::AlreadyExpired,
-    })
+    let outcome = hold.void();
+    if let ReleaseOutcome::Voided(amount) = outcome {
+        s.expiry_moved(call_id, Some(hold.expires_at_ms), None)?;
+        s.schedule_purge(call_id, now_ms)?;
+        s.emit(
+            partition,
+            now_ms,
+            ids::voided(call_id.as_str()),
+            EventBody::HoldVoided(event::HoldVoided {
+                call_id: call_id.to_string(),
+                number: number_str(hold),
+                funding: funding(hold),
+                code_id: code_str(hold),
+                amount_ore: amount.ore(),
+            }),
+        );
+    }
+    Ok(outcome)
 }
 
 /// Expires a pending hold whose time has come; returns the amount released.
@@ -1494,10 +1509,9 @@ fn expire_hold(
     partition: u32,
     now_ms: i64,
 ) -> StoreResult<Option<Money>> {
-    if hold.state != HoldState::Pending || hold.expires_at_ms > now_ms {
+    let Some(amount) = hold.expire(now_ms) else {
         return Ok(None);
-    }
-    hold.state = HoldState::Expired;
+    };
     s.schedule_purge(call_id, now_ms)?;
     s.emit(
         partition,
@@ -1505,85 +1519,48 @@ fn expire_hold(
         ids::expired(call_id.as_str()),
         EventBody::HoldExpired(event::HoldExpired {
             call_id: call_id.to_string(),
-            number: hold.number_str(),
-            funding: hold.funding(),
-            code_id: hold.code_str(),
-            amount_ore: hold.grant.hold.ore(),
+            number: number_str(hold),
+            funding: funding(hold),
+            code_id: code_str(hold),
+            amount_ore: amount.ore(),
             granted_seconds: hold.grant.granted_seconds,
         }),
     );
-    Ok(Some(hold.grant.hold))
+    Ok(Some(amount))
 }
 
-/// Checks a usage record against its hold and marks the hold posted.
-/// `Ok(Err(outcome))` is a duplicate or a rejection that changes nothing;
-/// `Ok(Ok((posting, released)))` is a new posting and the pending amount it releases.
+/// Checks a usage record against its hold (`Hold::check_usage`) and marks
+/// the hold posted. `code` is a prepaid code's balance and pending, whose
+/// debit is capped (`prepaid_debit`). `Ok(Err(outcome))` is a duplicate or a
+/// refusal that changes nothing; `Ok(Ok((posting, released)))` a new posting
+/// and the pending amount it releases.
 fn check_and_post(
     s: &Inner,
     hold: &mut Hold,
     usage: &UsagePost,
+    code: Option<(Money, Money)>,
     now_ms: i64,
 ) -> StoreResult<Result<(Posting, Money), UsageOutcome>> {
-    if hold.service_number != usage.service_number {
-        return Ok(Err(rejected(
-            UsageReject::ServiceMismatch,
-            "the call was authorized for another service number",
-        )));
-    }
-    if hold.merchant_id != usage.merchant_id {
-        return Ok(Err(rejected(
-            UsageReject::NotMerchantsService,
-            "the call was authorized for another merchant's service",
-        )));
-    }
-    let late = match &hold.state {
-        HoldState::Posted {
-            duration_seconds,
-            posting,
-        } => {
-            return Ok(Err(if *duration_seconds == usage.duration_seconds {
-                UsageOutcome::Duplicate(*posting)
-            } else {
-                UsageOutcome::Rejected(
-                    UsageReject::ConflictingDuplicate,
-                    format!("the call was already posted with {duration_seconds} s"),
-                )
-            }))
-        }
-        HoldState::Voided => {
-            return Ok(Err(rejected(
-                UsageReject::CallReleased,
-                "the IVR released the call before the service started",
-            )))
-        }
-        HoldState::Pending => false,
-        HoldState::Expired => true,
-    };
-    if usage.started_at_ms < hold.authorized_at_ms - s.policy.usage_start_skew_ms {
-        return Ok(Err(rejected(
-            UsageReject::StartOutOfRange,
-            "started_at is before the call was authorized",
-        )));
-    }
-    let rated = rate(&hold.tariff, usage.duration_seconds);
-    let posting = Posting {
-        charge: rated.charge,
-        billed_seconds: rated.billed_seconds,
-        overrun_seconds: usage
-            .duration_seconds
-            .saturating_sub(hold.grant.granted_seconds),
-        late,
-        threshold_reached: false,
-        limit_reached: false,
+    let (mut posting, late) = match hold.check_usage(
+        &usage.merchant_id,
+        &usage.service_number,
+        usage.started_at_ms,
+        usage.duration_seconds,
+        s.policy.usage_start_skew_ms,
+    ) {
+        UsageCheck::Answer(outcome) => return Ok(Err(outcome)),
+        UsageCheck::Post { posting, late } => (posting, late),
     };
     let released = if late { Money::ZERO } else { hold.grant.hold };
+    if let Some((balance, pending)) = code {
+        let (charge, uncollected) = prepaid_debit(posting.charge, balance - (pending - released));
+        posting.charge = charge;
+        posting.uncollected = uncollected;
+    }
     if !late {
         s.expiry_moved(&usage.call_id, Some(hold.expires_at_ms), None)?;
     }
-    hold.state = HoldState::Posted {
-        duration_seconds: usage.duration_seconds,
-        posting,
-    };
+    hold.post(usage.duration_seconds, posting);
     s.schedule_purge(&usage.call_id, now_ms)?;
     Ok(Ok((posting, released)))
 }
@@ -1606,9 +1583,9 @@ fn emit_usage(
             record_id: usage.record_id.to_string(),
             merchant_id: usage.merchant_id.to_string(),
             service_number: usage.service_number.as_str().to_string(),
-            number: hold.number_str(),
-            funding: hold.funding(),
-            code_id: hold.code_str(),
+            number: number_str(hold),
+            funding: funding(hold),
+            code_id: code_str(hold),
             terms_id: hold.terms_id.to_string(),
             price_per_minute_ore: hold.tariff.price_per_minute.ore(),
             billing_step_seconds: hold.tariff.billing_step_seconds,
@@ -1617,6 +1594,7 @@ fn emit_usage(
             duration_seconds: usage.duration_seconds,
             billed_seconds: posting.billed_seconds,
             charge_ore: posting.charge.ore(),
+            uncollected_ore: posting.uncollected.ore(),
             granted_seconds: hold.grant.granted_seconds,
             overrun_seconds: posting.overrun_seconds,
             late: posting.late,

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use crate::domain::account::{BlockKind, LimitChange, LimitSource};
 use crate::domain::catalog::{CatalogSnapshot, Merchant, ServiceChange, ServiceSpec};
 use crate::domain::decision::{Consent, Decision, DenyReason};
+pub use crate::domain::hold::{
+    ExtendOutcome, ExtendResult, Posting, ReleaseOutcome, UsageOutcome, UsageReject,
+};
 use crate::domain::{
     CallId, CodeHasher, CodeId, Event, MerchantId, Money, PrepaidCode, RecordId, Reference,
     Service, Terms, TermsId, E164,
@@ -47,6 +50,9 @@ pub enum StoreError {
     /// Stored data that cannot be read back: a bug or a foreign writer.
     #[error("state store data is inconsistent: {0}")]
     Corrupt(String),
+    /// The caller may not act on this (a call another IVR client authorized).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl StoreError {
@@ -62,6 +68,7 @@ impl StoreError {
             StoreError::Rejected(_) => "rejected",
             StoreError::NotFound(_) => "not_found",
             StoreError::Corrupt(_) => "corrupt",
+            StoreError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -84,6 +91,22 @@ pub struct StorePolicy {
     pub lockout_ms: i64,
     /// Number of partitions (DESIGN invariant 7); fixed per deployment.
     pub partitions: u32,
+}
+
+impl StorePolicy {
+    /// How long a call-index entry lives after its latest claim: longer than
+    /// any hold it can name (the longest grant, its grace, its retention).
+    pub fn call_index_ttl_ms(&self) -> i64 {
+        i64::from(self.grant.max_call_seconds) * 1000 + self.hold_grace_ms + self.hold_retention_ms
+    }
+
+    pub fn lockout(&self) -> crate::domain::lockout::LockoutPolicy {
+        crate::domain::lockout::LockoutPolicy {
+            max_failures: self.lockout_max_failures,
+            window_ms: self.lockout_window_ms,
+            lockout_ms: self.lockout_ms,
+        }
+    }
 }
 
 impl Default for StorePolicy {
@@ -171,31 +194,6 @@ impl AuthorizeResult {
     }
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ExtendOutcome {
-    Extended,
-    Refused(DenyReason),
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct ExtendResult {
-    pub outcome: ExtendOutcome,
-    pub granted_seconds_total: u32,
-    pub added_seconds: u32,
-    pub hold: Money,
-    pub hold_expires_at_ms: i64,
-    pub replayed: bool,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ReleaseOutcome {
-    Voided(Money),
-    AlreadyVoided,
-    AlreadyPosted,
-    AlreadyExpired,
-    UnknownCall,
-}
-
 /// A merchant's usage record, validated (SPEC R4, R10, R20).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsagePost {
@@ -205,55 +203,6 @@ pub struct UsagePost {
     pub service_number: E164,
     pub started_at_ms: i64,
     pub duration_seconds: u32,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Posting {
-    pub charge: Money,
-    pub billed_seconds: u32,
-    pub overrun_seconds: u32,
-    /// The hold had expired before the usage arrived (charged anyway).
-    pub late: bool,
-    /// This posting brought the exposure to the 80 % threshold (R8).
-    pub threshold_reached: bool,
-    /// This posting brought the exposure to the limit: the number is now credit-blocked.
-    pub limit_reached: bool,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum UsageReject {
-    UnknownService,
-    NotMerchantsService,
-    UnknownCall,
-    ServiceMismatch,
-    ConflictingDuplicate,
-    CallReleased,
-    StartOutOfRange,
-    DurationOutOfRange,
-    Malformed,
-}
-
-impl UsageReject {
-    pub fn label(self) -> &'static str {
-        match self {
-            UsageReject::UnknownService => "unknown_service",
-            UsageReject::NotMerchantsService => "not_merchants_service",
-            UsageReject::UnknownCall => "unknown_call",
-            UsageReject::ServiceMismatch => "service_mismatch",
-            UsageReject::ConflictingDuplicate => "conflicting_duplicate",
-            UsageReject::CallReleased => "call_released",
-            UsageReject::StartOutOfRange => "start_out_of_range",
-            UsageReject::DurationOutOfRange => "duration_out_of_range",
-            UsageReject::Malformed => "malformed",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UsageOutcome {
-    Applied(Posting),
-    Duplicate(Posting),
-    Rejected(UsageReject, String),
 }
 
 /// An account as shown to administrators.
@@ -360,8 +309,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A postpaid Authorize for `number` (R2, R3, R6–R10): checks the
     /// directory, blocks, credit and consent and, when allowed, creates the
-    /// pending hold and records the consent — one atomic step. A call id that
-    /// already holds credit returns its original grant (`replayed`).
+    /// pending hold and records the consent — one atomic step. A retry of a
+    /// call id that holds credit returns its original grant (`replayed`); of
+    /// a call that has ended, `CALL_ENDED` (`replayed`). The same call id for
+    /// another caller, code, service or IVR client is refused (`Rejected`).
     fn authorize(
         &self,
         number: &E164,
@@ -389,18 +340,23 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Grows a pending call's grant (R10); idempotent per (call_id, sequence).
+    /// Grows a pending call's grant (R10); idempotent per (call_id,
+    /// sequence): any earlier sequence gets its first answer again. Only the
+    /// IVR client that authorized the call may extend it (`Forbidden`).
     fn extend(
         &self,
         call_id: &CallId,
+        ivr_client: &str,
         sequence: u32,
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<ExtendResult>> + Send;
 
-    /// Voids a pending hold: nothing is charged.
+    /// Voids a pending hold: nothing is charged. Only the IVR client that
+    /// authorized the call may release it (`Forbidden`).
     fn release(
         &self,
         call_id: &CallId,
+        ivr_client: &str,
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<ReleaseOutcome>> + Send;
 
@@ -478,7 +434,9 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<AccountView>> + Send;
 
-    /// Issues a new prepaid code for a purchase (R17); idempotent per purchase.
+    /// Issues a new prepaid code for a purchase (R17); idempotent per
+    /// purchase reference and amount. A reference already used for a top-up,
+    /// or for a purchase of another amount, is refused (`Rejected`).
     fn issue_prepaid(
         &self,
         hasher: &CodeHasher,
@@ -487,7 +445,9 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<IssueOutcome>> + Send;
 
-    /// Adds to a code's balance; idempotent per top-up reference.
+    /// Adds to a code's balance; idempotent per top-up reference with the
+    /// same code and amount. A reference already used for another code,
+    /// amount or a purchase adds nothing and is refused (`Rejected`).
     fn top_up_prepaid(
         &self,
         code: &CodeId,

@@ -11,6 +11,9 @@ use callauth::store::{CallSpec, Evidence, Store, StorePolicy};
 
 pub const T0: i64 = 1_763_900_000_000; // 2025-11-23T12:13:20Z
 
+/// The IVR client the test calls come from.
+pub const IVR: &str = "ivr-test";
+
 pub fn policy() -> StorePolicy {
     StorePolicy::default()
 }
@@ -105,7 +108,7 @@ pub fn call(id: &str, service: &Arc<Service>, consent: bool) -> CallSpec {
         terms: service.terms.clone(),
         consent: consent.then(|| full_consent(service)),
         evidence: Evidence {
-            ivr_client: "ivr-test".into(),
+            ivr_client: IVR.into(),
             ivr_id: "node-1".into(),
             line_ref: String::new(),
             number_withheld: false,

@@ -232,6 +232,7 @@ pub fn usage_ack(record: &pb::UsageRecord, outcome: &UsageOutcome) -> pb::UsageA
                 pb::UsageResult::Duplicate
             } as i32;
             ack.charge_ore = p.charge.ore();
+            ack.uncollected_ore = p.uncollected.ore();
             ack.overrun_seconds = p.overrun_seconds;
             ack.billed_seconds = p.billed_seconds;
         }

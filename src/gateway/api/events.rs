@@ -59,6 +59,7 @@ impl From<&Event> for pb::Event {
                 late: u.late,
                 authorized_at_ms: u.authorized_at_ms,
                 exposure_after_ore: u.exposure_after_ore,
+                uncollected_ore: u.uncollected_ore,
             }),
             EventBody::HoldExpired(h) => Body::HoldExpired(pb::HoldExpired {
                 call_id: h.call_id.clone(),

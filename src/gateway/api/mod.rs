@@ -162,11 +162,11 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
     ) -> Result<Response<pb::ExtendResponse>, Status> {
         let rpc = Rpc::begin(&self.0.limiter, method!("Extend"))?;
         let r = async {
-            require_ivr(&req)?;
+            let client = require_ivr(&req)?.client_id.clone();
             let r = req.into_inner();
             let call_id = crate::domain::CallId::parse(&r.call_id)
                 .map_err(|e| Status::invalid_argument(format!("call_id: {e}")))?;
-            let out = gw(self.0.gateway.extend(&call_id, r.sequence).await)?;
+            let out = gw(self.0.gateway.extend(&call_id, &client, r.sequence).await)?;
             Ok(Response::new(convert::extend_response(&out)))
         }
         .await;
@@ -179,10 +179,10 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let rpc = Rpc::begin(&self.0.limiter, method!("Release"))?;
         let r = async {
-            require_ivr(&req)?;
+            let client = require_ivr(&req)?.client_id.clone();
             let call_id = crate::domain::CallId::parse(&req.get_ref().call_id)
                 .map_err(|e| Status::invalid_argument(format!("call_id: {e}")))?;
-            let out = gw(self.0.gateway.release(&call_id).await)?;
+            let out = gw(self.0.gateway.release(&call_id, &client).await)?;
             Ok(Response::new(convert::release_response(out)))
         }
         .await;

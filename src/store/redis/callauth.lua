@@ -12,26 +12,18 @@
 -- Money is integer öre. Lua numbers are doubles: the Rust caller asserts that
 -- every amount is far below 2^53, and divisions go through idiv(), which
 -- corrects the floating quotient with exact products, so the integer results
--- are exact. The rules mirror src/domain (rating.rs, decision.rs, account.rs);
--- the shared store suite holds this file and the embedded store to the same
--- behaviour.
+-- are exact.
 --
--- Reason codes are those of callauth.v1.Reason (src/domain/decision.rs `code`).
--- Events are the proto3 JSON of callauth.v1.Event (src/domain/event.rs).
+-- The rules are those of src/domain, cited by name at each Function
+-- (rating.rs, decision.rs, hold.rs, lockout.rs, account.rs). The embedded
+-- store runs the Rust; tests/differential.rs runs both on one seeded workload
+-- and compares every reply, account and event. The code tables below
+-- (reason codes, usage rejections, hold states) are generated from the Rust
+-- enums when the library is loaded (functions.rs `lua_constants`).
+-- Events are the proto3 JSON of callauth.v1.Event (src/domain/event.rs),
+-- every field written.
 
-local GRANTED = 1
-local CONSENT_MISSING = 10
-local NOT_IN_DIRECTORY = 22
-local HOLDER_NOT_REGISTERED = 23
-local BLOCKED_BY_HOLDER = 30
-local BLOCKED_CREDIT_LIMIT = 31
-local BLOCKED_OVERDUE = 32
-local INSUFFICIENT_CREDIT = 40
-local PREPAID_CODE_INVALID = 50
-local PREPAID_LOCKED_OUT = 51
-local PREPAID_BALANCE_INSUFFICIENT = 52
-local CALL_ENDED = 61
-local MAX_CALL_DURATION = 62
+__CONSTANTS__
 
 -- ---------------------------------------------------------------- helpers
 
@@ -191,8 +183,9 @@ local function create_hold(h_key, exp_key, call_id, fields, granted, hold, now, 
   local expires = now + granted * 1000 + grace
   redis.call('HSET', h_key,
     'pk', fields.pk, 'pid', fields.pid, 'num', fields.num, 'svc', fields.svc, 'mer', fields.mer,
-    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m,
-    'og', granted, 'oh', hold, 'g', granted, 'h', hold, 'at', now, 'exp', expires, 'st', 'P')
+    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m, 'cl', fields.cl,
+    'og', granted, 'oh', hold, 'g', granted, 'h', hold, 'at', now, 'exp', expires, 'st', HOLD_PENDING,
+    'xn', 0)
   -- TTLs are relative: `now` is the caller's clock, which Redis's own clock
   -- need not match (and a test's clock may be years away).
   redis.call('PEXPIRE', h_key, (expires - now) + retention)
@@ -200,33 +193,57 @@ local function create_hold(h_key, exp_key, call_id, fields, granted, hold, now, 
   return expires
 end
 
--- The answer to a retried Authorize of a call that holds credit.
-local function replay(h)
-  return { 2, num(h.og), num(h.oh), num(h.exp), h.tid }
+-- hold.rs Hold::replay: the answer to an Authorize for a call id whose hold
+-- exists. nil when the hold is another payer's and the request carries no
+-- consent (nothing will be written; the call index decides reuse when a
+-- hold could be made); {-1, …} when the call id is reused.
+local CALL_ID_REUSED = 'is already used for another caller, code, service or IVR client'
+local function replay(h, kind, pid, call_id, service, client, now, with_consent)
+  if h.pk ~= kind or h.pid ~= pid then
+    if with_consent then return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED } end
+    return nil
+  end
+  if h.svc ~= service or h.cl ~= client then
+    return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
+  end
+  if h.st == HOLD_PENDING and num(h.exp) > now then
+    return { 2, num(h.og), num(h.oh), num(h.exp), h.tid }
+  end
+  return { 3 }
 end
 
 -- ------------------------------------------------------------- functions
 
--- The call index (call id -> payer) on a single node: claimed inside the
--- authorize step (KEYS[5]); on a cluster it lives in another slot and the
--- gateway claims it with its own SET NX beside the Function. False when the
--- call id already belongs to another payer.
-local CALL_ID_REUSED = 'is already used for another caller, code or service'
+-- The call index (call id -> payer): claimed by every Authorize that carries
+-- consent, allowed or not, and refreshed by the same payer's claims, so that
+-- it outlives every hold it names. On a single node inside the authorize
+-- step (KEYS[5]); on a cluster it lives in another slot and the gateway
+-- claims it first with claim_call. False when the call id belongs to another payer.
 local function claim_index(index_key, payer, ttl)
-  local prev = redis.call('SET', index_key, payer, 'NX', 'GET', 'PX', ttl)
-  return (not prev) or prev == payer
+  local prev = redis.call('GET', index_key)
+  if prev and prev ~= payer then return false end
+  redis.call('SET', index_key, payer, 'PX', ttl)
+  return true
 end
 
--- Postpaid authorize (decision.rs decide_postpaid + the hold).
+-- Claims the call index on a cluster, before the authorize step.
+-- KEYS[1] call index entry   ARGV: payer, ttl_ms   Returns 1 | 0 reused.
+local function claim_call(keys, args)
+  if claim_index(keys[1], args[1], tonumber(args[2])) then return 1 end
+  return 0
+end
+
+-- Postpaid authorize (decision.rs decide_postpaid + hold.rs Hold::new).
 -- KEYS[1] account hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, number, service, merchant, terms_id, price, step, minimum,
 --       quota, max_call, grace_ms, retention_ms, first_time_limit, established_limit,
 --       consent_verdict (0 = both steps for these terms, else the reason code),
---       partition, consent_event_json (appended when allowed)
+--       partition, ivr_client, with_consent (0/1), consent_event_json (appended when allowed)
 --       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns {0, reason} refused | {1, granted, hold, expires, terms_id} allowed |
---         {2, granted, hold, expires, terms_id} replayed | {-1, message} call id reused.
+--         {2, granted, hold, expires, terms_id} replayed | {3} replayed, the call ended |
+--         {-1, message} call id reused.
 local function authorize(keys, args)
   local a_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
   local now, call_id, number, service, merchant = tonumber(args[1]), args[2], args[3], args[4], args[5]
@@ -236,21 +253,19 @@ local function authorize(keys, args)
   local grace, retention = tonumber(args[12]), tonumber(args[13])
   local first_time, established = tonumber(args[14]), tonumber(args[15])
   local consent_verdict = tonumber(args[16])
+  local client, with_consent = args[18], args[19] == '1'
 
-  if keys[5] and not claim_index(keys[5], args[19], tonumber(args[20])) then
+  if keys[5] and not claim_index(keys[5], args[21], tonumber(args[22])) then
     return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
   end
   if redis.call('EXISTS', h_key) == 1 then
-    local h = hgetall(h_key)
-    if h.pk ~= 'n' or h.pid ~= number or h.svc ~= service then
-      return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
-    end
-    return replay(h)
+    local r = replay(hgetall(h_key), 'n', number, call_id, service, client, now, with_consent)
+    if r then return r end
   end
   local f = redis.call('HMGET', a_key, 'dir', 'ls', 'lf', 'est', 'ub', 'iu', 'pd', 'bo', 'bc', 'bd',
     'bm:' .. merchant, 'bs:' .. service)
   local dir = f[1]
-  if not dir then return { 0, NOT_IN_DIRECTORY } end
+  if not dir then return { 0, NUMBER_NOT_IN_DIRECTORY } end
   if dir ~= '1' then return { 0, HOLDER_NOT_REGISTERED } end
   if f[8] == '1' or f[11] == '1' or f[12] == '1' then return { 0, BLOCKED_BY_HOLDER } end
   if f[10] == '1' then return { 0, BLOCKED_OVERDUE } end
@@ -262,12 +277,22 @@ local function authorize(keys, args)
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, INSUFFICIENT_CREDIT } end
   local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m },
+    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, cl = client },
     granted, hold, now, grace, retention)
   redis.call('HINCRBY', a_key, 'pd', hold)
   redis.call('HINCRBY', a_key, 'pc', 1)
-  redis.call('XADD', stream, '*', 'e', args[18])
+  redis.call('XADD', stream, '*', 'e', args[20])
   return { 1, granted, hold, expires, terms_id }
+end
+
+-- The answer to a retried prepaid Authorize whose line is now refused
+-- (hold.rs Hold::replay). Read only.
+-- KEYS[1] hold hash   ARGV: code_id, call_id, service, ivr_client, now
+-- Returns as authorize ({2, …} | {3} | {-1, …}), or {0} when the code holds no such call.
+local function replay_code(keys, args)
+  if redis.call('EXISTS', keys[1]) == 0 then return { 0 } end
+  local r = replay(hgetall(keys[1]), 'c', args[1], args[2], args[3], args[4], tonumber(args[5]), false)
+  return r or { 0 }
 end
 
 -- The calling line's part of a prepaid authorize (decide_prepaid_line). Read only.
@@ -282,7 +307,7 @@ local function prepaid_line(keys, args)
   return { locked_until, blocked }
 end
 
--- Counts a wrong prepaid code on a line (R17).
+-- Counts a wrong prepaid code on a line (R17; lockout.rs LineState::record_failure).
 -- KEYS[1] line lockout hash
 -- ARGV: now, window_ms, max_failures, lockout_ms
 -- Returns 1 when the line is (now) locked, else 0.
@@ -308,12 +333,13 @@ local function code_failure(keys, args)
   return locked
 end
 
--- The code's part of a prepaid authorize (decide_prepaid_code + the hold).
+-- The code's part of a prepaid authorize (decision.rs decide_prepaid_code + hold.rs Hold::new).
 -- KEYS[1] code hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, code_id, number ('' when withheld), service, merchant, terms_id,
 --       price, step, minimum, quota, max_call, grace_ms, retention_ms, consent_verdict,
---       partition, consent_event_json [, index_payer, index_ttl_ms with KEYS[5]]
+--       partition, ivr_client, with_consent (0/1), consent_event_json
+--       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns as authorize; {0, PREPAID_CODE_INVALID} for an unknown code.
 local function authorize_code(keys, args)
   local c_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
@@ -323,37 +349,37 @@ local function authorize_code(keys, args)
   local quota, max_call = tonumber(args[11]), tonumber(args[12])
   local grace, retention = tonumber(args[13]), tonumber(args[14])
   local consent_verdict = tonumber(args[15])
+  local client, with_consent = args[17], args[18] == '1'
 
-  if keys[5] and not claim_index(keys[5], args[18], tonumber(args[19])) then
+  if keys[5] and not claim_index(keys[5], args[20], tonumber(args[21])) then
     return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
-  end
-  if redis.call('EXISTS', h_key) == 1 then
-    local h = hgetall(h_key)
-    if h.pk ~= 'c' or h.pid ~= code_id or h.svc ~= service then
-      return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
-    end
-    return replay(h)
   end
   local f = redis.call('HMGET', c_key, 'bal', 'pd')
   if not f[1] then return { 0, PREPAID_CODE_INVALID } end
+  if redis.call('EXISTS', h_key) == 1 then
+    local r = replay(hgetall(h_key), 'c', code_id, call_id, service, client, now, with_consent)
+    if r then return r end
+  end
   local available = num(f[1]) - num(f[2])
   if available < rate(p, b, m, 1) then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
   if consent_verdict ~= 0 then return { 0, consent_verdict } end
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
   local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m },
+    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, cl = client },
     granted, hold, now, grace, retention)
   redis.call('HINCRBY', c_key, 'pd', hold)
-  redis.call('XADD', stream, '*', 'e', args[17])
+  redis.call('XADD', stream, '*', 'e', args[19])
   return { 1, granted, hold, expires, terms_id }
 end
 
--- Grows a pending call's grant (decide_extend), idempotent per (call_id, sequence).
+-- Grows a pending call's grant (hold.rs Hold::extend_step and Hold::extend;
+-- decision.rs decide_extend), idempotent per (call_id, sequence): every earlier
+-- sequence replays its first answer. Only the authorizing IVR client may extend.
 -- KEYS[1] payer hash (account or code)   KEYS[2] hold hash   KEYS[3] expiry zset
 -- ARGV: now, call_id, sequence, quota, max_call, grace_ms, first_time_limit,
---       established_limit, prepaid_holder_blocked (0/1)
--- Returns {-1, message} | {-2} unknown call |
+--       established_limit, prepaid_holder_blocked (0/1), ivr_client
+-- Returns {-1, message} out of order | {-2} unknown call | {-3, message} another client's call |
 --         {outcome (1 extended, else the refusal reason), total, added, hold, expires, replayed}
 local function extend(keys, args)
   local payer_key, h_key, exp_key = keys[1], keys[2], keys[3]
@@ -362,18 +388,21 @@ local function extend(keys, args)
   local first_time, established = tonumber(args[7]), tonumber(args[8])
   if redis.call('EXISTS', h_key) == 0 then return { -2 } end
   local h = hgetall(h_key)
-  local last = num(h.xs)
-  if last > 0 and seq == last then
-    local r = cjson.decode(h.xr)
+  if h.cl ~= args[10] then
+    return { -3, 'call_id ' .. call_id .. ' was authorized by another IVR client' }
+  end
+  local done = num(h.xn)
+  if seq >= 1 and seq <= done then
+    local r = cjson.decode(h['x' .. seq])
     return { r[1], r[2], r[3], r[4], r[5], 1 }
   end
-  if seq ~= last + 1 then
-    return { -1, 'extension sequence ' .. seq .. ' is out of order: expected ' .. (last + 1) }
+  if seq ~= done + 1 or seq > MAX_EXTENSIONS then
+    return { -1, 'extension sequence ' .. seq .. ' is out of order: expected ' .. (done + 1) }
   end
   local p, b, m = num(h.p), num(h.b), num(h.m)
   local granted, hold, expires = num(h.g), num(h.h), num(h.exp)
   local outcome
-  if h.st ~= 'P' or expires <= now then
+  if h.st ~= HOLD_PENDING or expires <= now then
     outcome = CALL_ENDED
   else
     local refusal = 0
@@ -420,24 +449,28 @@ local function extend(keys, args)
   end
   local added = granted - num(h.g)
   local result = { outcome, granted, added, hold, expires }
-  redis.call('HSET', h_key, 'xs', seq, 'xr', cjson.encode(result))
+  redis.call('HSET', h_key, 'xn', seq, 'x' .. seq, cjson.encode(result))
   return { outcome, granted, added, hold, expires, 0 }
 end
 
--- Voids a pending hold (Release).
+-- Voids a pending hold (Release; hold.rs Hold::void). Only the authorizing IVR client may.
 -- KEYS[1] payer hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
--- ARGV: now, call_id, retention_ms, partition
--- Returns {1, amount} voided | {2} already voided | {3} already posted | {4} already expired | {5} unknown.
+-- ARGV: now, call_id, retention_ms, partition, ivr_client
+-- Returns {1, amount} voided | {2} already voided | {3} already posted | {4} already expired |
+--         {5} unknown | {-3, message} another client's call.
 local function release(keys, args)
   local payer_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
   local now, call_id, retention, partition = tonumber(args[1]), args[2], tonumber(args[3]), tonumber(args[4])
   if redis.call('EXISTS', h_key) == 0 then return { 5 } end
   local h = hgetall(h_key)
-  if h.st == 'V' then return { 2 } end
-  if h.st == 'O' then return { 3 } end
-  if h.st == 'E' then return { 4 } end
+  if h.cl ~= args[5] then
+    return { -3, 'call_id ' .. call_id .. ' was authorized by another IVR client' }
+  end
+  if h.st == HOLD_VOIDED then return { 2 } end
+  if h.st == HOLD_POSTED then return { 3 } end
+  if h.st == HOLD_EXPIRED then return { 4 } end
   local amount = num(h.h)
-  redis.call('HSET', h_key, 'st', 'V')
+  redis.call('HSET', h_key, 'st', HOLD_VOIDED)
   redis.call('PEXPIRE', h_key, retention)
   redis.call('ZREM', exp_key, call_id)
   redis.call('HINCRBY', payer_key, 'pd', neg(amount))
@@ -447,14 +480,13 @@ local function release(keys, args)
   return { 1, amount }
 end
 
--- Rates usage with the hold's terms and posts it (R4, R8, R10); idempotent per call.
+-- Rates usage with the hold's terms and posts it (R4, R8, R10; hold.rs
+-- Hold::check_usage and prepaid_debit); idempotent per call.
 -- KEYS[1] payer hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
 -- ARGV: now, call_id, merchant, record_id, service, started_at_ms, duration_seconds,
 --       start_skew_ms, retention_ms, first_time_limit, established_limit, threshold_percent, partition
--- Returns {1 applied | 2 duplicate, charge, billed, overrun, late[, threshold_reached, limit_reached]}
--- (the two flags only when applied) or {0, reject_code, detail}
--- with reject codes 1 unknown call, 2 service mismatch, 3 not merchant's, 4 conflicting
--- duplicate, 5 released, 6 start out of range.
+-- Returns {1 applied | 2 duplicate, charge, billed, overrun, late, uncollected[, threshold_reached,
+-- limit_reached]} (the two flags only when applied) or {0, reject_code, detail}.
 local function post_usage(keys, args)
   local payer_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
   local now, call_id, merchant, record_id, service = tonumber(args[1]), args[2], args[3], args[4], args[5]
@@ -463,21 +495,29 @@ local function post_usage(keys, args)
   local first_time, established, percent = tonumber(args[10]), tonumber(args[11]), tonumber(args[12])
   local partition = tonumber(args[13])
   if redis.call('EXISTS', h_key) == 0 then
-    return { 0, 1, 'no call with this call_id was authorized' }
+    return { 0, USAGE_UNKNOWN_CALL, 'no call with this call_id was authorized' }
   end
   local h = hgetall(h_key)
-  if h.svc ~= service then return { 0, 2, 'the call was authorized for another service number' } end
-  if h.mer ~= merchant then return { 0, 3, "the call was authorized for another merchant's service" } end
-  if h.st == 'O' then
-    if num(h.u_d) == duration then
-      return { 2, num(h.u_c), num(h.u_b), num(h.u_o), num(h.u_l) }
-    end
-    return { 0, 4, 'the call was already posted with ' .. h.u_d .. ' s' }
+  if h.svc ~= service then
+    return { 0, USAGE_SERVICE_MISMATCH, 'the call was authorized for another service number' }
   end
-  if h.st == 'V' then return { 0, 5, 'the IVR released the call before the service started' } end
-  if started < num(h.at) - skew then return { 0, 6, 'started_at is before the call was authorized' } end
+  if h.mer ~= merchant then
+    return { 0, USAGE_NOT_MERCHANTS_SERVICE, "the call was authorized for another merchant's service" }
+  end
+  if h.st == HOLD_POSTED then
+    if num(h.u_d) == duration then
+      return { 2, num(h.u_c), num(h.u_b), num(h.u_o), num(h.u_l), num(h.u_u) }
+    end
+    return { 0, USAGE_CONFLICTING_DUPLICATE, 'the call was already posted with ' .. h.u_d .. ' s' }
+  end
+  if h.st == HOLD_VOIDED then
+    return { 0, USAGE_CALL_RELEASED, 'the IVR released the call before the service started' }
+  end
+  if started < num(h.at) - skew then
+    return { 0, USAGE_START_OUT_OF_RANGE, 'started_at is before the call was authorized' }
+  end
   local late = 0
-  if h.st == 'E' then late = 1 end
+  if h.st == HOLD_EXPIRED then late = 1 end
   local p, b, m = num(h.p), num(h.b), num(h.m)
   local charge, billed = rate(p, b, m, duration)
   local granted = num(h.g)
@@ -487,7 +527,18 @@ local function post_usage(keys, args)
     redis.call('HINCRBY', payer_key, 'pd', neg(num(h.h)))
     if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
   end
-  redis.call('HSET', h_key, 'st', 'O', 'u_d', duration, 'u_c', charge, 'u_b', billed, 'u_o', overrun, 'u_l', late)
+  local uncollected = 0
+  if h.pk == 'c' then
+    -- prepaid_debit: never more than the code holds beside its other calls' holds.
+    local c = redis.call('HMGET', payer_key, 'bal', 'pd')
+    local free = math.max(num(c[1]) - num(c[2]), 0)
+    if charge > free then
+      uncollected = charge - free
+      charge = free
+    end
+  end
+  redis.call('HSET', h_key, 'st', HOLD_POSTED, 'u_d', duration, 'u_c', charge, 'u_b', billed,
+    'u_o', overrun, 'u_l', late, 'u_u', uncollected)
   redis.call('PEXPIRE', h_key, retention)
   local exposure = 0
   if h.pk == 'n' then
@@ -503,7 +554,8 @@ local function post_usage(keys, args)
     price_per_minute_ore = p, billing_step_seconds = b, minimum_minutes = m,
     started_at_ms = started, duration_seconds = duration, billed_seconds = billed,
     charge_ore = charge, granted_seconds = granted, overrun_seconds = overrun,
-    late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure }))
+    late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure,
+    uncollected_ore = uncollected }))
   local thr, lim = 0, 0
   if h.pk == 'n' then
     thr, lim = after_rise(stream, partition, payer_key, h.num, first_time, established, percent, now)
@@ -512,10 +564,10 @@ local function post_usage(keys, args)
       code_id = h.pid, call_id = call_id, amount_ore = charge,
       balance_after_ore = num(redis.call('HGET', payer_key, 'bal')) }))
   end
-  return { 1, charge, billed, overrun, late, thr, lim }
+  return { 1, charge, billed, overrun, late, uncollected, thr, lim }
 end
 
--- Expires up to max due holds of a partition (R10). Safe to run concurrently.
+-- Expires up to max due holds of a partition (R10; hold.rs Hold::expire). Safe to run concurrently.
 -- KEYS[1] expiry zset   KEYS[2] event stream
 -- ARGV: now, max, key_prefix (the partition's "{…}:" tag), retention_ms, partition
 -- Hold and payer keys are derived from the prefix and carry the same hash tag.
@@ -530,11 +582,11 @@ local function expire_due(keys, args)
     redis.call('ZREM', exp_key, call_id)
     local h_key = prefix .. 'h:' .. call_id
     local h = hgetall(h_key)
-    if h.st == 'P' and num(h.exp) <= now then
+    if h.st == HOLD_PENDING and num(h.exp) <= now then
       local amount = num(h.h)
       local payer_key
       if h.pk == 'n' then payer_key = prefix .. 'a:' .. h.pid else payer_key = prefix .. 'c:' .. h.pid end
-      redis.call('HSET', h_key, 'st', 'E')
+      redis.call('HSET', h_key, 'st', HOLD_EXPIRED)
       redis.call('PEXPIRE', h_key, retention)
       redis.call('HINCRBY', payer_key, 'pd', neg(amount))
       if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
@@ -598,7 +650,8 @@ local function set_limit(keys, args)
   return 1
 end
 
--- Applies an invoice (or fees added to one): unbilled -> invoiced-unpaid; idempotent per invoice.
+-- Applies an invoice (or fees added to one): unbilled -> invoiced-unpaid
+-- (account.rs Balances::apply_invoice); idempotent per invoice.
 -- KEYS[1] account hash   KEYS[2] applied-invoices set   KEYS[3] event stream
 -- ARGV: now, number, invoice_id, usage, fees, first_time_limit, established_limit,
 --       threshold_percent, partition
@@ -624,7 +677,7 @@ local function apply_invoice(keys, args)
   return 1
 end
 
--- Applies a payment (R7, R8, R15); idempotent per payment.
+-- Applies a payment (R7, R8, R15; account.rs Balances::apply_payment); idempotent per payment.
 -- KEYS[1] account hash   KEYS[2] applied-payments set   KEYS[3] event stream
 -- ARGV: now, number, payment_id, amount, clear_overdue (0/1), first_invoice_paid (0/1),
 --       first_time_limit, established_limit, threshold_percent, partition
@@ -683,25 +736,50 @@ local function repair_balances(keys, args)
   return 1
 end
 
--- Issues a prepaid code for a purchase (R17); idempotent per purchase. The
--- caller chose a code whose partition is the purchase's, so both keys share a slot.
--- KEYS[1] purchase key   KEYS[2] code hash   KEYS[3] event stream
+-- A payment reference pays for one thing once (R17): its key holds
+-- "<p|t>|<code_id>|<amount>" (purchase or top-up).
+local REFERENCE_USED = 'is already used for another purchase or top-up'
+
+-- Issues a prepaid code for a purchase (R17); idempotent per purchase reference
+-- and amount. The caller chose a code whose partition is the reference's, so
+-- both keys share a slot.
+-- KEYS[1] reference key   KEYS[2] code hash   KEYS[3] event stream
 -- ARGV: now, code_id, amount, purchase_ref, partition
--- Returns {1, code_id} issued | {2, code_id} already issued | {-1, message}.
+-- Returns {1, code_id} issued | {2, code_id} already issued | {-1, message} reference used |
+--         {-2} code id collision (draw again).
 local function issue_code(keys, args)
-  local pur_key, c_key, stream = keys[1], keys[2], keys[3]
+  local ref_key, c_key, stream = keys[1], keys[2], keys[3]
   local now, code_id, amount, ref, partition = tonumber(args[1]), args[2], tonumber(args[3]), args[4], tonumber(args[5])
-  local existing = redis.call('GET', pur_key)
-  if existing then return { 2, existing } end
-  if redis.call('EXISTS', c_key) == 1 then return { -1, 'code id collision; try again' } end
-  redis.call('SET', pur_key, code_id)
-  redis.call('HSET', c_key, 'bal', amount, 'pd', 0, 'iss', now, 'r:' .. ref, 1)
+  local existing = redis.call('GET', ref_key)
+  if existing then
+    local kind, used_code, used_amount = string.match(existing, '^(%a)|([^|]*)|(%-?%d+)$')
+    if kind == 'p' and tonumber(used_amount) == amount then return { 2, used_code } end
+    return { -1, 'reference ' .. ref .. ' ' .. REFERENCE_USED }
+  end
+  if redis.call('EXISTS', c_key) == 1 then return { -2 } end
+  redis.call('SET', ref_key, 'p|' .. code_id .. '|' .. amount)
+  redis.call('HSET', c_key, 'bal', amount, 'pd', 0, 'iss', now)
   xadd(stream, event('prepaid-credit:' .. code_id .. ':' .. ref, now, partition, 'prepaid_credited', {
     code_id = code_id, reference = ref, amount_ore = amount, balance_after_ore = amount, issued = true }))
   return { 1, code_id }
 end
 
--- Tops a code up; idempotent per top-up reference.
+-- Claims a payment reference for a top-up before the top-up itself (the
+-- reference and the code live in different slots). A retry of the same top-up
+-- finds its own claim.
+-- KEYS[1] reference key   ARGV: code_id, amount, topup_ref
+-- Returns 1 claimed (now or before, by this top-up) | {-1, message} reference used.
+local function claim_reference(keys, args)
+  local want = 't|' .. args[1] .. '|' .. args[2]
+  local existing = redis.call('GET', keys[1])
+  if existing and existing ~= want then
+    return { -1, 'reference ' .. args[3] .. ' ' .. REFERENCE_USED }
+  end
+  if not existing then redis.call('SET', keys[1], want) end
+  return 1
+end
+
+-- Tops a code up; idempotent per top-up reference (whose claim_reference came first).
 -- KEYS[1] code hash   KEYS[2] event stream
 -- ARGV: now, code_id, amount, topup_ref, partition
 -- Returns 1 | 2 already applied | 0 unknown code.
@@ -747,6 +825,9 @@ local function version(keys, args)
 end
 
 redis.register_function('ca_v__V___authorize', authorize)
+redis.register_function('ca_v__V___claim_call', claim_call)
+redis.register_function{ function_name = 'ca_v__V___replay_code', callback = replay_code, flags = { 'no-writes' } }
+redis.register_function('ca_v__V___claim_reference', claim_reference)
 redis.register_function{ function_name = 'ca_v__V___prepaid_line', callback = prepaid_line, flags = { 'no-writes' } }
 redis.register_function('ca_v__V___code_failure', code_failure)
 redis.register_function('ca_v__V___authorize_code', authorize_code)

@@ -1,25 +1,29 @@
-//! The call index (`call_id` → the partition holding its hold) and the
-//! Authorize commands that claim it: inside the Function on a single node
-//! (one key more in the same slot), beside it on a cluster, where the index
-//! entry lives in another slot and is written concurrently (one round trip
-//! of latency either way).
+//! The call index (`call_id` → the payer whose hold it is) and the
+//! Authorize commands that claim it. Every Authorize that carries consent
+//! claims the call id for its payer, allowed or not (the embedded store does
+//! the same), and a claim by the same payer refreshes it, so that the index
+//! outlives every hold it names. On a single node the claim is a fifth key
+//! of the authorize Function, in the same step. On a cluster the entry lives
+//! in the call id's slot, not the payer's: the gateway claims it first
+//! (`claim_call`) and only then runs the Function — a second round trip for
+//! an Authorize with consent, which buys exact idempotency: a call id that
+//! collides with another caller's never makes a hold, so it never writes an
+//! event under the other caller's event ids.
 
 use super::*;
 
-/// A postpaid Authorize, ready to send (see `postpaid_authorize`).
-pub(super) struct PostpaidAuthorize {
-    pub(super) payer: Payer,
+/// An Authorize, ready to send.
+pub(super) struct AuthorizeCall {
     pub(super) claim: Option<IndexClaim>,
     pub(super) cmd: ::redis::Cmd,
-    pub(super) keys: [String; 4],
 }
 
-/// A call-index entry to claim for an Authorize (see `authorize_with_index`).
+/// A call-index entry to claim for an Authorize.
 pub(super) struct IndexClaim {
     pub(super) key: String,
     pub(super) payer: String,
     pub(super) ttl_ms: i64,
-    /// Claimed inside the Function (single node) rather than beside it.
+    /// Claimed inside the Function (single node) rather than before it.
     pub(super) inline: bool,
 }
 
@@ -69,15 +73,16 @@ pub(super) fn consent_verdict(call: &CallSpec, funding: Funding) -> u8 {
 }
 
 impl RedisStore {
-    /// four keys (for undoing the hold). With `index`, the call index is the
-    /// fifth key and is claimed inside the Function (single node).
-    pub(super) fn authorize_call(
+    /// The `FCALL` of the postpaid authorize Function for one call. With
+    /// `index`, the call index is the fifth key and is claimed inside the
+    /// Function (single node).
+    fn postpaid_cmd(
         &self,
         number: &E164,
         call: &CallSpec,
         now_ms: i64,
         index: Option<&IndexClaim>,
-    ) -> StoreResult<(::redis::Cmd, [String; 4])> {
+    ) -> StoreResult<::redis::Cmd> {
         let k = &self.inner.keys;
         let p = self.partition(number.as_str());
         let t = &call.terms.tariff;
@@ -107,17 +112,19 @@ impl RedisStore {
             .arg(lua_safe(c.established_limit, "established limit")?)
             .arg(consent_verdict(call, Funding::Postpaid))
             .arg(p)
+            .arg(&call.evidence.ivr_client)
+            .arg(u8::from(call.consent.is_some()))
             .arg(self.consent_json(call, Some(number), None, p, now_ms));
         if let Some(i) = index {
             cmd.arg(&i.payer).arg(i.ttl_ms);
         }
-        Ok((cmd, keys))
+        Ok(cmd)
     }
 
     /// The exact `FCALL` a postpaid Authorize sends (on a single node with
     /// the call-index claim inside it; on a cluster without the claim, which
-    /// goes to another slot), for measuring the Redis floor: a server that
-    /// does only this per request is the ceiling callauth on Redis is
+    /// goes first to another slot), for measuring the Redis floor: a server
+    /// that does only this per request is the ceiling callauth on Redis is
     /// compared against.
     pub fn authorize_command(
         &self,
@@ -128,37 +135,76 @@ impl RedisStore {
         Ok(self.postpaid_authorize(number, call, now_ms)?.cmd)
     }
 
-    /// Everything a postpaid Authorize sends: the payer, its call-index
-    /// claim (inside the `FCALL` on a single node), the command and its keys.
+    /// Everything a postpaid Authorize sends: its call-index claim (inside
+    /// the `FCALL` on a single node) and the command.
     pub(super) fn postpaid_authorize(
         &self,
         number: &E164,
         call: &CallSpec,
         now_ms: i64,
-    ) -> StoreResult<PostpaidAuthorize> {
+    ) -> StoreResult<AuthorizeCall> {
         let payer = Payer::Number(self.partition(number.as_str()), number.as_str().to_string());
         let claim = self.index_claim(call, &payer);
         let inline = claim.as_ref().filter(|c| c.inline);
-        let (cmd, keys) = self.authorize_call(number, call, now_ms, inline)?;
-        Ok(PostpaidAuthorize {
-            payer,
-            claim,
-            cmd,
-            keys,
-        })
+        let cmd = self.postpaid_cmd(number, call, now_ms, inline)?;
+        Ok(AuthorizeCall { claim, cmd })
     }
 
-    /// The call-index claim for an Authorize that may create a hold: inside
-    /// the Function on a single node, beside it on a cluster (another slot).
+    /// The code's part of a prepaid Authorize, with its call-index claim.
+    pub(super) fn prepaid_authorize(
+        &self,
+        number: Option<&E164>,
+        code: &CodeId,
+        call: &CallSpec,
+        now_ms: i64,
+    ) -> StoreResult<AuthorizeCall> {
+        let k = &self.inner.keys;
+        let q = self.partition(code.as_str());
+        let t = &call.terms.tariff;
+        let pol = &self.inner.policy;
+        let keys = [
+            k.code(q, code.as_str()),
+            k.hold(q, call.call_id.as_str()),
+            k.expiry(q),
+            k.events(q),
+        ];
+        let claim = self.index_claim(call, &Payer::Code(q, code.to_string()));
+        let inline = claim.as_ref().filter(|c| c.inline);
+        let mut cmd = fcall_cmd("authorize_code", &keys, inline);
+        cmd.arg(now_ms)
+            .arg(call.call_id.as_str())
+            .arg(code.as_str())
+            .arg(number.map_or("", |n| n.as_str()))
+            .arg(call.service.number.as_str())
+            .arg(call.service.merchant_id.as_str())
+            .arg(call.terms.terms_id.as_str())
+            .arg(lua_safe(t.price_per_minute, "price")?)
+            .arg(t.billing_step_seconds)
+            .arg(t.minimum_minutes)
+            .arg(pol.grant.quota_seconds)
+            .arg(pol.grant.max_call_seconds)
+            .arg(pol.hold_grace_ms)
+            .arg(pol.hold_retention_ms)
+            .arg(consent_verdict(call, Funding::Prepaid))
+            .arg(q)
+            .arg(&call.evidence.ivr_client)
+            .arg(u8::from(call.consent.is_some()))
+            .arg(self.consent_json(call, number, Some(code), q, now_ms));
+        if let Some(i) = inline {
+            cmd.arg(&i.payer).arg(i.ttl_ms);
+        }
+        Ok(AuthorizeCall { claim, cmd })
+    }
+
+    /// The call-index claim of an Authorize that carries consent: inside the
+    /// Function on a single node, before it on a cluster (another slot).
     pub(super) fn index_claim(&self, call: &CallSpec, payer: &Payer) -> Option<IndexClaim> {
         call.consent.as_ref()?;
         let p = self.partition(call.call_id.as_str());
         Some(IndexClaim {
             key: self.inner.keys.call(p, call.call_id.as_str()),
             payer: payer.encode(),
-            ttl_ms: i64::from(self.inner.policy.grant.max_call_seconds) * 1000
-                + self.inner.policy.hold_grace_ms
-                + self.inner.policy.hold_retention_ms,
+            ttl_ms: self.inner.policy.call_index_ttl_ms(),
             inline: !self.inner.conn.is_cluster(),
         })
     }
@@ -207,27 +253,16 @@ impl RedisStore {
         .to_json()
     }
 
-    /// Claims the call id in the call index (SET NX, returning any previous
-    /// owner). Written with the hold's TTL horizon; a refused call leaves an
-    /// entry that expires by itself.
-    pub(super) async fn claim_call(&self, claim: &IndexClaim) -> StoreResult<Option<Payer>> {
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(&claim.key)
-            .arg(&claim.payer)
-            .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(claim.ttl_ms);
-        let old: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
-        Ok(old.and_then(|s| Payer::decode(&s)))
-    }
-
     pub(super) async fn payer_of(&self, call_id: &CallId) -> StoreResult<Option<Payer>> {
         let p = self.partition(call_id.as_str());
         let mut cmd = ::redis::cmd("GET");
         cmd.arg(self.inner.keys.call(p, call_id.as_str()));
         let v: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
-        Ok(v.and_then(|s| Payer::decode(&s)))
+        v.map(|s| {
+            Payer::decode(&s)
+                .ok_or_else(|| StoreError::Corrupt(format!("call index entry of {call_id}")))
+        })
+        .transpose()
     }
 
     pub(super) fn payer_key(&self, payer: &Payer) -> String {
@@ -237,60 +272,36 @@ impl RedisStore {
         }
     }
 
-    /// Runs an Authorize Function with the call-index claim: inside it on a
-    /// single node; on a cluster concurrently beside it (one round trip of
-    /// latency), where a conflict in the index (the call id already belongs
-    /// to another payer) undoes a hold the Function just created.
-    pub(super) async fn authorize_with_index(
+    /// Runs an Authorize: on a cluster, claims the call index first (a call
+    /// id another payer holds is refused before any hold is made); on a
+    /// single node the claim is inside the Function.
+    pub(super) async fn run_authorize(
         &self,
         call: &CallSpec,
-        payer: &Payer,
-        claim: Option<IndexClaim>,
-        cmd: ::redis::Cmd,
-        keys: [String; 4],
+        a: AuthorizeCall,
     ) -> StoreResult<AuthorizeResult> {
-        let index = async {
-            match &claim {
-                Some(c) if !c.inline => self.claim_call(c).await,
-                _ => Ok(None),
-            }
-        };
-        let answer = async {
-            self.inner
-                .conn
-                .query::<Value>(&cmd)
-                .await
-                .map_err(unavailable)
-        };
-        let (answer, previous) = tokio::join!(answer, index);
-        let result = parse_hold_answer(array(answer?)?)?;
-        match previous? {
-            Some(other) if other != *payer => {
-                if let Decision::Allowed(_) = result.decision {
-                    if !result.replayed {
-                        // Undo our fresh hold: the call id belongs to someone else.
-                        let p = payer.partition();
-                        let _ = self
-                            .fcall(
-                                "release",
-                                &keys,
-                                vec![
-                                    "0".into(),
-                                    call.call_id.to_string(),
-                                    "1000".into(),
-                                    p.to_string(),
-                                ],
-                            )
-                            .await;
-                    }
-                }
-                Err(StoreError::Rejected(format!(
-                    "call_id {} is already used for another caller, code or service",
+        if let Some(c) = a.claim.as_ref().filter(|c| !c.inline) {
+            let claimed = self
+                .fcall(
+                    "claim_call",
+                    std::slice::from_ref(&c.key),
+                    vec![c.payer.clone(), c.ttl_ms.to_string()],
+                )
+                .await?;
+            if int(&claimed)? != 1 {
+                return Err(StoreError::Rejected(format!(
+                    "call_id {} is already used for another caller, code, service or IVR client",
                     call.call_id
-                )))
+                )));
             }
-            _ => Ok(result),
         }
+        let answer = self
+            .inner
+            .conn
+            .query::<Value>(&a.cmd)
+            .await
+            .map_err(unavailable)?;
+        parse_hold_answer(array(answer)?)
     }
 }
 

@@ -33,7 +33,7 @@ impl RedisStore {
             }
             let v = int(&self
                 .fcall("catalog_apply", &self.inner.keys.catalog(), args)
-                .await?);
+                .await?)?;
             if v >= 0 {
                 return Ok(());
             }
@@ -51,7 +51,8 @@ impl RedisStore {
         if v.len() != 4 {
             return Err(StoreError::Corrupt("catalog_read answered badly".into()));
         }
-        let version = int(&v[0]) as u64;
+        let version = u64::try_from(int(&v[0])?)
+            .map_err(|_| StoreError::Corrupt("a negative catalogue version".into()))?;
         let parse = |what: &str, e: serde_json::Error| {
             StoreError::Corrupt(format!("catalogue {what}: {e}"))
         };

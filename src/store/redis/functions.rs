@@ -8,11 +8,34 @@
 
 use super::*;
 
-pub const LIBRARY_VERSION: &str = "2";
+pub const LIBRARY_VERSION: &str = "3";
 
-/// The Function library source with its version filled in.
+/// The Function library source with its version and code tables filled in.
 pub fn library_source() -> String {
-    include_str!("callauth.lua").replace("__V__", LIBRARY_VERSION)
+    include_str!("callauth.lua")
+        .replace("__V__", LIBRARY_VERSION)
+        .replace("__CONSTANTS__", &lua_constants())
+}
+
+/// The Lua's code tables, generated from the Rust enums so that the two
+/// cannot disagree: the reason codes of `callauth.v1.Reason`
+/// (`decision::code`), the usage rejections (`UsageReject`), the hold states
+/// (`HoldState::CODES`) and the extensions remembered per call.
+pub fn lua_constants() -> String {
+    use crate::domain::decision::code;
+    use crate::domain::hold::{HoldState, UsageReject, MAX_EXTENSIONS};
+    let mut out = String::from("-- Generated from the Rust enums (functions.rs lua_constants).\n");
+    for (name, value) in code::ALL {
+        out.push_str(&format!("local {name} = {value}\n"));
+    }
+    for r in UsageReject::ALL {
+        out.push_str(&format!("local {} = {}\n", r.lua_name(), r.code()));
+    }
+    for (name, value) in HoldState::CODES {
+        out.push_str(&format!("local {name} = '{value}'\n"));
+    }
+    out.push_str(&format!("local MAX_EXTENSIONS = {MAX_EXTENSIONS}\n"));
+    out
 }
 
 pub(super) fn fname(name: &str) -> String {
@@ -67,7 +90,6 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The `FCALL` of the postpaid authorize Function for one call, and its
     pub(super) async fn fcall(
         &self,
         name: &str,
@@ -113,6 +135,63 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every upper-case name the Lua uses is a local it defines or one the
+    /// generated tables define: a misspelt code would otherwise be a nil at
+    /// run time, not an error at load.
+    #[test]
+    fn every_constant_the_lua_uses_is_defined() {
+        let src = library_source();
+        let mut defined = std::collections::HashSet::new();
+        for line in src.lines() {
+            if let Some(rest) = line.strip_prefix("local ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                defined.insert(name);
+            }
+        }
+        let code: String = src
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        // Strings are not code: drop '…' and "…" literals.
+        let mut stripped = String::new();
+        let mut quote: Option<char> = None;
+        for c in code.chars() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '\'' || c == '"' => quote = Some(c),
+                None => stripped.push(c),
+            }
+        }
+        let mut word = String::new();
+        for c in stripped.chars().chain(std::iter::once(' ')) {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                word.push(c);
+                continue;
+            }
+            let is_constant = word.len() > 1
+                && word.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if is_constant {
+                assert!(
+                    defined.contains(&word),
+                    "the Lua uses {word}, which nothing defines"
+                );
+            }
+            word.clear();
+        }
+        assert!(src.contains("local CALL_ENDED = 61\n"));
+        assert!(src.contains("local USAGE_UNKNOWN_CALL = 1\n"));
+        assert!(src.contains("local HOLD_PENDING = 'P'\n"));
+    }
 
     #[test]
     fn library_is_versioned() {

@@ -63,9 +63,11 @@ impl Keys {
         format!("{}c:{code_id}", self.tag_prefix(p))
     }
 
-    /// String: the code id issued for a purchase (idempotency).
-    pub fn purchase(&self, p: u32, purchase_ref: &str) -> String {
-        format!("{}pur:{purchase_ref}", self.tag_prefix(p))
+    /// String: what a payment reference paid for, once
+    /// ("p|<code_id>|<amount_ore>" a purchase, "t|…" a top-up). It lives in
+    /// the reference's own partition (`partition_of("ref:" + reference)`).
+    pub fn reference(&self, p: u32, reference: &str) -> String {
+        format!("{}ref:{reference}", self.tag_prefix(p))
     }
 
     /// String: which payer holds a call ("n|<p>|<number>" or "c|<p>|<code_id>").

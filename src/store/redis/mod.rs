@@ -46,6 +46,7 @@ use keys::Keys;
 pub use streams::{ConsumerInfo, GroupInfo};
 
 use super::partition::partition_of;
+use super::validate::check_prepaid_amount;
 use super::*;
 use crate::domain::account::{CreditPolicy, LimitSource};
 use crate::domain::catalog::{Merchant, Service, ServiceChange, ServiceSpec, Terms};
@@ -100,6 +101,11 @@ impl RedisStore {
         &self.inner.policy.credit
     }
 
+    /// The partition of a payment reference's key.
+    fn reference_partition(&self, reference: &Reference) -> u32 {
+        self.partition(&format!("ref:{reference}"))
+    }
+
     async fn line_state(
         &self,
         line: &LineKey,
@@ -123,8 +129,8 @@ impl RedisStore {
             )
             .await?,
         )?;
-        let locked_until = v.first().map(int).unwrap_or(0);
-        let mut blocked = v.get(1).map(int).unwrap_or(0) == 1;
+        let locked_until = int_at(&v, 0)?;
+        let mut blocked = flag_at(&v, 1)?;
         if let Some(n) = number {
             if line.as_str() != n.as_str() {
                 // Line and number in different partitions: ask the number's own.
@@ -143,7 +149,7 @@ impl RedisStore {
                     )
                     .await?,
                 )?;
-                blocked |= v.get(1).map(int).unwrap_or(0) == 1;
+                blocked |= flag_at(&v, 1)?;
             }
         }
         Ok((locked_until, blocked))
@@ -161,7 +167,7 @@ impl RedisStore {
         let a = self
             .hgetall(&self.inner.keys.account(p, number.as_str()))
             .await?;
-        Ok(self.view_from(number, &a))
+        self.view_from(number, &a)
     }
 }
 
@@ -177,8 +183,7 @@ impl Store for RedisStore {
         now_ms: i64,
     ) -> StoreResult<AuthorizeResult> {
         let a = self.postpaid_authorize(number, call, now_ms)?;
-        self.authorize_with_index(call, &a.payer, a.claim, a.cmd, a.keys)
-            .await
+        self.run_authorize(call, a).await
     }
 
     async fn authorize_prepaid(
@@ -198,64 +203,33 @@ impl Store for RedisStore {
             holder_blocked,
         };
         if let Some(refusal) = crate::domain::decision::decide_prepaid_line(&line_snap, now_ms) {
-            // A retry of an allowed call still gets its grant.
+            // A retry of a call this code holds answers as the call stands.
             if let Some(Payer::Code(_, c)) = self.payer_of(&call.call_id).await? {
                 if c == code.as_str() {
-                    let h = self.hgetall(&k.hold(q, call.call_id.as_str())).await?;
-                    if let (Some(og), Some(oh), Some(exp), Some(tid)) =
-                        (h.get("og"), h.get("oh"), h.get("exp"), h.get("tid"))
-                    {
-                        return Ok(AuthorizeResult {
-                            decision: Decision::Allowed(Grant {
-                                granted_seconds: og.parse().unwrap_or(0),
-                                hold: Money::ore_unchecked(oh.parse().unwrap_or(0)),
-                            }),
-                            replayed: true,
-                            terms_id: TermsId::parse(tid).ok(),
-                            hold_expires_at_ms: exp.parse().unwrap_or(0),
-                            lockout_started: false,
-                        });
+                    let v = array(
+                        self.fcall_ro(
+                            "replay_code",
+                            &[k.hold(q, call.call_id.as_str())],
+                            vec![
+                                code.to_string(),
+                                call.call_id.to_string(),
+                                call.service.number.as_str().to_string(),
+                                call.evidence.ivr_client.clone(),
+                                now_ms.to_string(),
+                            ],
+                        )
+                        .await?,
+                    )?;
+                    if int_at(&v, 0)? != 0 {
+                        return parse_hold_answer(v);
                     }
                 }
             }
             return Ok(AuthorizeResult::refused(refusal));
         }
         // Step 2: the code.
-        let t = &call.terms.tariff;
-        let pol = &self.inner.policy;
-        let keys = [
-            k.code(q, code.as_str()),
-            k.hold(q, call.call_id.as_str()),
-            k.expiry(q),
-            k.events(q),
-        ];
-        let payer = Payer::Code(q, code.to_string());
-        let claim = self.index_claim(call, &payer);
-        let inline = claim.as_ref().filter(|c| c.inline);
-        let mut cmd = fcall_cmd("authorize_code", &keys, inline);
-        cmd.arg(now_ms)
-            .arg(call.call_id.as_str())
-            .arg(code.as_str())
-            .arg(number.map_or("", |n| n.as_str()))
-            .arg(call.service.number.as_str())
-            .arg(call.service.merchant_id.as_str())
-            .arg(call.terms.terms_id.as_str())
-            .arg(lua_safe(t.price_per_minute, "price")?)
-            .arg(t.billing_step_seconds)
-            .arg(t.minimum_minutes)
-            .arg(pol.grant.quota_seconds)
-            .arg(pol.grant.max_call_seconds)
-            .arg(pol.hold_grace_ms)
-            .arg(pol.hold_retention_ms)
-            .arg(consent_verdict(call, Funding::Prepaid))
-            .arg(q)
-            .arg(self.consent_json(call, number, Some(code), q, now_ms));
-        if let Some(i) = inline {
-            cmd.arg(&i.payer).arg(i.ttl_ms);
-        }
-        let mut r = self
-            .authorize_with_index(call, &payer, claim, cmd, keys)
-            .await?;
+        let a = self.prepaid_authorize(number, code, call, now_ms)?;
+        let mut r = self.run_authorize(call, a).await?;
         if r.decision == Decision::Denied(DenyReason::PrepaidCodeInvalid) {
             // Step 3 (wrong codes only): count it against the line.
             if self.record_code_failure(line, now_ms).await? {
@@ -281,12 +255,13 @@ impl Store for RedisStore {
                 ],
             )
             .await?;
-        Ok(int(&v) == 1)
+        Ok(int(&v)? == 1)
     }
 
     async fn extend(
         &self,
         call_id: &CallId,
+        ivr_client: &str,
         sequence: u32,
         now_ms: i64,
     ) -> StoreResult<ExtendResult> {
@@ -312,7 +287,7 @@ impl Store for RedisStore {
                             )
                             .await?,
                         )?;
-                        v.get(1).map(int).unwrap_or(0) == 1
+                        flag_at(&v, 1)?
                     }
                     _ => false,
                 }
@@ -335,35 +310,20 @@ impl Store for RedisStore {
                     first,
                     established,
                     if holder_blocked { "1" } else { "0" }.to_string(),
+                    ivr_client.to_string(),
                 ],
             )
             .await?,
         )?;
-        let head = v.first().map(int).unwrap_or(0);
-        match head {
-            -2 => return Err(StoreError::NotFound(format!("call {call_id}"))),
-            -1 => return Err(StoreError::Rejected(v.get(1).map(text).unwrap_or_default())),
-            _ => {}
-        }
-        let outcome = if head == 1 {
-            ExtendOutcome::Extended
-        } else {
-            ExtendOutcome::Refused(
-                DenyReason::from_code(head as u8)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown extend outcome {head}")))?,
-            )
-        };
-        Ok(ExtendResult {
-            outcome,
-            granted_seconds_total: v.get(1).map(int).unwrap_or(0) as u32,
-            added_seconds: v.get(2).map(int).unwrap_or(0) as u32,
-            hold: Money::ore_unchecked(v.get(3).map(int).unwrap_or(0)),
-            hold_expires_at_ms: v.get(4).map(int).unwrap_or(0),
-            replayed: v.get(5).map(int).unwrap_or(0) == 1,
-        })
+        parse_extend_answer(v, call_id)
     }
 
-    async fn release(&self, call_id: &CallId, now_ms: i64) -> StoreResult<ReleaseOutcome> {
+    async fn release(
+        &self,
+        call_id: &CallId,
+        ivr_client: &str,
+        now_ms: i64,
+    ) -> StoreResult<ReleaseOutcome> {
         let Some(payer) = self.payer_of(call_id).await? else {
             return Ok(ReleaseOutcome::UnknownCall);
         };
@@ -383,25 +343,17 @@ impl Store for RedisStore {
                     call_id.to_string(),
                     self.inner.policy.hold_retention_ms.to_string(),
                     p.to_string(),
+                    ivr_client.to_string(),
                 ],
             )
             .await?,
         )?;
-        Ok(match v.first().map(int).unwrap_or(0) {
-            1 => ReleaseOutcome::Voided(Money::ore_unchecked(v.get(1).map(int).unwrap_or(0))),
-            2 => ReleaseOutcome::AlreadyVoided,
-            3 => ReleaseOutcome::AlreadyPosted,
-            4 => ReleaseOutcome::AlreadyExpired,
-            _ => ReleaseOutcome::UnknownCall,
-        })
+        parse_release_answer(v)
     }
 
     async fn post_usage(&self, usage: &UsagePost, now_ms: i64) -> StoreResult<UsageOutcome> {
         let Some(payer) = self.payer_of(&usage.call_id).await? else {
-            return Ok(UsageOutcome::Rejected(
-                UsageReject::UnknownCall,
-                "no call with this call_id was authorized".into(),
-            ));
+            return Ok(UsageOutcome::rejected(UsageReject::UnknownCall));
         };
         let k = &self.inner.keys;
         let p = payer.partition();
@@ -433,39 +385,7 @@ impl Store for RedisStore {
             )
             .await?,
         )?;
-        let head = v.first().map(int).unwrap_or(0);
-        if head == 0 {
-            let reject = match v.get(1).map(int).unwrap_or(0) {
-                1 => UsageReject::UnknownCall,
-                2 => UsageReject::ServiceMismatch,
-                3 => UsageReject::NotMerchantsService,
-                4 => UsageReject::ConflictingDuplicate,
-                5 => UsageReject::CallReleased,
-                6 => UsageReject::StartOutOfRange,
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "unknown usage rejection {other}"
-                    )))
-                }
-            };
-            return Ok(UsageOutcome::Rejected(
-                reject,
-                v.get(2).map(text).unwrap_or_default(),
-            ));
-        }
-        let posting = Posting {
-            charge: Money::ore_unchecked(v.get(1).map(int).unwrap_or(0)),
-            billed_seconds: v.get(2).map(int).unwrap_or(0) as u32,
-            overrun_seconds: v.get(3).map(int).unwrap_or(0) as u32,
-            late: v.get(4).map(int).unwrap_or(0) == 1,
-            threshold_reached: v.get(5).map(int).unwrap_or(0) == 1,
-            limit_reached: v.get(6).map(int).unwrap_or(0) == 1,
-        };
-        Ok(if head == 2 {
-            UsageOutcome::Duplicate(posting)
-        } else {
-            UsageOutcome::Applied(posting)
-        })
+        parse_usage_answer(v)
     }
 
     async fn expire_due(&self, now_ms: i64, max: usize) -> StoreResult<usize> {
@@ -488,7 +408,8 @@ impl Store for RedisStore {
                     ],
                 )
                 .await?;
-            total += int(&v).max(0) as usize;
+            total += usize::try_from(int(&v)?)
+                .map_err(|_| StoreError::Corrupt("expire_due answered a negative count".into()))?;
         }
         Ok(total)
     }
@@ -703,13 +624,13 @@ impl Store for RedisStore {
         purchase_ref: &Reference,
         now_ms: i64,
     ) -> StoreResult<IssueOutcome> {
-        super::validate::check_prepaid_amount(amount)?;
+        check_prepaid_amount(amount)?;
         let k = &self.inner.keys;
-        // The purchase key and the code must share a slot: draw codes until
-        // one falls in the purchase's partition (expected `partitions` draws
+        // The reference key and the code must share a slot: draw codes until
+        // one falls in the reference's partition (expected `partitions` draws
         // of one HMAC each). This costs log2(partitions) bits of the code's
         // ~50 bits of randomness.
-        let p = self.partition(&format!("purchase:{purchase_ref}"));
+        let p = self.reference_partition(purchase_ref);
         for _ in 0..16 {
             let (code, id) = loop {
                 let code = PrepaidCode::generate();
@@ -722,7 +643,7 @@ impl Store for RedisStore {
                 self.fcall(
                     "issue_code",
                     &[
-                        k.purchase(p, purchase_ref.as_str()),
+                        k.reference(p, purchase_ref.as_str()),
                         k.code(p, id.as_str()),
                         k.events(p),
                     ],
@@ -736,7 +657,7 @@ impl Store for RedisStore {
                 )
                 .await?,
             )?;
-            match v.first().map(int).unwrap_or(0) {
+            match int_at(&v, 0)? {
                 1 => {
                     return Ok(IssueOutcome::Issued {
                         code,
@@ -749,17 +670,20 @@ impl Store for RedisStore {
                     })
                 }
                 2 => {
-                    let existing = v
-                        .get(1)
-                        .map(text)
-                        .and_then(|s| CodeId::from_stored(&s))
+                    let existing = CodeId::from_stored(&text(at(&v, 1)?)?)
                         .ok_or_else(|| StoreError::Corrupt("purchase without a code id".into()))?;
                     let view = self.prepaid(&existing).await?.ok_or_else(|| {
                         StoreError::Corrupt(format!("purchase {purchase_ref} has no code"))
                     })?;
                     return Ok(IssueOutcome::AlreadyIssued(view));
                 }
-                _ => continue, // an id collision: draw again
+                -1 => return Err(StoreError::Rejected(text(at(&v, 1)?)?)),
+                -2 => continue, // an id collision: draw again
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "unexpected issue_code answer {other}"
+                    )))
+                }
             }
         }
         Err(StoreError::Unavailable(
@@ -774,8 +698,27 @@ impl Store for RedisStore {
         topup_ref: &Reference,
         now_ms: i64,
     ) -> StoreResult<PrepaidView> {
-        super::validate::check_prepaid_amount(amount)?;
+        check_prepaid_amount(amount)?;
         let k = &self.inner.keys;
+        if self.prepaid(code).await?.is_none() {
+            return Err(StoreError::NotFound("prepaid code".into()));
+        }
+        // The reference first (its own slot): a reference pays for one thing.
+        let r = self.reference_partition(topup_ref);
+        let claimed = self
+            .fcall(
+                "claim_reference",
+                &[k.reference(r, topup_ref.as_str())],
+                vec![
+                    code.to_string(),
+                    lua_safe(amount, "amount")?.to_string(),
+                    topup_ref.to_string(),
+                ],
+            )
+            .await?;
+        if let Value::Array(a) = &claimed {
+            return Err(StoreError::Rejected(text(at(a, 1)?)?));
+        }
         let p = self.partition(code.as_str());
         let v = self
             .fcall(
@@ -790,7 +733,7 @@ impl Store for RedisStore {
                 ],
             )
             .await?;
-        if int(&v) == 0 {
+        if int(&v)? == 0 {
             return Err(StoreError::NotFound("prepaid code".into()));
         }
         self.prepaid(code)
@@ -806,12 +749,11 @@ impl Store for RedisStore {
         if c.is_empty() {
             return Ok(None);
         }
-        let n = |k: &str| c.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(Some(PrepaidView {
             code_id: code.clone(),
-            balance: Money::ore_unchecked(n("bal")),
-            pending: Money::ore_unchecked(n("pd")),
-            issued_at_ms: n("iss"),
+            balance: Money::ore_unchecked(counter(&c, "bal")?),
+            pending: Money::ore_unchecked(counter(&c, "pd")?),
+            issued_at_ms: counter(&c, "iss")?,
         }))
     }
 

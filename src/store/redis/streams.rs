@@ -57,7 +57,7 @@ fn entries(v: &Value) -> Vec<StreamEntry> {
         .iter()
         .map(|entry| {
             let parts = items(entry);
-            let id = parts.first().map(text).unwrap_or_default();
+            let id = parts.first().map(field_text).unwrap_or_default();
             let fields = parts.get(1).map(flat_map).unwrap_or_default();
             StreamEntry {
                 id,
@@ -299,7 +299,7 @@ impl RedisStore {
                         .await
                         .map_err(unavailable)?,
                 )?;
-                summary.get(1).map(text).map(|s| parse_stream_id(&s))
+                summary.get(1).map(field_text).map(|s| parse_stream_id(&s))
             } else {
                 None
             };
