@@ -219,7 +219,10 @@ async fn killing_redis_gives_unavailable_then_recovers_with_exact_sums() {
     // Readiness follows the store again.
     let mut ready = false;
     for _ in 0..100 {
-        if g.gateway.store().ready().await {
+        if readyz(g.running.http_addr)
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
             ready = true;
             break;
         }
@@ -259,4 +262,98 @@ async fn killing_redis_gives_unavailable_then_recovers_with_exact_sums() {
         "store errors are counted"
     );
     g.stop().await;
+}
+
+/// Reads the gateway's `/readyz`: its status line and body.
+async fn readyz(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Redis comes back empty (no persistence): the gateway must not keep
+/// answering from it — every service unknown, every number unlisted, all
+/// counted as good (issue 10). It turns not ready, says why, and the call
+/// path answers UNAVAILABLE, until the deployment is set up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_store_makes_the_gateway_not_ready() {
+    let mut redis = OwnedRedis::start();
+    let mut config = RedisConfig::new(&format!("redis://127.0.0.1:{}", redis.port));
+    config.prefix = unique_prefix();
+    let store = RedisStore::connect(&config, StorePolicy::default())
+        .await
+        .unwrap();
+    let g = start_with(store, ServerOptions::default()).await;
+    let c = Call {
+        id: "e1".into(),
+        number: A.into(),
+        duration: 30,
+    };
+    run_call(&g, &c).await.expect("a call before the loss");
+    assert!(readyz(g.running.http_addr)
+        .await
+        .starts_with("HTTP/1.1 200"));
+
+    // The data is lost: killed, its files removed, started empty.
+    redis.kill();
+    std::fs::remove_dir_all(&redis.dir).unwrap();
+    std::fs::create_dir_all(&redis.dir).unwrap();
+    redis.spawn();
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = readyz(g.running.http_addr).await;
+        if body.contains("state store is empty") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(body.starts_with("HTTP/1.1 503"), "{body}");
+    assert!(body.contains("state store is empty"), "{body}");
+    let err = guard(g.authz().authorize(req(authorize_req("e2", A, TAROT), IVR)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("state store is empty"), "{err:?}");
+    g.stop().await;
+
+    // Setting the deployment up again (a gateway start records it) makes
+    // the store ready again.
+    let store = RedisStore::connect(&config, StorePolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(store.ready().await, Ok(()));
+}
+
+/// A process whose store policy differs from the one the store was set up
+/// with refuses to start, naming the difference; `connect_recording` (the
+/// gateway's `--record-policy`) records the new one, after which the old
+/// processes' readiness says the store is foreign to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_set_up_with_another_policy_is_refused() {
+    let redis = OwnedRedis::start();
+    let mut config = RedisConfig::new(&format!("redis://127.0.0.1:{}", redis.port));
+    config.prefix = unique_prefix();
+    let old = RedisStore::connect(&config, StorePolicy::default())
+        .await
+        .unwrap();
+    let mut other = StorePolicy::default();
+    other.credit.first_time_limit = callauth::domain::Money::sek(2000);
+    let err = RedisStore::connect(&config, other.clone())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("first_time_limit_ore: 200000 here, 150000 recorded"),
+        "{err}"
+    );
+    let new = RedisStore::connect_recording(&config, other).await.unwrap();
+    assert_eq!(new.ready().await, Ok(()));
+    assert_eq!(old.ready().await, Err(callauth::store::NotReady::Foreign));
+    drop(redis);
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::domain::{CreditPolicy, GrantPolicy, Money};
 use crate::gateway::server::ServerOptions;
 use crate::gateway::GatewayLimits;
+use crate::store::policy::StorePolicyArgs;
 use crate::store::StorePolicy;
 
 #[derive(Parser, Debug, Clone)]
@@ -79,46 +79,15 @@ pub struct GatewayConfig {
     #[arg(long, env = "CALLAUTH_OUTBOX_JSONL")]
     pub outbox_jsonl: Option<PathBuf>,
 
-    /// Number of state-store partitions (fixed per deployment).
-    #[arg(long, env = "CALLAUTH_PARTITIONS", default_value_t = 16)]
-    pub partitions: u32,
+    /// The rules the state store applies (shared with callauth-settlement).
+    #[command(flatten)]
+    pub store_policy: StorePolicyArgs,
 
-    /// Credit limit of a first-time caller, SEK (R8).
-    #[arg(long, env = "CALLAUTH_FIRST_TIME_LIMIT_SEK", default_value = "1500")]
-    pub first_time_limit_sek: Money,
-
-    /// Credit limit after the first paid invoice, SEK (R8).
-    #[arg(long, env = "CALLAUTH_ESTABLISHED_LIMIT_SEK", default_value = "3000")]
-    pub established_limit_sek: Money,
-
-    /// Exposure, in percent of the limit, that triggers an invoice at once (R8).
-    #[arg(long, env = "CALLAUTH_THRESHOLD_PERCENT", default_value_t = 80,
-          value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub threshold_percent: u8,
-
-    /// Seconds granted per Authorize or Extend at most (R10).
-    #[arg(long, env = "CALLAUTH_GRANT_QUOTA_SECONDS", default_value_t = 900)]
-    pub grant_quota_seconds: u32,
-
-    /// Longest call, seconds; also the longest usage a record may report.
-    #[arg(long, env = "CALLAUTH_MAX_CALL_SECONDS", default_value_t = 14_400)]
-    pub max_call_seconds: u32,
-
-    /// A pending hold expires this long after its grant ends (R10).
-    #[arg(long, env = "CALLAUTH_HOLD_GRACE_SECONDS", default_value_t = 120)]
-    pub hold_grace_seconds: u32,
-
-    /// Finished calls are remembered this long (retries, late usage).
-    #[arg(long, env = "CALLAUTH_HOLD_RETENTION_HOURS", default_value_t = 72)]
-    pub hold_retention_hours: u32,
-
-    /// Wrong prepaid codes from one line that lock it out (R17).
-    #[arg(long, env = "CALLAUTH_PREPAID_MAX_FAILURES", default_value_t = 5)]
-    pub prepaid_max_failures: u32,
-
-    /// How long a line stays locked out, seconds.
-    #[arg(long, env = "CALLAUTH_PREPAID_LOCKOUT_SECONDS", default_value_t = 900)]
-    pub prepaid_lockout_seconds: u32,
+    /// Record this process's store policy in the state store even when
+    /// another one is recorded (after an intended change of the limits or
+    /// partitions; every gateway and settlement worker must then use it).
+    #[arg(long)]
+    pub record_policy: bool,
 
     /// Deadline for requests that carry none, milliseconds.
     #[arg(long, env = "CALLAUTH_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
@@ -157,23 +126,7 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     pub fn store_policy(&self) -> StorePolicy {
-        StorePolicy {
-            credit: CreditPolicy {
-                first_time_limit: self.first_time_limit_sek,
-                established_limit: self.established_limit_sek,
-                threshold_percent: self.threshold_percent,
-            },
-            grant: GrantPolicy {
-                quota_seconds: self.grant_quota_seconds,
-                max_call_seconds: self.max_call_seconds,
-            },
-            hold_grace_ms: i64::from(self.hold_grace_seconds) * 1000,
-            hold_retention_ms: i64::from(self.hold_retention_hours) * 3_600_000,
-            lockout_max_failures: self.prepaid_max_failures,
-            lockout_ms: i64::from(self.prepaid_lockout_seconds) * 1000,
-            partitions: self.partitions,
-            ..StorePolicy::default()
-        }
+        self.store_policy.policy()
     }
 
     pub fn redis_config(&self) -> crate::store::redis::RedisConfig {
@@ -186,7 +139,7 @@ impl GatewayConfig {
 
     pub fn limits(&self) -> GatewayLimits {
         GatewayLimits {
-            max_call_seconds: self.max_call_seconds,
+            max_call_seconds: self.store_policy.max_call_seconds,
             ..GatewayLimits::default()
         }
     }
@@ -205,15 +158,7 @@ impl GatewayConfig {
 
     /// Checks combinations clap cannot.
     pub fn validate(&self) -> Result<(), String> {
-        if self.partitions == 0 || self.partitions > 16_384 {
-            return Err("--partitions must be between 1 and 16384".into());
-        }
-        if self.first_time_limit_sek.is_negative() || self.established_limit_sek.is_negative() {
-            return Err("limits must not be negative".into());
-        }
-        if self.grant_quota_seconds == 0 || self.max_call_seconds == 0 {
-            return Err("--grant-quota-seconds and --max-call-seconds must be positive".into());
-        }
+        self.store_policy.validate()?;
         if let Some(k) = &self.prepaid_code_key {
             if k.len() < 32 {
                 return Err("--prepaid-code-key must be at least 32 bytes".into());
@@ -238,10 +183,10 @@ impl GatewayConfig {
     }
 }
 
-/// Sets up `tracing` (RUST_LOG filters, default info) as text or JSON.
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Money;
 
     #[test]
     fn defaults_follow_the_spec() {

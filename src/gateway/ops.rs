@@ -20,7 +20,7 @@ use crate::domain::{
 use crate::metrics::{self as m, StoreOp};
 use crate::store::{
     AccountView, AuthorizeResult, BlockChange, CallSpec, Evidence, ExtendOutcome, ExtendResult,
-    IssueOutcome, LineKey, PrepaidView, ReleaseOutcome, Store, StoreError, StoreResult,
+    IssueOutcome, LineKey, NotReady, PrepaidView, ReleaseOutcome, Store, StoreError, StoreResult,
     UsageOutcome, UsagePost, UsageReject,
 };
 
@@ -115,6 +115,8 @@ impl Default for GatewayLimits {
 
 pub struct Gateway<S: Store> {
     store: S,
+    /// Why the store is not ready, when it is not (see `set_ready`).
+    not_ready: arc_swap::ArcSwapOption<String>,
     catalog: CatalogCache,
     clock: Arc<dyn Clock>,
     hasher: CodeHasher,
@@ -134,6 +136,32 @@ impl<S: Store> Gateway<S> {
             clock,
             hasher,
             limits,
+            not_ready: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+
+    /// Records the store's readiness (the server's probe does, every
+    /// 500 ms): while it is not ready, the call path answers UNAVAILABLE
+    /// with the reason instead of answers drawn from a store that lost its
+    /// data (an emptied Redis would otherwise make every service unknown and
+    /// every number unlisted — wrong answers that look right).
+    /// A store that is merely unreachable is not gated here: each request
+    /// finds that out by itself, and a slow probe must not turn a brief blip
+    /// into an outage.
+    pub fn set_ready(&self, ready: &Result<(), NotReady>) {
+        self.not_ready.store(match ready {
+            Err(why) if why.data_is_wrong() => Some(Arc::new(why.to_string())),
+            _ => None,
+        });
+    }
+
+    /// UNAVAILABLE while the store is not ready (one atomic load).
+    fn check_ready(&self) -> GatewayResult<()> {
+        match &*self.not_ready.load() {
+            None => Ok(()),
+            Some(why) => Err(GatewayError::Store(StoreError::Unavailable(
+                why.as_ref().clone(),
+            ))),
         }
     }
 
@@ -197,6 +225,7 @@ impl<S: Store> Gateway<S> {
             consent,
             evidence,
         } = input;
+        self.check_ready()?;
         let service = self.service(&service_number)?;
         let catalog = self.catalog.snapshot();
         let funding = if prepaid_code.is_some() {
@@ -339,6 +368,7 @@ impl<S: Store> Gateway<S> {
                 "sequence starts at 1 for the first extension of a call".into(),
             ));
         }
+        self.check_ready()?;
         let now = self.now_ms();
         let r = self
             .timed(
@@ -361,6 +391,7 @@ impl<S: Store> Gateway<S> {
         call_id: &CallId,
         ivr_client: &str,
     ) -> GatewayResult<ReleaseOutcome> {
+        self.check_ready()?;
         let now = self.now_ms();
         let r = self
             .timed(
@@ -386,6 +417,7 @@ impl<S: Store> Gateway<S> {
         merchant: &MerchantId,
         input: &UsageInput,
     ) -> GatewayResult<UsageOutcome> {
+        self.check_ready()?;
         let outcome = match self.validate_usage(merchant, input) {
             Ok(post) => {
                 let now = self.now_ms();

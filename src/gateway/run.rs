@@ -36,16 +36,19 @@ pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
         run_with(cfg, store, true).await
     } else {
         let redis = cfg.redis_config();
-        let store = RedisStore::connect(&redis, policy)
-            .await
-            .with_context(|| format!("connecting to {}", cfg.store))?;
+        let store = if cfg.record_policy {
+            RedisStore::connect_recording(&redis, policy).await
+        } else {
+            RedisStore::connect(&redis, policy).await
+        };
+        let store = store.with_context(|| format!("connecting to {}", cfg.store))?;
         tracing::info!(store = %cfg.store, prefix = %redis.prefix, version = crate::store::redis::LIBRARY_VERSION, "redis function library loaded");
         if cfg.load_functions_only {
             return Ok(());
         }
         let trimmer = store.clone();
         let cap = cfg.stream_cap_without_consumers;
-        let partitions = cfg.partitions;
+        let partitions = cfg.store_policy.partitions;
         tokio::spawn(async move { trim_loop(trimmer, cap, partitions).await });
         run_with(cfg, store, false).await
     }

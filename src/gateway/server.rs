@@ -109,11 +109,9 @@ pub async fn start<S: Store>(
         Arc::new(move || {
             let gateway = gateway.clone();
             Box::pin(async move {
-                if gateway.store().ready().await {
-                    Ok(())
-                } else {
-                    Err("state store not ready".to_string())
-                }
+                let ready = gateway.store().ready().await;
+                gateway.set_ready(&ready);
+                ready.map_err(|why| why.to_string())
             })
         })
     };

@@ -43,7 +43,7 @@ async fn drain(s: &Arc<Settlement<RedisStore>>, common: &Common) -> anyhow::Resu
         s.store.clone(),
         ConsumerConfig {
             consumer: "callauth-settlement-cli".into(),
-            partitions: ConsumerConfig::owned(common.partitions, 0, 1),
+            partitions: ConsumerConfig::owned(common.store_policy.partitions, 0, 1),
             batch: 500,
             max_deliveries: 5,
             claim_idle: std::time::Duration::from_secs(60),

@@ -54,33 +54,10 @@ pub struct Common {
     )]
     pub redis_prefix: String,
 
-    /// State-store partitions (as the gateways use).
-    #[arg(long, env = "CALLAUTH_PARTITIONS", global = true, default_value_t = 16)]
-    pub partitions: u32,
-
-    /// Credit rules the state store applies when settlement pushes invoices
-    /// and payments: they must equal the gateways' (R8).
-    #[arg(
-        long,
-        env = "CALLAUTH_FIRST_TIME_LIMIT_SEK",
-        global = true,
-        default_value = "1500"
-    )]
-    pub first_time_limit_sek: Money,
-    #[arg(
-        long,
-        env = "CALLAUTH_ESTABLISHED_LIMIT_SEK",
-        global = true,
-        default_value = "3000"
-    )]
-    pub established_limit_sek: Money,
-    #[arg(
-        long,
-        env = "CALLAUTH_THRESHOLD_PERCENT",
-        global = true,
-        default_value_t = 80
-    )]
-    pub threshold_percent: u8,
+    /// The rules the state store applies (the gateways' own flags; the
+    /// store records them and a worker with others refuses to start).
+    #[command(flatten)]
+    pub store_policy: crate::store::policy::StorePolicyArgs,
 
     /// Log format: text or json.
     #[arg(
@@ -267,15 +244,7 @@ pub struct RunArgs {
 
 impl Common {
     pub fn store_policy(&self) -> crate::store::StorePolicy {
-        crate::store::StorePolicy {
-            credit: crate::domain::CreditPolicy {
-                first_time_limit: self.first_time_limit_sek,
-                established_limit: self.established_limit_sek,
-                threshold_percent: self.threshold_percent,
-            },
-            partitions: self.partitions,
-            ..crate::store::StorePolicy::default()
-        }
+        self.store_policy.policy()
     }
 
     pub fn redis_config(&self) -> crate::store::redis::RedisConfig {

@@ -63,7 +63,7 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         ConsumerConfig {
             consumer: consumer_name.clone(),
             partitions: ConsumerConfig::owned(
-                common.partitions,
+                common.store_policy.partitions,
                 args.replica_index,
                 args.replica_count,
             ),
@@ -221,7 +221,7 @@ async fn serve(
 async fn dependencies_ready<S: Store>(s: &Settlement<S>) -> Result<(), String> {
     let db = sqlx::query("select 1").execute(&s.pool).await.is_ok();
     let store = s.store.ready().await;
-    for (dependency, up) in [("ledger_database", db), ("state_store", store)] {
+    for (dependency, up) in [("ledger_database", db), ("state_store", store.is_ok())] {
         metrics::gauge!(crate::metrics::SETTLEMENT_READY, "dependency" => dependency).set(if up {
             1.0
         } else {
@@ -229,9 +229,9 @@ async fn dependencies_ready<S: Store>(s: &Settlement<S>) -> Result<(), String> {
         });
     }
     match (db, store) {
-        (true, true) => Ok(()),
+        (true, Ok(())) => Ok(()),
         (false, _) => Err("ledger database unreachable".into()),
-        (_, false) => Err("state store not ready".into()),
+        (_, Err(why)) => Err(why.to_string()),
     }
 }
 

@@ -1405,8 +1405,8 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn ready(&self) -> bool {
-        true
+    async fn ready(&self) -> Result<(), NotReady> {
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod memory;
 pub mod outbox;
 pub mod partition;
+pub mod policy;
 pub mod redis;
 pub mod validate;
 
@@ -70,6 +71,30 @@ impl StoreError {
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Forbidden(_) => "forbidden",
         }
+    }
+}
+
+/// Why a store is not ready.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// It does not answer (in time): each request finds out by itself.
+    #[error("state store unreachable")]
+    Unreachable,
+    /// It answers but has lost its data or was never set up: answers drawn
+    /// from it would be wrong, not merely missing.
+    #[error("state store is empty: no deployment record (it lost its data or was never set up)")]
+    Empty,
+    /// It was set up with another store policy (another deployment's store,
+    /// or a policy recorded since this process started).
+    #[error("state store was set up with another store policy (a foreign or reconfigured store)")]
+    Foreign,
+}
+
+impl NotReady {
+    /// Whether answers from the store would be wrong rather than missing:
+    /// then the call path refuses to use it at all.
+    pub fn data_is_wrong(&self) -> bool {
+        matches!(self, NotReady::Empty | NotReady::Foreign)
     }
 }
 
@@ -482,6 +507,8 @@ pub trait Store: Send + Sync + 'static {
 
     fn stats(&self) -> impl Future<Output = StoreResult<StoreStats>> + Send;
 
-    /// True when the store can serve requests (readiness).
-    fn ready(&self) -> impl Future<Output = bool> + Send;
+    /// `Ok` when the store can serve requests (readiness), else why not: it
+    /// is unreachable, or it lost its data (an empty Redis), or it was set
+    /// up with another policy (a foreign store). A short fixed text.
+    fn ready(&self) -> impl Future<Output = Result<(), NotReady>> + Send;
 }

@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 use tonic::Request;
 
 pub const IVR: &str = "demo-ivr-token-0123456789";
+pub const IVR2: &str = "demo-ivr-2-token-0123456789";
 pub const ADMIN: &str = "demo-admin-token-0123456789";
 pub const STJARN: &str = "demo-merchant-stjarnlinjen-0123456789";
 pub const RADGIV: &str = "demo-merchant-radgivarna-0123456789";

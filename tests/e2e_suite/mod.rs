@@ -747,6 +747,63 @@ pub async fn extend_release_and_expiry<S: Store>(g: TestGateway<S>) {
     g.stop().await;
 }
 
+/// A call belongs to the IVR client that authorized it, and only IVR
+/// clients authorize (issue 10): an admin token may not, another IVR
+/// client may neither extend nor release the call, and a retry after the
+/// call ended says so instead of granting a hold that no longer exists.
+pub async fn calls_are_bound_to_their_ivr_client<S: Store>(g: TestGateway<S>) {
+    let err = g
+        .authz()
+        .authorize(req(authorize_req("b0", A, TAROT), ADMIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let allowed = call_allowed(&g, "b1", A, TAROT).await;
+    let extend = |token: &'static str| {
+        let mut c = g.authz();
+        async move {
+            c.extend(req(
+                pb::ExtendRequest {
+                    call_id: "b1".into(),
+                    sequence: 1,
+                },
+                token,
+            ))
+            .await
+        }
+    };
+    assert_eq!(
+        extend(IVR2).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let release = |token: &'static str| {
+        let mut c = g.authz();
+        async move {
+            c.release(req(
+                pb::ReleaseRequest {
+                    call_id: "b1".into(),
+                },
+                token,
+            ))
+            .await
+        }
+    };
+    let err = release(IVR2).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("another IVR client"), "{err:?}");
+    assert_eq!(g.account(A).await.pending_ore, allowed.hold_ore);
+    // The owner releases it; a retried Authorize now hears the call is over.
+    release(IVR).await.unwrap();
+    let mut r = authorize_req("b1", A, TAROT);
+    r.consent = Some(consent_for(allowed.terms.as_ref().unwrap(), false));
+    let again = g.authz().authorize(req(r, IVR)).await.unwrap().into_inner();
+    assert_eq!(again.decision, pb::Decision::Denied as i32);
+    assert_eq!(again.reason, pb::Reason::CallEnded as i32);
+    assert!(again.replayed);
+    assert_eq!(again.hold_ore, 0);
+    assert_eq!(g.account(A).await.pending_ore, 0);
+}
+
 pub async fn operations_surface_health_reflection_metrics<S: Store>(g: TestGateway<S>) {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
@@ -826,6 +883,7 @@ macro_rules! e2e_suite {
             merchants_are_confined_to_their_services,
             usage_stream_acknowledges_each_record_in_order,
             extend_release_and_expiry,
+            calls_are_bound_to_their_ivr_client,
             operations_surface_health_reflection_metrics,
         );
     };

@@ -75,6 +75,13 @@ impl Keys {
         format!("{}call:{call_id}", self.tag_prefix(p))
     }
 
+    /// Hash: the deployment's record — the store policy it was set up with
+    /// (`policy`) and when (`created_at_ms`). Its absence means the store is
+    /// empty: it lost its data or was never set up.
+    pub fn meta(&self) -> String {
+        format!("{{{}:meta}}", self.prefix)
+    }
+
     /// The catalogue: version, merchants, services, terms.
     pub fn catalog(&self) -> Vec<String> {
         let tag = format!("{{{}:cat}}", self.prefix);

@@ -82,7 +82,55 @@ impl RedisStore {
             }),
         };
         store.load_functions().await?;
+        store.ensure_policy(false).await?;
         Ok(store)
+    }
+
+    /// Connects and records this process's policy even when another one is
+    /// recorded (`--record-policy`: an intended change of the limits).
+    pub async fn connect_recording(
+        config: &RedisConfig,
+        policy: StorePolicy,
+    ) -> anyhow::Result<RedisStore> {
+        let conn = Conn::connect(config).await?;
+        let store = RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                keys: Keys::new(&config.prefix),
+                policy,
+                ready: AtomicBool::new(false),
+            }),
+        };
+        store.load_functions().await?;
+        store.ensure_policy(true).await?;
+        Ok(store)
+    }
+
+    /// The store policy recorded in the deployment record, if any.
+    async fn recorded_policy(&self) -> StoreResult<Option<String>> {
+        let mut cmd = ::redis::cmd("HGET");
+        cmd.arg(self.inner.keys.meta()).arg("policy");
+        self.inner.conn.query(&cmd).await.map_err(unavailable)
+    }
+
+    /// Records this process's policy when none is (a new or emptied store),
+    /// or checks it against the recorded one: a process with other limits or
+    /// partitions would compute other answers, so it refuses to start
+    /// (`overwrite` records it anyway). The first writer wins a race (HSETNX).
+    async fn ensure_policy(&self, overwrite: bool) -> anyhow::Result<()> {
+        let mine = self.inner.policy.fingerprint();
+        let mut cmd = ::redis::cmd(if overwrite { "HSET" } else { "HSETNX" });
+        cmd.arg(self.inner.keys.meta()).arg("policy").arg(&mine);
+        self.inner.conn.query::<i64>(&cmd).await?;
+        let recorded = self.recorded_policy().await?.unwrap_or_default();
+        let differences = self.inner.policy.differences(&recorded);
+        anyhow::ensure!(
+            differences.is_empty(),
+            "the state store was set up with another store policy ({}); start with the same \
+             flags, or record the new policy with `callauth-gateway --record-policy`",
+            differences.join(", ")
+        );
+        Ok(())
     }
 
     pub fn keys(&self) -> &Keys {
@@ -862,27 +910,33 @@ impl Store for RedisStore {
         Ok(stats)
     }
 
-    async fn ready(&self) -> bool {
-        match self.check_version().await {
-            Ok(()) => {
-                self.inner.ready.store(true, Ordering::Relaxed);
-                true
+    async fn ready(&self) -> Result<(), NotReady> {
+        if let Err(e) = self.check_version().await {
+            // The library is gone (e.g. a Redis restarted without
+            // persistence): load it again, stay not ready until it is.
+            if self.inner.ready.swap(false, Ordering::Relaxed) {
+                tracing::warn!(error = %e, "redis function library check failed");
             }
-            Err(e) => {
-                // The library is gone (e.g. a Redis restarted without
-                // persistence): load it again, stay not ready until it is.
-                if self.inner.ready.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "redis function library check failed");
-                }
-                if e.to_string().contains("Function not found") || e.to_string().contains("version")
-                {
-                    if let Err(e) = self.load_functions().await {
-                        tracing::warn!(error = %e, "reloading the redis function library failed");
-                        return false;
-                    }
-                    return true;
-                }
-                false
+            let missing =
+                e.to_string().contains("Function not found") || e.to_string().contains("version");
+            if !missing {
+                return Err(NotReady::Unreachable);
+            }
+            if let Err(e) = self.load_functions().await {
+                tracing::warn!(error = %e, "reloading the redis function library failed");
+                return Err(NotReady::Unreachable);
+            }
+        }
+        let recorded = self.recorded_policy().await.map_err(|e| {
+            tracing::warn!(error = %e, "reading the state store's deployment record failed");
+            NotReady::Unreachable
+        })?;
+        match recorded {
+            None => Err(NotReady::Empty),
+            Some(fp) if !self.inner.policy.differences(&fp).is_empty() => Err(NotReady::Foreign),
+            Some(_) => {
+                self.inner.ready.store(true, Ordering::Relaxed);
+                Ok(())
             }
         }
     }
