@@ -727,11 +727,12 @@ impl Store for MemoryStore {
             .payer_of(call_id, now_ms)
             .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
         let policy = &s.policy;
+        // The index names a payer for every Authorize with consent, allowed
+        // or not: a payer without this call's hold is an unknown call.
+        let unknown = || StoreError::NotFound(format!("call {call_id}"));
         match payer {
             Payer::Number(number) => {
-                let acct = s
-                    .account_arc(&number)
-                    .ok_or_else(|| StoreError::Corrupt(format!("call {call_id} has no account")))?;
+                let acct = s.account_arc(&number).ok_or_else(unknown)?;
                 let mut a = guard(&acct)?;
                 let available = a.available(&policy.credit);
                 let Some(hold) = a.holds.get(call_id) else {
@@ -755,9 +756,7 @@ impl Store for MemoryStore {
             }
             Payer::Code(code) => {
                 let number = {
-                    let c = s.code_arc(&code).ok_or_else(|| {
-                        StoreError::Corrupt(format!("call {call_id} has no code"))
-                    })?;
+                    let c = s.code_arc(&code).ok_or_else(unknown)?;
                     let g = guard(&c)?;
                     g.holds.get(call_id).and_then(|h| {
                         h.number
@@ -772,15 +771,10 @@ impl Store for MemoryStore {
                     },
                     None => false,
                 };
-                let code_arc = s
-                    .code_arc(&code)
-                    .ok_or_else(|| StoreError::Corrupt(format!("call {call_id} has no code")))?;
+                let code_arc = s.code_arc(&code).ok_or_else(unknown)?;
                 let mut c = guard(&code_arc)?;
                 let available = c.balance - c.pending;
-                let hold = c
-                    .holds
-                    .get_mut(call_id)
-                    .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
+                let hold = c.holds.get_mut(call_id).ok_or_else(unknown)?;
                 let refusal = holder_blocked.then_some(DenyReason::BlockedByHolder);
                 let (result, delta) = extend_hold(
                     s, call_id, hold, ivr_client, sequence, available, refusal, now_ms,

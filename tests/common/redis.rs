@@ -184,9 +184,15 @@ pub fn unique_prefix() -> String {
     )
 }
 
+/// Commands get seconds, not the production 250 ms: tests share two cores
+/// with the build, and a slow answer is not what they test (the fault and
+/// overload tests set their own timeouts).
+const TEST_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub fn single_config() -> RedisConfig {
     let mut c = RedisConfig::new(&format!("redis://127.0.0.1:{}", single_port()));
     c.prefix = unique_prefix();
+    c.response_timeout = TEST_RESPONSE_TIMEOUT;
     c
 }
 
@@ -197,6 +203,7 @@ pub fn cluster_config() -> RedisConfig {
         .collect();
     let mut c = RedisConfig::new(&format!("redis+cluster://{}", nodes.join(",")));
     c.prefix = unique_prefix();
+    c.response_timeout = TEST_RESPONSE_TIMEOUT;
     c
 }
 

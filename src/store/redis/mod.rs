@@ -863,6 +863,7 @@ impl Store for RedisStore {
     }
 
     async fn recent_events(&self, max: usize) -> StoreResult<Vec<Event>> {
+        // Oldest first within each partition (as appended), then by time.
         let mut all = Vec::new();
         for p in 0..self.inner.policy.partitions {
             let mut cmd = ::redis::cmd("XREVRANGE");
@@ -878,7 +879,7 @@ impl Store for RedisStore {
                     .await
                     .map_err(unavailable)?,
             )?;
-            for entry in entries {
+            for entry in entries.into_iter().rev() {
                 let parts = array(entry)?;
                 let fields = parts.get(1).map(flat_map).unwrap_or_default();
                 if let Some(json) = fields.get("e") {
