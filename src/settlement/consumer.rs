@@ -144,6 +144,14 @@ fn parse_entries(v: &Value) -> Vec<RawEntry> {
         .collect()
 }
 
+/// "1700000000000-3" → (1700000000000, 3); anything else reads as 0-0.
+fn parse_stream_id(id: &str) -> (u64, u64) {
+    let mut it = id.splitn(2, '-');
+    let ms = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let seq = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    (ms, seq)
+}
+
 fn is_connectivity(e: &SettlementError) -> bool {
     match e {
         SettlementError::Db(db) => matches!(
@@ -487,12 +495,15 @@ impl<S: Store> StreamConsumer<S> {
         Ok(live.into_iter().collect())
     }
 
-    /// What `reconcile` and `run-once` do before they compare with or book
-    /// into the ledger. When no worker is consuming the partitions, they
-    /// commit every pending event themselves (`drain`). When workers are
-    /// running, they wait — up to `wait` — for the workers to catch up
-    /// instead of taking a partition's next events out of their hands, which
-    /// could commit a number's events out of order.
+    /// What `reconcile`, `run-once` and the worker's daily run do before
+    /// they compare with or book into the ledger. When no worker is
+    /// consuming the partitions, they commit every pending event themselves
+    /// (`drain`). When workers are running, they wait — up to `wait` — until
+    /// the workers have committed every event that was in the streams when
+    /// the wait began, instead of taking a partition's next events out of
+    /// their hands, which could commit a number's events out of order.
+    /// Waiting for those events only (not for empty streams) lets the wait
+    /// end while calls keep coming in.
     pub async fn drain_or_wait(
         &self,
         live_within: Duration,
@@ -503,9 +514,10 @@ impl<S: Store> StreamConsumer<S> {
             return self.drain().await;
         }
         tracing::info!(workers = ?workers, "settlement workers are running; waiting for them to catch up");
+        let marks = self.stream_marks().await?;
         let deadline = Instant::now() + wait;
         loop {
-            if self.caught_up().await? {
+            if self.committed_through(&marks).await? {
                 return Ok(0);
             }
             if Instant::now() >= deadline {
@@ -516,6 +528,49 @@ impl<S: Store> StreamConsumer<S> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The id of the last entry of each owned partition's stream now (None
+    /// for an empty or missing stream).
+    async fn stream_marks(&self) -> Result<Vec<(u32, Option<(u64, u64)>)>, ConsumeError> {
+        let mut marks = Vec::with_capacity(self.cfg.partitions.len());
+        for &p in &self.cfg.partitions {
+            let mut cmd = ::redis::cmd("XREVRANGE");
+            cmd.arg(self.stream(p))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+            let v: Value = self.redis.conn().query(&cmd).await?;
+            let last = parse_entries(&v).first().map(|e| parse_stream_id(&e.id));
+            marks.push((p, last));
+        }
+        Ok(marks)
+    }
+
+    /// True when the group has delivered every owned partition's entries up
+    /// to its mark and none of them is still pending (not yet committed).
+    async fn committed_through(
+        &self,
+        marks: &[(u32, Option<(u64, u64)>)],
+    ) -> Result<bool, ConsumeError> {
+        for &(p, mark) in marks {
+            let Some(mark) = mark else { continue };
+            let groups = self
+                .redis
+                .stream_groups(p)
+                .await
+                .map_err(SettlementError::from)?;
+            let Some(group) = groups.iter().find(|g| g.name == GROUP) else {
+                return Ok(false);
+            };
+            let delivered = group.last_delivered >= mark;
+            let nothing_old_pending = group.oldest_pending.is_none_or(|oldest| oldest > mark);
+            if !(delivered && nothing_old_pending) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Runs until `shutdown` flips: polls every owned partition, backing off

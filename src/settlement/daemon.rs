@@ -16,14 +16,14 @@ use tokio::sync::watch;
 use tonic_health::ServingStatus;
 
 use crate::api::auth::TokenRegistry;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::domain::CodeHasher;
 use crate::pb;
 use crate::settlement::api::SettlementApi;
 use crate::settlement::config::{Common, RunArgs};
 use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, Settlement};
-use crate::settlement::{calendar, daily, projector, reconcile, swish};
+use crate::settlement::{projector, scheduler, swish, time};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
@@ -50,12 +50,16 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     let store = RedisStore::connect(&common.redis_config(), common.store_policy())
         .await
         .with_context(|| format!("connecting to {}", common.store))?;
-    let settlement = Arc::new(Settlement::new(
-        pool,
-        store.clone(),
-        policy,
-        Arc::new(SystemClock),
-    ));
+    let clock = time::build(time::choose(
+        common.now.as_deref(),
+        None,
+        true,
+        SystemClock.now_ms(),
+    )?);
+    if common.now.is_some() {
+        tracing::warn!(now = %crate::settlement::context::ms_to_utc(clock.now_ms()), "--now: the worker runs on a simulated clock");
+    }
+    let settlement = Arc::new(Settlement::new(pool, store.clone(), policy, clock));
     let tokens = match &args.tokens_file {
         Some(path) => TokenRegistry::from_file(path)?,
         None => {
@@ -103,55 +107,33 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     }
     {
         let s = settlement.clone();
-        let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                if let Err(e) = projector::flush(&s).await {
-                    tracing::warn!(error = %e, "pushing account changes to the state store failed");
-                }
-                tokio::select! {
-                    _ = rx.changed() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }));
+        let rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move { projector::run(&s, rx).await }));
     }
     {
-        let s = settlement.clone();
-        let consumer = consumer.clone();
-        let run_at = args.daily_run_at;
-        let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let now_ms = s.clock.now_ms();
-                let today = calendar::stockholm_date(now_ms);
-                let local = crate::settlement::context::ms_to_utc(now_ms)
-                    .with_timezone(&chrono_tz::Europe::Stockholm)
-                    .time();
-                if local >= run_at {
-                    match daily::ran(&s.pool, today).await {
-                        Ok(false) => match daily::run_day(&s, today).await {
-                            Ok(_) => {
-                                if matches!(consumer.caught_up().await, Ok(true)) {
-                                    match reconcile::reconcile(&s, false).await {
-                                        Ok(r) if !r.drifting.is_empty() => tracing::warn!(accounts = r.drifting.len(), drift_ore = r.total_drift_ore, "reconciliation found drift; run `callauth-settlement reconcile --repair` after review"),
-                                        Ok(_) => {}
-                                        Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
-                                    }
-                                }
-                            }
-                            Err(e) => tracing::error!(%today, error = %e, "daily calendar run failed; retried"),
-                        },
-                        Ok(true) => {}
-                        Err(e) => tracing::warn!(error = %e, "checking the calendar failed"),
-                    }
-                }
-                tokio::select! {
-                    _ = rx.changed() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                }
-            }
-        }));
+        // The daily run brings the ledger up to every partition's events
+        // first, under a consumer name of its own (scheduler module doc).
+        let drainer = StreamConsumer::new(
+            settlement.clone(),
+            store.clone(),
+            ConsumerConfig {
+                consumer: format!("{consumer_name}-calendar"),
+                partitions: ConsumerConfig::owned(common.partitions, 0, 1),
+                batch: args.batch,
+                max_deliveries: args.max_deliveries,
+                claim_idle: args.claim_idle(),
+                poll_interval: Duration::from_millis(200),
+                concurrency: 1,
+            },
+        );
+        let fut = scheduler::run(
+            settlement.clone(),
+            consumer.clone(),
+            drainer,
+            args.daily_run_at,
+            shutdown_rx.clone(),
+        );
+        tasks.push(tokio::spawn(fut));
     }
 
     // HTTP: metrics, health, Swish callbacks.
