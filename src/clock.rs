@@ -47,3 +47,25 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// The system's clock moved by a fixed offset: it reads `start_ms` when
+/// created and then runs at the real pace (rehearsals: a worker started
+/// "on 2027-01-04" runs its calendar, API and imports on that day).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset_ms: i64,
+}
+
+impl OffsetClock {
+    pub fn starting_at(start_ms: i64) -> OffsetClock {
+        OffsetClock {
+            offset_ms: start_ms - SystemClock.now_ms(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.offset_ms
+    }
+}

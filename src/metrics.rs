@@ -66,6 +66,8 @@ pub const SETTLEMENT_MERCHANT_STATEMENTS_TOTAL: &str =
     "callauth_settlement_merchant_statements_total";
 pub const SETTLEMENT_READY: &str = "callauth_settlement_ready";
 pub const SETTLEMENT_CALENDAR_RUNS_TOTAL: &str = "callauth_settlement_calendar_runs_total";
+pub const SETTLEMENT_STORE_OPS_REFUSED: &str = "callauth_settlement_store_ops_refused";
+pub const SETTLEMENT_CALENDAR_MISSED_RUNS: &str = "callauth_settlement_calendar_missed_runs";
 
 pub const BUILD_INFO: &str = "callauth_build_info";
 
@@ -251,6 +253,14 @@ fn describe() {
         "merchant settlement statements made"
     );
     describe_counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "calendar jobs run by job");
+    describe_gauge!(
+        SETTLEMENT_STORE_OPS_REFUSED,
+        "account changes the state store refused for good, waiting for reconcile --repair"
+    );
+    describe_gauge!(
+        SETTLEMENT_CALENDAR_MISSED_RUNS,
+        "calendar runs missed (caught up in the last 24 hours, or due and not done)"
+    );
     describe_gauge!(
         SETTLEMENT_READY,
         "1 when the worker's dependency (ledger_database, state_store) answers"
@@ -494,13 +504,19 @@ pub fn preregister_settlement() {
         metrics::counter!(SETTLEMENT_INVOICES_ISSUED_TOTAL, "kind" => kind).increment(0);
     }
     for channel in ["bankgiro", "swish"] {
-        for result in ["matched", "unmatched", "duplicate"] {
+        for result in ["matched", "unmatched", "duplicate", "dismissed"] {
             metrics::counter!(SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => result)
                 .increment(0);
         }
         metrics::counter!(SETTLEMENT_PAYMENTS_ORE_TOTAL, "channel" => channel).increment(0);
     }
-    for step in ["overdue", "reminder", "collection", "enforcement"] {
+    for step in [
+        "overdue",
+        "reminder",
+        "collection",
+        "enforcement",
+        "fees_waived",
+    ] {
         metrics::counter!(SETTLEMENT_LADDER_STEPS_TOTAL, "step" => step).increment(0);
     }
     metrics::gauge!(SETTLEMENT_STORE_OPS_PENDING).increment(0.0);
@@ -511,4 +527,6 @@ pub fn preregister_settlement() {
     metrics::gauge!(SETTLEMENT_RECONCILIATION_DRIFT_ACCOUNTS).increment(0.0);
     metrics::counter!(SETTLEMENT_MERCHANT_STATEMENTS_TOTAL).increment(0);
     metrics::counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "job" => "daily").increment(0);
+    metrics::gauge!(SETTLEMENT_STORE_OPS_REFUSED).increment(0.0);
+    metrics::gauge!(SETTLEMENT_CALENDAR_MISSED_RUNS).increment(0.0);
 }

@@ -341,3 +341,105 @@ async fn an_embedded_gateways_jsonl_outbox_is_ingested_once() {
     let _ = E164::parse(A);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 11: the admin list of account changes the state store refused, and
+/// dismissing a payment that cannot be matched, over gRPC; admins only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_store_changes_are_listed_and_payments_dismissed_by_admins() {
+    let w = World::new(T0, &[A], SettlementPolicy::default()).await;
+    // A change the store refuses: a payment of an invoice it never had.
+    let mut tx = w.db.pool.begin().await.unwrap();
+    callauth::settlement::context::queue_store_op(
+        &mut tx,
+        "apply_payment",
+        A,
+        serde_json::json!({ "payment_id": "pay-1-1", "amount_ore": 5000,
+                            "clear_overdue": false, "first_invoice_paid": false }),
+    )
+    .await
+    .unwrap();
+    // A 0 SEK payment in the manual queue.
+    let payment_id: i64 = sqlx::query_scalar(
+        "insert into payments (channel, external_id, amount_ore, paid_on, status)
+         values ('bankgiro', 'bgmax:zero', 0, '2025-11-24', 'unmatched') returning id",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let _ = w.account(A).await; // the account exists in the store
+    callauth::settlement::projector::flush(&w.settlement)
+        .await
+        .unwrap();
+
+    let mut c = SettlementClient::new(serve(&w).await);
+    let denied = c
+        .list_refused_store_ops(req(pb::ListRefusedStoreOpsRequest {}, STJARN))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let ops = c
+        .list_refused_store_ops(req(pb::ListRefusedStoreOpsRequest {}, ADMIN))
+        .await
+        .unwrap()
+        .into_inner()
+        .ops;
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(
+        (ops[0].kind.as_str(), ops[0].number.as_str()),
+        ("apply_payment", A)
+    );
+    assert_eq!(ops[0].attempts, 1);
+
+    let denied = c
+        .dismiss_payment(req(
+            pb::DismissPaymentRequest {
+                payment_id,
+                reason: "nollbelopp".into(),
+            },
+            IVR,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let no_reason = c
+        .dismiss_payment(req(
+            pb::DismissPaymentRequest {
+                payment_id,
+                reason: String::new(),
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    let done = c
+        .dismiss_payment(req(
+            pb::DismissPaymentRequest {
+                payment_id,
+                reason: "nollbelopp".into(),
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((done.payment_id, done.written_off_ore), (payment_id, 0));
+    let again = c
+        .dismiss_payment(req(
+            pb::DismissPaymentRequest {
+                payment_id,
+                reason: "nollbelopp".into(),
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let queue = c
+        .list_unmatched_payments(req(pb::ListUnmatchedPaymentsRequest {}, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(queue.payments.is_empty());
+}

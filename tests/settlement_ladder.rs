@@ -236,12 +236,16 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
     assert_eq!(inv.due_date, ymd(2025, 12, 8));
     assert_eq!(invoiced_unpaid(&w, A).await, money(125_590));
 
-    // Due today is not overdue.
-    assert!(nothing_new(&day(&w, ymd(2025, 12, 8)).await));
+    // Due today is not overdue, nor within the 3 bank days a payment may
+    // take to arrive (R15): Tuesday 9 – Thursday 11 December.
+    for date in [ymd(2025, 12, 8), ymd(2025, 12, 9), ymd(2025, 12, 11)] {
+        assert!(nothing_new(&day(&w, date).await), "{date}");
+    }
     assert!(!w.account(A).await.overdue_blocked);
 
-    // 1. Overdue the day after: the number is blocked (R7).
-    let r = day(&w, ymd(2025, 12, 9)).await;
+    // 1. Overdue the day after the grace, Friday 12 December: the number is
+    // blocked (R7).
+    let r = day(&w, ymd(2025, 12, 12)).await;
     assert_eq!(r.overdue, 1);
     assert!(w.account(A).await.overdue_blocked);
     match try_call(&w, A, "refused").await {
@@ -252,16 +256,18 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
         other => panic!("{other:?}"),
     }
     assert!(
-        nothing_new(&day(&w, ymd(2025, 12, 12)).await),
-        "no reminder before the 5th day"
+        nothing_new(&day(&w, ymd(2025, 12, 13)).await),
+        "the 5th day after the due date is a Saturday: no letter"
     );
+    assert!(nothing_new(&day(&w, ymd(2025, 12, 14)).await));
 
-    // 2. The reminder on the 5th day after the due date: 60 SEK, due in 10 days, on paper.
+    // 2. The reminder on the first bank day at least 5 days after the due
+    // date, Monday 15 December: 60 SEK, due in 10 days, on paper.
     // Two workers running the same day at once still send one reminder.
-    w.clock.set_ms(noon(ymd(2025, 12, 13)));
+    w.clock.set_ms(noon(ymd(2025, 12, 15)));
     let (r1, r2) = tokio::join!(
-        ladder::run_ladder(&w.settlement, ymd(2025, 12, 13)),
-        ladder::run_ladder(&w.settlement, ymd(2025, 12, 13))
+        ladder::run_ladder(&w.settlement, ymd(2025, 12, 15)),
+        ladder::run_ladder(&w.settlement, ymd(2025, 12, 15))
     );
     let (r1, r2) = (r1.unwrap(), r2.unwrap());
     assert_eq!(r1.reminders + r2.reminders, 1);
@@ -270,10 +276,10 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
     let ops_before = w.count("select count(*) from store_ops").await;
     let entries_before = w.count("select count(*) from ledger_entries").await;
     assert!(
-        nothing_new(&day(&w, ymd(2025, 12, 13)).await),
+        nothing_new(&day(&w, ymd(2025, 12, 15)).await),
         "running the day again does nothing"
     );
-    assert!(nothing_new(&day(&w, ymd(2025, 12, 14)).await));
+    assert!(nothing_new(&day(&w, ymd(2025, 12, 16)).await));
     assert_eq!(w.count("select count(*) from store_ops").await, ops_before);
     assert_eq!(
         w.count("select count(*) from ledger_entries").await,
@@ -281,8 +287,9 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
     );
     let inv = invoice(&w, A).await;
     assert_eq!(inv.stage, "reminded");
-    // 13 Dec + 10 days = Tuesday 23 December, a bank day.
-    assert_eq!(inv.stage_due_date, ymd(2025, 12, 23));
+    // 15 Dec + 10 days = Thursday 25 December (juldagen; the 26th is
+    // annandag jul, then a weekend) → Monday 29 December.
+    assert_eq!(inv.stage_due_date, ymd(2025, 12, 29));
     assert_eq!(inv.fees, 3000 + 6000);
     assert_eq!(inv.total, 125_590 + 6000);
     assert_eq!(
@@ -299,7 +306,7 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
     .unwrap();
     assert_eq!(
         (on, fee, new_due),
-        (ymd(2025, 12, 13), 6000, Some(ymd(2025, 12, 23)))
+        (ymd(2025, 12, 15), 6000, Some(ymd(2025, 12, 29)))
     );
     let reminders = documents(&w, inv.id, "reminder").await;
     assert_eq!(reminders.len(), 1);
@@ -312,58 +319,66 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
         money(125_590 + 6000),
         "{FEE_ONLY_INVOICE}"
     );
-    assert!(
-        nothing_new(&day(&w, ymd(2025, 12, 23)).await),
-        "the reminder's due date itself"
-    );
+    // The reminder's due date itself, and its grace: 30 December, 2 and
+    // 5 January (31 December and 1 January are closed).
+    for date in [ymd(2025, 12, 29), ymd(2026, 1, 2)] {
+        assert!(nothing_new(&day(&w, date).await), "{date}");
+    }
 
-    // 3. The collection demand the day after the reminder's due date:
-    // 180 SEK plus interest from the due date. Default table: reference
-    // rate 2.00 % from 2025-07-01, + 8 pp = 10 %; 9–24 December = 16 days;
-    // 125 590 öre × 10 × 16 / 36 500 = 550.53… → 551 öre.
-    let r = day(&w, ymd(2025, 12, 24)).await;
+    // 3. The collection demand on the first bank day after the grace,
+    // Wednesday 7 January (the 6th is trettondedag jul): 180 SEK plus
+    // interest from the due date. Default table: reference rate 2.00 % from
+    // 2025-07-01 and 2026-01-01, + 8 pp = 10 %; 9 December – 7 January =
+    // 30 days; 125 590 öre × 10 × 30 / 36 500 = 1 032.2… → 1 032 öre.
+    assert!(nothing_new(&day(&w, ymd(2026, 1, 5)).await));
+    assert!(nothing_new(&day(&w, ymd(2026, 1, 6)).await));
+    let r = day(&w, ymd(2026, 1, 7)).await;
     assert_eq!(r.collections, 1);
     assert_eq!(r.fees, Money::sek(180));
-    assert_eq!(r.interest, money(551));
+    assert_eq!(r.interest, money(1032));
     let expected_interest = interest::late_interest(
         money(125_590),
         ymd(2025, 12, 8),
-        ymd(2025, 12, 24),
+        ymd(2026, 1, 7),
         &interest::default_table(),
         interest::STATUTORY_MARGIN_PP,
     )
     .unwrap();
-    assert_eq!(expected_interest, money(551));
+    assert_eq!(expected_interest, money(1032));
     let inv = invoice(&w, A).await;
     assert_eq!(inv.stage, "collection");
-    // 24 Dec + 10 = Saturday 3 January → Monday 5 January (at least 8 days).
-    assert_eq!(inv.stage_due_date, ymd(2026, 1, 5));
+    // 7 Jan + 10 = Saturday 17 January → Monday 19 January (at least 8 days).
+    assert_eq!(inv.stage_due_date, ymd(2026, 1, 19));
     assert_eq!(inv.fees, 3000 + 6000 + 18_000);
-    assert_eq!(inv.interest, 551);
-    assert_eq!(inv.total, 125_590 + 6000 + 18_000 + 551);
+    assert_eq!(inv.interest, 1032);
+    assert_eq!(inv.total, 125_590 + 6000 + 18_000 + 1032);
     let demands = documents(&w, inv.id, "collection").await;
     assert_eq!(demands.len(), 1);
     assert_eq!(demands[0].0, "paper");
     assert!(contains(&demands[0].1, b"Inkassokrav"));
     assert_eq!(
-        w.count("select count(*) from invoice_lines where kind = 'interest' and amount_ore = 551")
+        w.count("select count(*) from invoice_lines where kind = 'interest' and amount_ore = 1032")
             .await,
         1
     );
     // The store's invoiced-unpaid grew by exactly the fees and the interest.
     assert_eq!(
         invoiced_unpaid(&w, A).await,
-        money(125_590 + 6000 + 18_000 + 551),
+        money(125_590 + 6000 + 18_000 + 1032),
         "{FEE_ONLY_INVOICE}"
     );
     assert!(ladder::enforcement_list(&w.db.pool)
         .await
         .unwrap()
         .is_empty());
-    assert!(nothing_new(&day(&w, ymd(2026, 1, 5)).await));
+    // The demand's deadline and its grace (20, 21, 22 January).
+    for date in [ymd(2026, 1, 19), ymd(2026, 1, 22)] {
+        assert!(nothing_new(&day(&w, date).await), "{date}");
+    }
 
-    // 4. Kronofogden the day after the demand's deadline.
-    let r = day(&w, ymd(2026, 1, 6)).await;
+    // 4. Kronofogden on the first bank day after the demand's deadline
+    // and its grace: Friday 23 January.
+    let r = day(&w, ymd(2026, 1, 23)).await;
     assert_eq!(r.enforcements, 1);
     assert!(
         nothing_new(&day(&w, ymd(2026, 3, 1)).await),
@@ -382,10 +397,10 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
     assert_eq!(item.reminder_fee, Money::sek(60));
     assert_eq!(item.collection_fee, Money::sek(180));
     assert_eq!(item.fees, Money::sek(240));
-    assert_eq!(item.interest, money(551));
-    assert_eq!(item.interest_charged_to, Some(ymd(2025, 12, 24)));
-    assert_eq!(item.outstanding, money(125_590 + 24_000 + 551));
-    assert_eq!(item.handed_over_on, ymd(2026, 1, 6));
+    assert_eq!(item.interest, money(1032));
+    assert_eq!(item.interest_charged_to, Some(ymd(2026, 1, 7)));
+    assert_eq!(item.outstanding, money(125_590 + 24_000 + 1032));
+    assert_eq!(item.handed_over_on, ymd(2026, 1, 23));
 
     assert_eq!(
         steps(&w, inv.id).await,
@@ -393,11 +408,11 @@ async fn an_unpaid_invoice_climbs_the_whole_ladder() {
     );
     assert_eq!(
         balance(&w, &account::caller_invoiced(A)).await,
-        125_590 + 24_000 + 551
+        125_590 + 24_000 + 1032
     );
     assert_eq!(balance(&w, account::INCOME_REMINDER_FEE).await, -6000);
     assert_eq!(balance(&w, account::INCOME_COLLECTION_FEE).await, -18_000);
-    assert_eq!(balance(&w, account::INCOME_INTEREST).await, -551);
+    assert_eq!(balance(&w, account::INCOME_INTEREST).await, -1032);
     books_balance(&w).await;
     assert!(w.account(A).await.overdue_blocked);
 }
@@ -428,7 +443,9 @@ async fn no_reminder_fee_unless_the_terms_agreed_one() {
         .count("select count(*) from store_ops where kind = 'apply_invoice'")
         .await;
 
-    let r = day(&w, ymd(2025, 12, 13)).await;
+    // Monday 15 December: overdue since the 12th (not run until now) and the
+    // reminder's first bank day.
+    let r = day(&w, ymd(2025, 12, 15)).await;
     assert_eq!(
         (r.overdue, r.reminders),
         (1, 1),
@@ -464,12 +481,13 @@ async fn no_reminder_fee_unless_the_terms_agreed_one() {
 async fn a_dispute_stops_the_ladder_until_it_is_resolved() {
     let w = two_invoices().await;
     let (a, b) = (invoice(&w, A).await, invoice(&w, B).await);
-    day(&w, ymd(2025, 12, 9)).await;
+    // Due Monday 8 December + 3 bank days of grace: overdue Friday 12.
+    day(&w, ymd(2025, 12, 12)).await;
     assert!(w.account(A).await.overdue_blocked);
     assert!(w.account(B).await.overdue_blocked);
 
     // Opening: the consent evidence of the call is attached, the block lifts.
-    w.clock.set_ms(noon(ymd(2025, 12, 10)));
+    w.clock.set_ms(noon(ymd(2025, 12, 13)));
     let da = disputes::open_dispute(&w.settlement, a.id, "Jag har inte ringt", "kundtjanst:eva")
         .await
         .unwrap();
@@ -603,8 +621,10 @@ async fn a_dispute_stops_the_ladder_until_it_is_resolved() {
         w.account(B).await.overdue_blocked,
         "still unpaid past its due date"
     );
-    assert!(nothing_new(&day(&w, ymd(2026, 2, 16)).await));
-    let r = day(&w, ymd(2026, 2, 17)).await;
+    // The reminder on the first bank day ≥ 12 + 5 = 17 February and after
+    // the new deadline's grace (13, 16, 17 February): Wednesday 18 February.
+    assert!(nothing_new(&day(&w, ymd(2026, 2, 17)).await));
+    let r = day(&w, ymd(2026, 2, 18)).await;
     assert_eq!(r.reminders, 1);
     assert_eq!(r.fees, Money::sek(60));
     assert_eq!(
@@ -636,11 +656,11 @@ async fn an_installment_plan_pauses_the_ladder_until_one_payment_is_missed() {
     let (a, b) = (invoice(&w, A).await, invoice(&w, B).await);
     assert_eq!(a.total, 421_600);
     assert_eq!(b.total, 125_590);
-    day(&w, ymd(2025, 12, 9)).await;
+    day(&w, ymd(2025, 12, 12)).await;
     assert!(w.account(A).await.overdue_blocked);
 
     // Refused, writing nothing: a small debt without a decision; under 500 SEK a month.
-    w.clock.set_ms(noon(ymd(2025, 12, 10)));
+    w.clock.set_ms(noon(ymd(2025, 12, 13)));
     let first_due = ymd(2026, 1, 10);
     assert!(matches!(
         plans::create_plan(
@@ -810,33 +830,36 @@ async fn an_installment_plan_pauses_the_ladder_until_one_payment_is_missed() {
     assert_eq!(broken.stage_due_date, ymd(2026, 2, 16));
     assert!(w.account(A).await.overdue_blocked, "blocked again at once");
 
-    // The ladder resumes: reminder 5 days later, then the collection demand.
+    // The ladder resumes: the reminder on the first bank day at least 5
+    // days later (Saturday 21 → Monday 23 February), then the demand.
     assert!(nothing_new(&day(&w, ymd(2026, 2, 20)).await));
-    let r = day(&w, ymd(2026, 2, 21)).await;
+    assert!(nothing_new(&day(&w, ymd(2026, 2, 21)).await));
+    let r = day(&w, ymd(2026, 2, 23)).await;
     assert_eq!(r.reminders, 1);
     assert_eq!(r.fees, Money::sek(60));
-    // 21 Feb + 10 = Tuesday 3 March.
-    assert_eq!(invoice(&w, A).await.stage_due_date, ymd(2026, 3, 3));
-    let r = day(&w, ymd(2026, 3, 4)).await;
+    // 23 Feb + 10 = Thursday 5 March; + 3 bank days of grace = 10 March.
+    assert_eq!(invoice(&w, A).await.stage_due_date, ymd(2026, 3, 5));
+    assert!(nothing_new(&day(&w, ymd(2026, 3, 10)).await));
+    let r = day(&w, ymd(2026, 3, 11)).await;
     assert_eq!(r.collections, 1);
     // Interest only from the day the plan broke, on the principal left:
-    // 421 600 − 150 000 = 271 600 öre × 10 % × 16 days (17 Feb – 4 Mar) / 365
-    // = 1 190.57… → 1 191 öre.
-    assert_eq!(r.interest, money(1191));
+    // 421 600 − 150 000 = 271 600 öre × 10 % × 23 days (17 Feb – 11 Mar) / 365
+    // = 1 711.45… → 1 711 öre.
+    assert_eq!(r.interest, money(1711));
     assert_eq!(
         interest::late_interest(
             money(271_600),
             ymd(2026, 2, 16),
-            ymd(2026, 3, 4),
+            ymd(2026, 3, 11),
             &interest::default_table(),
             interest::STATUTORY_MARGIN_PP
         )
         .unwrap(),
-        money(1191)
+        money(1711)
     );
     let last = invoice(&w, A).await;
     assert_eq!(last.stage, "collection");
-    assert_eq!(last.total, 421_600 + 6000 + 18_000 + 1191);
+    assert_eq!(last.total, 421_600 + 6000 + 18_000 + 1711);
     assert_eq!(
         steps(&w, a.id).await,
         [
@@ -849,7 +872,7 @@ async fn an_installment_plan_pauses_the_ladder_until_one_payment_is_missed() {
     );
     assert_eq!(
         invoiced_unpaid(&w, A).await,
-        money(421_600 - 150_000 + 6000 + 18_000 + 1191),
+        money(421_600 - 150_000 + 6000 + 18_000 + 1711),
         "{FEE_ONLY_INVOICE}"
     );
     assert_eq!(

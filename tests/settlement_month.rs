@@ -316,10 +316,13 @@ async fn a_month_of_calls_invoices_payments_reminders_collection_plans_and_dispu
     .fetch_one(&db.pool)
     .await
     .unwrap();
+    // Due Monday 30 November; 5 days later is Saturday 5 December, so the
+    // first bank day after it (and after the 3 bank days of grace, 1–3
+    // December): Monday 7 December.
     assert_eq!(
         reminder_day,
-        date(2026, 12, 5),
-        "five days after the due date (seed 001)"
+        date(2026, 12, 7),
+        "five days after the due date (seed 001), on a bank day"
     );
     let collection_day: NaiveDate = sqlx::query_scalar(
         "select on_date from collection_steps where invoice_id = $1 and step = 'collection'",

@@ -981,3 +981,106 @@ async fn prepaid_code_bought_by_swish_and_topped_up_by_bankgiro() {
     assert_eq!(balance(&w, "unmatched_payments").await, -10_000);
     books_balance(&w).await;
 }
+
+/// R15 (issue 11): a 0 SEK payment and a BgMax deduction can never be
+/// matched; staff take them out of the manual queue with a reason. The
+/// deduction (Bankgirot's sample has one of 500,00 SEK) is written off; a
+/// payment with money in it cannot be dismissed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_payments_and_deductions_leave_the_manual_queue_with_a_reason() {
+    let w = world(&[A]).await;
+    payments::import_bgmax(&w.settlement, SAMPLE).await.unwrap();
+    let mut zero = file("20251124061500000001");
+    zero.free_text_payment("okänd", Money::ZERO);
+    assert_eq!(import(&w, &zero).await.unmatched, 1);
+    let queue = payments::unmatched(&w.db.pool).await.unwrap();
+    assert_eq!(queue.len(), 8);
+    let deduction = queue[1].id;
+    assert_eq!(queue[1].amount, Money::ore_unchecked(-50_000));
+    let nothing = queue.iter().find(|p| p.amount == Money::ZERO).unwrap().id;
+    let money_in_it = queue[0].id;
+    let now = w.settlement.now();
+    let dismiss = |id: i64, reason: &'static str| {
+        let pool = w.db.pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            let r = payments::dismiss_payment(&mut tx, id, reason, "staff:anna", now).await;
+            if r.is_ok() {
+                tx.commit().await.unwrap();
+            }
+            r
+        }
+    };
+
+    // Refused, writing nothing: money in it, no reason, an endless reason.
+    let before = snapshot(&w).await;
+    let audit_before = w.count("select count(*) from audit_log").await;
+    assert!(matches!(
+        dismiss(money_in_it, "fel bankgiro").await,
+        Err(SettlementError::Refused(_))
+    ));
+    assert!(matches!(
+        dismiss(nothing, "  ").await,
+        Err(SettlementError::Invalid(_))
+    ));
+    let long: &'static str = Box::leak("x".repeat(501).into_boxed_str());
+    match dismiss(nothing, long).await {
+        Err(SettlementError::Invalid(m)) => assert!(!m.contains("xxx"), "never echoed: {m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        dismiss(999_999, "finns inte").await,
+        Err(SettlementError::NotFound(_))
+    ));
+    assert_eq!(snapshot(&w).await, before);
+    assert_eq!(
+        w.count("select count(*) from audit_log").await,
+        audit_before
+    );
+
+    // The 0 SEK payment: nothing to book.
+    let d = dismiss(nothing, "nollbelopp från banken").await.unwrap();
+    assert_eq!(d.written_off, Money::ZERO);
+    // The deduction: 500,00 SEK written off, out of unmatched_payments.
+    assert_eq!(balance(&w, "unmatched_payments").await, -990_000);
+    let d = dismiss(deduction, "avdrag: återbetalning enligt banken")
+        .await
+        .unwrap();
+    assert_eq!(d.written_off, Money::sek(500));
+    // −990 000 − 50 000: the deduction no longer offsets the money that waits.
+    assert_eq!(balance(&w, "unmatched_payments").await, -1_040_000);
+    assert_eq!(balance(&w, "losses:payment_write_offs").await, 50_000);
+    let left: Vec<i64> = payments::unmatched(&w.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(left.len(), 6);
+    assert!(!left.contains(&deduction) && !left.contains(&nothing));
+    let (status, by, reason): (String, String, String) =
+        sqlx::query_as("select status, matched_by, dismissed_reason from payments where id = $1")
+            .bind(deduction)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), by.as_str(), reason.as_str()),
+        (
+            "dismissed",
+            "staff:anna",
+            "avdrag: återbetalning enligt banken"
+        )
+    );
+    assert_eq!(
+        w.count("select count(*) from audit_log where action = 'payment_dismissed'")
+            .await,
+        2
+    );
+    // Once only.
+    assert!(matches!(
+        dismiss(deduction, "igen").await,
+        Err(SettlementError::Refused(_))
+    ));
+    books_balance(&w).await;
+}

@@ -14,7 +14,7 @@ use crate::settlement::context::{Settlement, SettlementError};
 use crate::settlement::payments::{self, MatchTarget};
 use crate::settlement::personal::{self, HolderInput};
 use crate::settlement::prepaid_orders::{self, OrderKind, OrderRef, PickedUp};
-use crate::settlement::{disputes, ladder, merchants, plans};
+use crate::settlement::{disputes, ladder, merchants, plans, projector};
 use crate::store::Store;
 
 pub struct SettlementApi<S: Store> {
@@ -512,6 +512,48 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
             holder_erased: e.holder_erased,
             consents_deleted: e.consents_deleted,
             kept: e.kept,
+        }))
+    }
+
+    async fn list_refused_store_ops(
+        &self,
+        req: Request<pb::ListRefusedStoreOpsRequest>,
+    ) -> Result<Response<pb::ListRefusedStoreOpsResponse>, Status> {
+        actor(&req)?;
+        let ops = projector::refused(&self.settlement.pool)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListRefusedStoreOpsResponse {
+            ops: ops
+                .into_iter()
+                .map(|o| pb::RefusedStoreOp {
+                    id: o.id,
+                    kind: o.kind,
+                    number: o.number,
+                    created_at: o.created_at.to_rfc3339(),
+                    refused_at: o.refused_at.to_rfc3339(),
+                    attempts: o.attempts,
+                    error: o.error,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn dismiss_payment(
+        &self,
+        req: Request<pb::DismissPaymentRequest>,
+    ) -> Result<Response<pb::DismissPaymentResponse>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let s = &self.settlement;
+        let mut tx = s.pool.begin().await.map_err(|e| to_status(e.into()))?;
+        let d = payments::dismiss_payment(&mut tx, r.payment_id, &r.reason, &actor, s.now())
+            .await
+            .map_err(to_status)?;
+        tx.commit().await.map_err(|e| to_status(e.into()))?;
+        Ok(Response::new(pb::DismissPaymentResponse {
+            payment_id: d.payment_id,
+            written_off_ore: d.written_off.ore(),
         }))
     }
 }

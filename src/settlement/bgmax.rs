@@ -16,7 +16,8 @@
 //! read as blanks), lines end in LF or CRLF, and TAB characters are accepted.
 //! `payment_fields` explains how a payment record with TABs is read. A file
 //! that someone re-saved as UTF-8 is decoded as UTF-8 (ISO-8859-1 Swedish text
-//! is practically never valid UTF-8), so names keep their å, ä and ö.
+//! is practically never valid UTF-8), so names keep their å, ä and ö; a
+//! byte-order mark that the editor put in front (EF BB BF) is dropped.
 //!
 //! Idempotency: [`BgMaxFile::file_key`] identifies a delivery and
 //! [`Section::payment_keys`] each payment, by (payee bankgiro, payment date,
@@ -300,8 +301,10 @@ pub fn parse(bytes: &[u8]) -> Result<BgMaxFile, BgMaxError> {
 /// ISO-8859-1, where every byte is the code point of the same value, unless
 /// the bytes are valid UTF-8 with non-ASCII characters: then the file was
 /// re-encoded on its way here (Latin-1 å, ä, ö are followed by ASCII letters,
-/// which is never valid UTF-8).
+/// which is never valid UTF-8). A UTF-8 byte-order mark is dropped first (in
+/// Latin-1 it would read "ï»¿", which no BgMax file begins with).
 fn decode(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(text) if !bytes.is_ascii() => text.to_string(),
         _ => bytes.iter().map(|&b| char::from(b)).collect(),
@@ -1584,6 +1587,19 @@ mod tests {
         let utf8 = fixture_lines().join("\n").into_bytes();
         assert!(utf8.windows(2).any(|w| w == "å".as_bytes()));
         assert_eq!(parse(&utf8).unwrap(), fixture());
+    }
+
+    #[test]
+    fn a_file_resaved_as_utf8_with_a_byte_order_mark_still_reads_right() {
+        // Notepad's "UTF-8 with BOM": EF BB BF, then the UTF-8 text.
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend(fixture_lines().join("\r\n").into_bytes());
+        assert_eq!(parse(&bom).unwrap(), fixture());
+        // A Latin-1 file with a BOM in front (an editor that added one
+        // without re-encoding) reads the same too.
+        let mut latin1 = b"\xEF\xBB\xBF".to_vec();
+        latin1.extend_from_slice(FIXTURE);
+        assert_eq!(parse(&latin1).unwrap(), fixture());
     }
 
     #[test]

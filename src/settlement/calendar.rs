@@ -159,6 +159,34 @@ pub fn due_date_for_monthly(run: NaiveDate) -> NaiveDate {
     month_end(run.year(), run.month()).unwrap_or(run)
 }
 
+/// The most recent monthly run date (see [`monthly_run_date`]) on or before
+/// `date`: this month's when it has come, else last month's. The monthly
+/// run that is due on `date`, whether on its day or caught up later (R11).
+pub fn latest_monthly_run_date(date: NaiveDate, day_of_month: u32) -> Option<NaiveDate> {
+    let this_month = monthly_run_date(date.year(), date.month(), day_of_month)?;
+    if this_month <= date {
+        return Some(this_month);
+    }
+    let previous = date.with_day(1)?.pred_opt()?;
+    monthly_run_date(previous.year(), previous.month(), day_of_month)
+}
+
+/// The due date of a monthly invoice issued on `issued_on` for the run of
+/// the latest invoice day on or before it (R11): the last day of that run's
+/// month on the day itself; when the run is caught up later, that due date
+/// moved by the days of delay, so the caller gets the same time to pay as
+/// the run on its day would have given (invoice day 15 March 2026, caught up
+/// on the 17th: 31 March + 2 days = 2 April).
+pub fn due_date_for_monthly_run(issued_on: NaiveDate, invoice_day: u32) -> NaiveDate {
+    let Some(run) = latest_monthly_run_date(issued_on, invoice_day) else {
+        return due_date_for_monthly(issued_on);
+    };
+    let delay_days = (issued_on - run).num_days().max(0) as u64;
+    due_date_for_monthly(run)
+        .checked_add_days(Days::new(delay_days))
+        .unwrap_or(NaiveDate::MAX)
+}
+
 /// The due date of an invoice issued outside the monthly run (the 80 %
 /// threshold, SPEC R8) or of a reminder (R16): `days` calendar days after
 /// `issue`, moved forward to the next bank day when that lands on a weekend or
@@ -331,6 +359,42 @@ mod tests {
         // Due Saturday 31 January 2026: the next bank day is Monday 2 Feb,
         // plus 3 bank days → Thursday 5 Feb.
         assert_eq!(payment_grace_end(ymd(2026, 1, 31), 3), ymd(2026, 2, 5));
+    }
+
+    #[test]
+    fn monthly_runs_caught_up() {
+        assert_eq!(
+            latest_monthly_run_date(ymd(2026, 3, 15), 15),
+            Some(ymd(2026, 3, 15))
+        );
+        assert_eq!(
+            latest_monthly_run_date(ymd(2026, 3, 14), 15),
+            Some(ymd(2026, 2, 15))
+        );
+        assert_eq!(
+            latest_monthly_run_date(ymd(2026, 1, 3), 15),
+            Some(ymd(2025, 12, 15))
+        );
+        // On the day: the month's end. Two days late: two days more.
+        assert_eq!(
+            due_date_for_monthly_run(ymd(2026, 3, 15), 15),
+            ymd(2026, 3, 31)
+        );
+        assert_eq!(
+            due_date_for_monthly_run(ymd(2026, 3, 17), 15),
+            ymd(2026, 4, 2)
+        );
+        // Caught up in the next month (down from 15 December to 2 January):
+        // 31 December + 18 days = 18 January.
+        assert_eq!(
+            due_date_for_monthly_run(ymd(2026, 1, 2), 15),
+            ymd(2026, 1, 18)
+        );
+        // February's run: 28 February 2026.
+        assert_eq!(
+            due_date_for_monthly_run(ymd(2026, 2, 15), 15),
+            ymd(2026, 2, 28)
+        );
     }
 
     #[test]

@@ -4,18 +4,37 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::clock::SystemClock;
+use chrono::NaiveDate;
+
+use crate::clock::{Clock, SystemClock};
 use crate::domain::Money;
 use crate::settlement::config::{Cli, Command, Common};
 use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
-use crate::settlement::context::{connect, migrate, Settlement};
-use crate::settlement::{daemon, daily, jsonl, merchants, payments, personal, reconcile};
+use crate::settlement::context::{connect, migrate, ms_to_utc, Settlement};
+use crate::settlement::{
+    daemon, daily, jsonl, merchants, payments, personal, projector, reconcile, time,
+};
 use crate::store::redis::RedisStore;
 
 /// Database connections of a one-off command.
 const COMMAND_POOL: u32 = 4;
 
-async fn settlement(common: &Common) -> anyhow::Result<Arc<Settlement<RedisStore>>> {
+/// The clock of a one-off command (`settlement::time`); `at` is
+/// `run-once --at`.
+fn command_clock(common: &Common, at: Option<NaiveDate>) -> anyhow::Result<Arc<dyn Clock>> {
+    Ok(time::build(time::choose(
+        common.now.as_deref(),
+        at,
+        false,
+        SystemClock.now_ms(),
+    )?))
+}
+
+async fn settlement(
+    common: &Common,
+    at: Option<NaiveDate>,
+) -> anyhow::Result<Arc<Settlement<RedisStore>>> {
+    let clock = command_clock(common, at)?;
     let policy = common.policy.policy()?;
     let pool = connect(&common.database_url, COMMAND_POOL)
         .await
@@ -26,12 +45,7 @@ async fn settlement(common: &Common) -> anyhow::Result<Arc<Settlement<RedisStore
     let store = RedisStore::connect(&common.redis_config(), common.store_policy())
         .await
         .with_context(|| format!("connecting to {}", common.store))?;
-    Ok(Arc::new(Settlement::new(
-        pool,
-        store,
-        policy,
-        Arc::new(SystemClock),
-    )))
+    Ok(Arc::new(Settlement::new(pool, store, policy, clock)))
 }
 
 /// Brings the ledger up to every event in the streams (so reconciliation
@@ -71,14 +85,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => daemon::run(common, args).await?,
         Command::RunOnce { at } => {
-            let s = settlement(common).await?;
+            let s = settlement(common, Some(*at)).await?;
             let consumed = drain(&s, common).await?;
             let report = daily::run_day(&s, *at).await?;
             println!("events committed by this command: {consumed}");
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::ImportBgmax { file } => {
-            let s = settlement(common).await?;
+            let s = settlement(common, None).await?;
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let r = payments::import_bgmax(&s, &bytes).await?;
@@ -95,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::IngestJsonl { file } => {
-            let s = settlement(common).await?;
+            let s = settlement(common, None).await?;
             let r = jsonl::ingest_file(&s, file, 500).await?;
             println!(
                 "{} event(s) read, {} committed, {} already committed",
@@ -103,32 +117,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Reconcile { repair } => {
-            let s = settlement(common).await?;
+            let s = settlement(common, None).await?;
             drain(&s, common).await?;
-            crate::settlement::projector::flush(&s).await?;
+            projector::flush(&s).await?;
             let r = reconcile::reconcile(&s, *repair).await?;
             println!(
-                "{} account(s) checked, {} skipped (changes still pending), {} drifting ({} in all), {} repaired",
+                "{} account(s) checked, {} skipped (changes still pending), {} drifting ({} in all), {} repaired, {} refused change(s) closed",
                 r.checked,
                 r.skipped_pending_ops,
                 r.drifting.len(),
                 Money::ore_unchecked(r.total_drift_ore).to_swedish(),
-                r.repaired
+                r.repaired,
+                r.refused_ops_resolved
             );
             for d in &r.drifting {
                 println!(
-                    "  {}: unbilled ledger {} store {}, invoiced-unpaid ledger {} store {}",
+                    "  {}: unbilled ledger {} store {}, invoiced-unpaid ledger {} store {}, overdue block ledger {} store {}, first invoice paid ledger {} store {}, {} refused change(s)",
                     d.number,
                     Money::ore_unchecked(d.ledger_unbilled_ore).to_swedish(),
                     Money::ore_unchecked(d.store_unbilled_ore).to_swedish(),
                     Money::ore_unchecked(d.ledger_invoiced_unpaid_ore).to_swedish(),
-                    Money::ore_unchecked(d.store_invoiced_unpaid_ore).to_swedish()
+                    Money::ore_unchecked(d.store_invoiced_unpaid_ore).to_swedish(),
+                    d.ledger_overdue_blocked,
+                    d.store_overdue_blocked,
+                    d.ledger_established,
+                    d.store_established,
+                    d.refused_ops
                 );
             }
         }
         Command::Extract { number, json } => {
+            let clock = command_clock(common, None)?;
             let pool = connect(&common.database_url, 2).await?;
-            let x = personal::extract(&pool, number, "cli", chrono::Utc::now()).await?;
+            let x = personal::extract(&pool, number, "cli", ms_to_utc(clock.now_ms())).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&x.json)?);
             } else {
@@ -136,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Erase { number } => {
-            let s = settlement(common).await?;
+            let s = settlement(common, None).await?;
             let e = personal::erase(&s, number, "cli").await?;
             println!(
                 "erased: holder {}, {} consent record(s); kept:",
@@ -156,6 +177,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             for st in merchants::statements(&pool, merchant.as_deref()).await? {
                 println!("{}", merchants::describe(&st));
             }
+        }
+        Command::RefusedStoreOps => {
+            let pool = connect(&common.database_url, 2).await?;
+            migrate(&pool).await?;
+            let ops = projector::refused(&pool).await?;
+            println!(
+                "{} refused account change(s); `reconcile --repair` rewrites these accounts from the ledger",
+                ops.len()
+            );
+            for op in ops {
+                println!(
+                    "  #{} {} {} queued {} refused {} after {} attempt(s): {}",
+                    op.id, op.kind, op.number, op.created_at, op.refused_at, op.attempts, op.error
+                );
+            }
+        }
+        Command::DismissPayment {
+            payment_id,
+            reason,
+            by,
+        } => {
+            let clock = command_clock(common, None)?;
+            let pool = connect(&common.database_url, 2).await?;
+            migrate(&pool).await?;
+            let mut tx = pool.begin().await?;
+            let d = payments::dismiss_payment(
+                &mut tx,
+                *payment_id,
+                reason,
+                by,
+                ms_to_utc(clock.now_ms()),
+            )
+            .await?;
+            tx.commit().await?;
+            println!(
+                "payment {} dismissed{}",
+                d.payment_id,
+                if d.written_off.ore() > 0 {
+                    format!(", {} written off", d.written_off.to_swedish())
+                } else {
+                    String::new()
+                }
+            );
         }
     }
     Ok(())

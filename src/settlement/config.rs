@@ -59,6 +59,12 @@ pub struct Common {
     #[command(flatten)]
     pub store_policy: crate::store::policy::StorePolicyArgs,
 
+    /// Act as at this instant instead of the system clock, for rehearsals
+    /// and simulated months: an RFC 3339 time or a date (12:00 Stockholm).
+    /// One-off commands stay at it; `run` starts there and runs on.
+    #[arg(long, env = "CALLAUTH_SETTLEMENT_NOW", global = true)]
+    pub now: Option<String>,
+
     /// Log format: text or json.
     #[arg(
         long,
@@ -102,6 +108,15 @@ pub struct PolicyArgs {
     /// Below this, an invoice is carried to the next period (R14); off when absent.
     #[arg(long, env = "CALLAUTH_MINIMUM_INVOICE_SEK", global = true)]
     pub minimum_invoice_sek: Option<Money>,
+    /// Bank days a payment made on a deadline may take to reach us (R15);
+    /// a claim is overdue, and the ladder's next step due, only after them.
+    #[arg(
+        long,
+        env = "CALLAUTH_PAYMENT_GRACE_BANK_DAYS",
+        global = true,
+        default_value_t = 3
+    )]
+    pub payment_grace_bank_days: u32,
     /// Days after the due date before a reminder (R16).
     #[arg(
         long,
@@ -183,6 +198,20 @@ pub enum Command {
     Statements {
         #[arg(long)]
         merchant: Option<String>,
+    },
+    /// List the account changes the state store refused (repaired by
+    /// `reconcile --repair`).
+    RefusedStoreOps,
+    /// Take a 0 SEK payment or a BgMax deduction out of the manual queue
+    /// (a deduction is written off), with a reason (R15).
+    DismissPayment {
+        /// The payment id (as `ListUnmatchedPayments` shows it).
+        payment_id: i64,
+        #[arg(long)]
+        reason: String,
+        /// Who decides (recorded in the audit log).
+        #[arg(long)]
+        by: String,
     },
 }
 
@@ -283,6 +312,7 @@ impl PolicyArgs {
             threshold_due_days: self.threshold_due_days,
             paper_invoice_fee: self.paper_invoice_fee_sek,
             minimum_invoice_amount: self.minimum_invoice_sek,
+            payment_grace_bank_days: self.payment_grace_bank_days,
             reminder_after_days: self.reminder_after_days,
             reminder_fee: self.reminder_fee_sek,
             collection_fee: self.collection_fee_sek,

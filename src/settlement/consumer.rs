@@ -381,12 +381,15 @@ impl<S: Store> StreamConsumer<S> {
         Ok(live.into_iter().collect())
     }
 
-    /// What `reconcile` and `run-once` do before they compare with or book
-    /// into the ledger. When no worker is consuming the partitions, they
-    /// commit every pending event themselves (`drain`). When workers are
-    /// running, they wait — up to `wait` — for the workers to catch up
-    /// instead of taking a partition's next events out of their hands, which
-    /// could commit a number's events out of order.
+    /// What `reconcile`, `run-once` and the worker's daily run do before
+    /// they compare with or book into the ledger. When no worker is
+    /// consuming the partitions, they commit every pending event themselves
+    /// (`drain`). When workers are running, they wait — up to `wait` — until
+    /// the workers have committed every event that was in the streams when
+    /// the wait began, instead of taking a partition's next events out of
+    /// their hands, which could commit a number's events out of order.
+    /// Waiting for those events only (not for empty streams) lets the wait
+    /// end while calls keep coming in.
     pub async fn drain_or_wait(
         &self,
         live_within: Duration,
@@ -397,9 +400,10 @@ impl<S: Store> StreamConsumer<S> {
             return self.drain().await;
         }
         tracing::info!(workers = ?workers, "settlement workers are running; waiting for them to catch up");
+        let marks = self.stream_marks().await?;
         let deadline = Instant::now() + wait;
         loop {
-            if self.caught_up().await? {
+            if self.committed_through(&marks).await? {
                 return Ok(0);
             }
             if Instant::now() >= deadline {
@@ -410,6 +414,41 @@ impl<S: Store> StreamConsumer<S> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The id of the last entry of each owned partition's stream now (None
+    /// for an empty or missing stream).
+    async fn stream_marks(&self) -> Result<Vec<(u32, Option<(u64, u64)>)>, ConsumeError> {
+        let mut marks = Vec::with_capacity(self.cfg.partitions.len());
+        for &p in &self.cfg.partitions {
+            marks.push((p, self.redis.last_entry_id(p).await?));
+        }
+        Ok(marks)
+    }
+
+    /// True when the group has delivered every owned partition's entries up
+    /// to its mark and none of them is still pending (not yet committed).
+    async fn committed_through(
+        &self,
+        marks: &[(u32, Option<(u64, u64)>)],
+    ) -> Result<bool, ConsumeError> {
+        for &(p, mark) in marks {
+            let Some(mark) = mark else { continue };
+            let groups = self
+                .redis
+                .stream_groups(p)
+                .await
+                .map_err(SettlementError::from)?;
+            let Some(group) = groups.iter().find(|g| g.name == GROUP) else {
+                return Ok(false);
+            };
+            let delivered = group.last_delivered >= mark;
+            let nothing_old_pending = group.oldest_pending.is_none_or(|oldest| oldest > mark);
+            if !(delivered && nothing_old_pending) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Runs until `shutdown` flips: polls every owned partition, backing off

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::auth::TokenRegistry;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::domain::CodeHasher;
 use crate::pb;
 use crate::process::{self, ReadyProbe, Tasks};
@@ -19,7 +19,7 @@ use crate::settlement::api::SettlementApi;
 use crate::settlement::config::{Common, RunArgs};
 use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, Settlement};
-use crate::settlement::{calendar, daily, projector, reconcile, swish};
+use crate::settlement::{projector, scheduler, swish, time};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
@@ -46,12 +46,16 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     let store = RedisStore::connect(&common.redis_config(), common.store_policy())
         .await
         .with_context(|| format!("connecting to {}", common.store))?;
-    let settlement = Arc::new(Settlement::new(
-        pool,
-        store.clone(),
-        policy,
-        Arc::new(SystemClock),
-    ));
+    let clock = time::build(time::choose(
+        common.now.as_deref(),
+        None,
+        true,
+        SystemClock.now_ms(),
+    )?);
+    if common.now.is_some() {
+        tracing::warn!(now = %crate::settlement::context::ms_to_utc(clock.now_ms()), "--now: the worker runs on a simulated clock");
+    }
+    let settlement = Arc::new(Settlement::new(pool, store.clone(), policy, clock));
     let consumer_name = args
         .consumer_name
         .clone()
@@ -59,7 +63,7 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("settlement-{}", args.replica_index));
     let consumer = Arc::new(StreamConsumer::new(
         settlement.clone(),
-        store,
+        store.clone(),
         ConsumerConfig {
             consumer: consumer_name.clone(),
             partitions: ConsumerConfig::owned(
@@ -87,21 +91,38 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         });
     }
     {
-        let s = settlement.clone();
-        tasks.every(Duration::from_millis(500), move || {
-            let s = s.clone();
-            async move {
-                if let Err(e) = projector::flush(&s).await {
-                    tracing::warn!(error = %e, "pushing account changes to the state store failed");
-                }
-            }
+        let (s, stop) = (settlement.clone(), tasks.stop_signal());
+        tasks.spawn(async move {
+            projector::run(&s, stop).await;
+            Ok(())
         });
     }
     {
-        let (s, consumer, run_at) = (settlement.clone(), consumer.clone(), args.daily_run_at);
-        tasks.every(Duration::from_secs(30), move || {
-            let (s, consumer) = (s.clone(), consumer.clone());
-            async move { daily_tick(&s, &consumer, run_at).await }
+        // The daily run brings the ledger up to every partition's events
+        // first, under a consumer name of its own (scheduler module doc).
+        let drainer = StreamConsumer::new(
+            settlement.clone(),
+            store,
+            ConsumerConfig {
+                consumer: format!("{consumer_name}-calendar"),
+                partitions: ConsumerConfig::owned(common.store_policy.partitions, 0, 1),
+                batch: args.batch,
+                max_deliveries: args.max_deliveries,
+                claim_idle: args.claim_idle(),
+                poll_interval: Duration::from_millis(200),
+                concurrency: 1,
+            },
+        );
+        let fut = scheduler::run(
+            settlement.clone(),
+            consumer.clone(),
+            drainer,
+            args.daily_run_at,
+            tasks.stop_signal(),
+        );
+        tasks.spawn(async move {
+            fut.await;
+            Ok(())
         });
     }
     serve(&mut tasks, &settlement, args, prometheus).await?;
@@ -110,46 +131,6 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     tasks.shutdown();
     tasks.join(Duration::from_secs(15)).await
-}
-
-/// The daily calendar, once per Stockholm date after `run_at` (one replica
-/// at a time), then reconciliation when the streams are caught up.
-async fn daily_tick(
-    s: &Settlement<RedisStore>,
-    consumer: &StreamConsumer<RedisStore>,
-    run_at: chrono::NaiveTime,
-) {
-    let now_ms = s.clock.now_ms();
-    let today = calendar::stockholm_date(now_ms);
-    let local = crate::settlement::context::ms_to_utc(now_ms)
-        .with_timezone(&chrono_tz::Europe::Stockholm)
-        .time();
-    if local < run_at {
-        return;
-    }
-    match daily::ran(&s.pool, today).await {
-        Ok(false) => {}
-        Ok(true) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "checking the calendar failed");
-            return;
-        }
-    }
-    if let Err(e) = daily::run_day(s, today).await {
-        tracing::error!(%today, error = %e, "daily calendar run failed; retried");
-        return;
-    }
-    if matches!(consumer.caught_up().await, Ok(true)) {
-        match reconcile::reconcile(s, false).await {
-            Ok(r) if !r.drifting.is_empty() => tracing::warn!(
-                accounts = r.drifting.len(),
-                drift_ore = r.total_drift_ore,
-                "reconciliation found drift; run `callauth-settlement reconcile --repair` after review"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
-        }
-    }
 }
 
 /// The HTTP side (metrics, health, Swish callbacks) and the gRPC side (the

@@ -14,10 +14,15 @@
 //!   gets the credit as a payment so the number's invoiced-unpaid amount
 //!   falls. Anything already paid stays paid: a refund is a separate decision
 //!   (an invoice paid in full while disputed keeps its status `paid`).
-//! - **Rejected**: the debtor gets new time, `reminder_due_days` from today,
-//!   before the ladder's next step; the ladder then resumes from the
-//!   invoice's stage. The invoice is still unpaid past its due date, so the
-//!   overdue block returns at once.
+//! - **Rejected**: the debtor gets new time before the ladder's next step:
+//!   `reminder_due_days` from today (moved to a bank day), but never less
+//!   than the claim already had — the stage's deadline becomes the latest of
+//!   that, the invoice's due date and the current stage's deadline (R19). A
+//!   dispute rejected on Tuesday 25 November 2025 of an invoice due Monday
+//!   8 December: 25 November + 10 days is Friday 5 December, before the due
+//!   date, so the deadline stays 8 December (overdue only after its three
+//!   bank days of grace, Friday 12 December). The ladder then resumes from
+//!   the invoice's stage. An invoice already overdue is blocked again at once.
 //!
 //! An invoice in a kept installment plan cannot be disputed: agreeing to the
 //! plan acknowledged the debt (R18). Every change is one transaction and is
@@ -159,8 +164,9 @@ pub async fn open_dispute<S: Store>(
         &format!("dispute {id}"),
     )
     .await?;
-    if is_overdue(inv.due_date, inv.stage_due_date, today)
-        && !other_overdue(&mut tx, &inv.number, &[invoice_id], today).await?
+    let grace = s.policy.payment_grace_bank_days;
+    if is_overdue(inv.due_date, inv.stage_due_date, today, grace)
+        && !other_overdue(&mut tx, &inv.number, &[invoice_id], today, grace).await?
     {
         queue_store_op(
             &mut tx,
@@ -222,6 +228,7 @@ pub async fn resolve_dispute<S: Store>(
     let inv = lock_invoice(&mut tx, invoice_id)
         .await?
         .ok_or_else(|| SettlementError::NotFound(format!("invoice {invoice_id}")))?;
+    let grace = s.policy.payment_grace_bank_days;
     let outcome = if upheld {
         DisputeStatus::Upheld
     } else {
@@ -251,7 +258,8 @@ pub async fn resolve_dispute<S: Store>(
                 .credit(account::caller_invoiced(&inv.number), credit),
             )
             .await?;
-            let clear_overdue = !other_overdue(&mut tx, &inv.number, &[invoice_id], today).await?;
+            let clear_overdue =
+                !other_overdue(&mut tx, &inv.number, &[invoice_id], today, grace).await?;
             queue_store_op(
                 &mut tx,
                 "apply_payment",
@@ -272,14 +280,17 @@ pub async fn resolve_dispute<S: Store>(
         .await?;
         details["credited_ore"] = json!(credit);
     } else {
-        let new_due = calendar::due_date_after(today, s.policy.reminder_due_days);
+        // Never less time than the claim had (R19; module doc).
+        let new_due = calendar::due_date_after(today, s.policy.reminder_due_days)
+            .max(inv.due_date)
+            .max(inv.stage_due_date);
         sqlx::query("update invoices set disputed = false, stage_due_date = $2 where id = $1")
             .bind(invoice_id)
             .bind(new_due)
             .execute(&mut *tx)
             .await?;
         let still_open = inv.status == "open" && inv.outstanding_ore() > 0 && !inv.plan_active;
-        if still_open && is_overdue(inv.due_date, new_due, today) {
+        if still_open && is_overdue(inv.due_date, new_due, today, grace) {
             queue_store_op(
                 &mut tx,
                 "set_block",

@@ -3,7 +3,15 @@
 //!
 //! The reference rate is set per calendar half-year, so it is held as a dated
 //! table ([`ReferenceRateTable`]) that operators configure; it is never
-//! hard-coded in the calculation. Interest runs from the day after the due
+//! hard-coded in the calculation. A table is right through the end of the
+//! half-year its last row starts ([`ReferenceRateTable::valid_through`]). In
+//! the half-year after that the Riksbank may have set a new rate the table
+//! does not have yet: the last rate is used and callers warn
+//! ([`Coverage::Stale`]). After that half-year too, interest is refused
+//! rather than guessed ([`InterestError::TableExpired`]) until the table is
+//! brought up to date: with a table ending 2026-01-01, interest up to
+//! 30 June 2026 is computed, up to 31 December 2026 with a warning, and from
+//! 1 January 2027 not at all. Interest runs from the day after the due
 //! date through the payment date; the period is split at every 1 January and
 //! 1 July and each segment uses its half-year's rate.
 //!
@@ -73,6 +81,11 @@ pub enum InterestError {
         date: NaiveDate,
         table_starts: NaiveDate,
     },
+    #[error("the reference-rate table is valid through {valid_through}, more than a half-year before {date}: add the Riksbank's reference rates")]
+    TableExpired {
+        date: NaiveDate,
+        valid_through: NaiveDate,
+    },
     #[error("interest of {principal} from {from} to {to} does not fit in an amount")]
     Overflow {
         principal: Money,
@@ -124,10 +137,51 @@ impl ReferenceRateTable {
         &self.entries
     }
 
+    /// The last day the table is known to be right: the end of the
+    /// half-year that its last row starts.
+    pub fn valid_through(&self) -> NaiveDate {
+        let last = self.entries[self.entries.len() - 1].valid_from;
+        half_year_end(last)
+    }
+
+    /// Whether the table can give the rate of `date` (module doc).
+    pub fn coverage(&self, date: NaiveDate) -> Coverage {
+        let valid_through = self.valid_through();
+        if date <= valid_through {
+            return Coverage::Covered;
+        }
+        let stale_through = valid_through
+            .succ_opt()
+            .map_or(NaiveDate::MAX, half_year_end);
+        if date <= stale_through {
+            Coverage::Stale { valid_through }
+        } else {
+            Coverage::Expired { valid_through }
+        }
+    }
+
     fn first_date(&self) -> NaiveDate {
         // Non-empty by construction.
         self.entries[0].valid_from
     }
+}
+
+/// How far a [`ReferenceRateTable`] reaches for a date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coverage {
+    /// Within the half-years the table has.
+    Covered,
+    /// In the half-year after the table's last one: its last rate is used,
+    /// with a warning (the Riksbank may have set a new one).
+    Stale { valid_through: NaiveDate },
+    /// Later still: interest is refused until the table is updated.
+    Expired { valid_through: NaiveDate },
+}
+
+/// The last day of the half-year `date` is in (30 June or 31 December).
+fn half_year_end(date: NaiveDate) -> NaiveDate {
+    let (month, day) = if date.month() < 7 { (6, 30) } else { (12, 31) };
+    NaiveDate::from_ymd_opt(date.year(), month, day).unwrap_or(NaiveDate::MAX)
 }
 
 /// A starting table with the values in reference/sweden.md §1.3.
@@ -201,7 +255,8 @@ pub fn parse_table(text: &str) -> Result<ReferenceRateTable, RateTableError> {
 /// half-year plus `margin_pp` percentage points (normally
 /// [`STATUTORY_MARGIN_PP`]). Zero when `to <= from` or `principal <= 0`.
 ///
-/// Refuses (rather than guessing) a period that starts before the table.
+/// Refuses (rather than guessing) a period that starts before the table or
+/// ends more than a half-year after it ([`Coverage::Expired`]).
 pub fn late_interest(
     principal: Money,
     from: NaiveDate,
@@ -211,6 +266,12 @@ pub fn late_interest(
 ) -> Result<Money, InterestError> {
     if to <= from || principal.ore() <= 0 {
         return Ok(Money::ZERO);
+    }
+    if let Coverage::Expired { valid_through } = table.coverage(to) {
+        return Err(InterestError::TableExpired {
+            date: to,
+            valid_through,
+        });
     }
     let overflow = || InterestError::Overflow {
         principal,
@@ -472,6 +533,67 @@ mod tests {
     }
 
     #[test]
+    fn the_table_warns_past_its_half_year_and_refuses_after_the_next() {
+        // The default table's last row is 2026-01-01: right through 30 June
+        // 2026, stale (the last rate, with a warning) through 31 December
+        // 2026, refused from 1 January 2027.
+        let t = default_table();
+        assert_eq!(t.valid_through(), ymd(2026, 6, 30));
+        assert_eq!(t.coverage(ymd(2026, 6, 30)), Coverage::Covered);
+        let stale = Coverage::Stale {
+            valid_through: ymd(2026, 6, 30),
+        };
+        assert_eq!(t.coverage(ymd(2026, 7, 1)), stale);
+        assert_eq!(t.coverage(ymd(2026, 12, 31)), stale);
+        assert_eq!(
+            t.coverage(ymd(2027, 1, 1)),
+            Coverage::Expired {
+                valid_through: ymd(2026, 6, 30)
+            }
+        );
+        // Stale: 1 000,00 kr due 30 June 2026, 10 days in July at 2.00 + 8:
+        // 100 000 × 10 × 10 / 36 500 = 273.97… → 274 öre.
+        assert_eq!(
+            late_interest(
+                Money::sek(1000),
+                ymd(2026, 6, 30),
+                ymd(2026, 7, 10),
+                &t,
+                STATUTORY_MARGIN_PP
+            ),
+            Ok(Money::ore_unchecked(274))
+        );
+        // Past the next half-year: refused, not guessed.
+        assert_eq!(
+            late_interest(
+                Money::sek(1000),
+                ymd(2026, 12, 1),
+                ymd(2027, 1, 10),
+                &t,
+                STATUTORY_MARGIN_PP
+            ),
+            Err(InterestError::TableExpired {
+                date: ymd(2027, 1, 10),
+                valid_through: ymd(2026, 6, 30)
+            })
+        );
+        // A table ending with a 1 July row: right through 31 December,
+        // stale through the next 30 June.
+        let july = table("2026-07-01 2.00");
+        assert_eq!(july.valid_through(), ymd(2026, 12, 31));
+        assert_eq!(
+            july.coverage(ymd(2027, 6, 30)),
+            Coverage::Stale {
+                valid_through: ymd(2026, 12, 31)
+            }
+        );
+        assert!(matches!(
+            july.coverage(ymd(2027, 7, 1)),
+            Coverage::Expired { .. }
+        ));
+    }
+
+    #[test]
     fn zero_cases() {
         let t = default_table();
         let due = ymd(2025, 3, 31);
@@ -521,13 +643,15 @@ mod tests {
                 table_starts: ymd(2024, 1, 1)
             })
         );
-        // Money::MAX for ~2 000 years at ≥ 10 % is far beyond Money::MAX.
+        // Money::MAX for ~2 000 years at ≥ 10 % is far beyond Money::MAX
+        // (a table that reaches that far).
+        let long = table("2024-01-01 2.00\n4024-01-01 2.00");
         assert!(matches!(
             late_interest(
                 Money::MAX,
                 ymd(2024, 1, 1),
                 ymd(4024, 1, 1),
-                &t,
+                &long,
                 STATUTORY_MARGIN_PP
             ),
             Err(InterestError::Overflow { .. })
@@ -547,7 +671,7 @@ mod tests {
                 start in 0i64..700,
                 days in 0i64..800,
             ) {
-                let flat = parse_table("2024-01-01 2.00\n2024-07-01 2.00\n2025-01-01 2.00\n2025-07-01 2.00\n2026-01-01 2.00").unwrap();
+                let flat = parse_table("2024-01-01 2.00\n2024-07-01 2.00\n2025-01-01 2.00\n2025-07-01 2.00\n2026-01-01 2.00\n2026-07-01 2.00\n2027-01-01 2.00\n2027-07-01 2.00").unwrap();
                 let principal = Money::ore_unchecked(principal_ore);
                 let from = ymd(2024, 1, 1) + chrono::Duration::days(start);
                 let to = from + chrono::Duration::days(days);

@@ -131,7 +131,7 @@ pub async fn issue_invoice(
     let ocr = invoice_ocr(policy, id);
     let due_date = match kind {
         InvoiceKind::Threshold => calendar::due_date_after(today, policy.threshold_due_days),
-        InvoiceKind::Monthly => calendar::due_date_for_monthly(today),
+        InvoiceKind::Monthly => calendar::due_date_for_monthly_run(today, policy.invoice_day),
     };
     let period_start = calendar::stockholm_date(first_call.timestamp_millis());
     let period_end = calendar::stockholm_date(last_call.timestamp_millis()).max(period_start);
@@ -450,21 +450,38 @@ mod tests {
     }
 }
 
-/// The monthly run (R11): on the configured day, one invoice per number of
-/// everything posted before that day and not yet invoiced. A number below
-/// the minimum amount is carried (R14). Each invoice is its own transaction;
-/// running the same day again finds nothing new.
+/// The monthly run (R11): one invoice per number of everything posted before
+/// the invoice day and not yet invoiced. A number below the minimum amount
+/// is carried (R14). Each invoice is its own transaction.
+///
+/// The run belongs to the invoice day, not to the date it happens: on
+/// `date` it is the run of the latest invoice day on or before `date`, done
+/// once (recorded in `calendar_runs` as `monthly_invoices` under that day,
+/// with the day it ran). A worker that was down on the 15th therefore
+/// catches the run up on its next day, with the 15th's cut-off and the same
+/// time to pay (`calendar::due_date_for_monthly_run`), and records the
+/// missed day (`missed:monthly_invoices`) unless the ledger has never run a
+/// day before (a new installation). Running again finds nothing new.
 pub async fn monthly_run<S: crate::store::Store>(
     s: &crate::settlement::Settlement<S>,
     date: NaiveDate,
 ) -> SettlementResult<MonthlyRunReport> {
-    use chrono::Datelike;
     let mut report = MonthlyRunReport::default();
-    let run_day = calendar::monthly_run_date(date.year(), date.month(), s.policy.invoice_day);
-    if run_day != Some(date) {
+    let Some(run_day) = calendar::latest_monthly_run_date(date, s.policy.invoice_day) else {
+        return Ok(report);
+    };
+    let done: bool = sqlx::query_scalar(
+        "select exists(select 1 from calendar_runs where run_date = $1 and job = $2)",
+    )
+    .bind(run_day)
+    .bind(MONTHLY_JOB)
+    .fetch_one(&s.pool)
+    .await?;
+    if done {
         return Ok(report);
     }
-    let cutoff = crate::settlement::context::ms_to_utc(calendar::start_of_day_utc_ms(date));
+    report.run_day = Some(run_day);
+    let cutoff = crate::settlement::context::ms_to_utc(calendar::start_of_day_utc_ms(run_day));
     let numbers: Vec<String> = sqlx::query_scalar(
         "select distinct number from usage
          where funding = 'postpaid' and invoice_id is null and number is not null and posted_at < $1
@@ -496,11 +513,40 @@ pub async fn monthly_run<S: crate::store::Store>(
         }
         tx.commit().await?;
     }
+    let mut tx = s.pool.begin().await?;
+    sqlx::query(
+        "insert into calendar_runs (run_date, job, completed_at, details) values ($1, $2, $3, $4)
+         on conflict do nothing",
+    )
+    .bind(run_day)
+    .bind(MONTHLY_JOB)
+    .bind(s.now())
+    .bind(json!({ "issued_on": date, "issued": report.issued, "carried": report.carried }))
+    .execute(&mut *tx)
+    .await?;
+    if run_day < date {
+        report.caught_up =
+            crate::settlement::daily::record_missed(&mut tx, run_day, MONTHLY_JOB, date, s.now())
+                .await?;
+        if report.caught_up {
+            tracing::warn!(%run_day, %date, issued = report.issued, "the monthly invoice run was missed on its day and caught up");
+        }
+    }
+    tx.commit().await?;
+    metrics::counter!(crate::metrics::SETTLEMENT_CALENDAR_RUNS_TOTAL, "job" => MONTHLY_JOB)
+        .increment(1);
     Ok(report)
 }
 
+/// The `calendar_runs` job of the monthly invoice run.
+pub const MONTHLY_JOB: &str = "monthly_invoices";
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MonthlyRunReport {
+    /// The invoice day whose run this was (None: it was done before).
+    pub run_day: Option<NaiveDate>,
+    /// The run was missed on its day and caught up now.
+    pub caught_up: bool,
     pub issued: usize,
     pub carried: usize,
     pub total_ore: i64,

@@ -6,33 +6,62 @@
 //! The date is injected: [`run_ladder`] acts as on `date` whatever the clock
 //! says, so tests play a month of ladder in a few calls. It looks at the open
 //! invoices that are neither disputed (R19) nor in an installment plan that
-//! is being kept (R18), and for each one takes the next step that is due:
+//! is being kept (R18), and for each one takes the next step that is due.
 //!
-//! 1. **Overdue** — the day after the due date: the number is blocked (R7:
-//!    "a number is also blocked when an invoice is overdue"); the payment that
-//!    clears it lifts the block (`clear_overdue`, R15).
-//! 2. **Reminder** — `reminder_after_days` after the due date (seed 001: 5),
-//!    on paper (R13: reminders always on paper), due in `reminder_due_days`
-//!    (10). The reminder fee (lag 1981:739 2 §, 4 §: at most 60 SEK) is charged
-//!    only if the caller's accepted terms agreed it when the debt arose
-//!    (`invoices.reminder_fee_agreed`, and never more than the terms said) and
-//!    only once per claim (the step is unique per invoice).
-//! 3. **Collection demand** — the day after the reminder's due date: the
-//!    collection fee (4 § p.2: at most 180 SEK), late-payment interest
-//!    (räntelagen 6 §: reference rate + 8 pp, from the due date to this day,
-//!    computed once by `interest::late_interest`), on paper, with at least 8
-//!    days to pay or object (god inkassosed).
-//! 4. **Enforcement** — the day after the demand's deadline the claim is
-//!    handed to Kronofogden ([`enforcement_list`]). A disputed claim never
-//!    gets here: a sakligt grundad invändning must be investigated first.
+//! **Deadlines and bank days (R15: "allow 3 bank days").** A deadline (the
+//! invoice's due date, a reminder's or a demand's) that falls on a weekend
+//! or a bank holiday moves to the next bank day (lag 1930:173), and a
+//! payment made on it may take `payment_grace_bank_days` (3) bank days to
+//! reach us (seed 001: "det tar minst 3 bankdagar"). So a deadline has
+//! *passed* only after [`calendar::payment_grace_end`]: a December invoice
+//! due on nyårsafton (Thursday 31 December 2026) and paid on Monday
+//! 4 January 2027, the first bank day after it, is on time; unpaid, it is
+//! overdue on Saturday 9 January (4 January + 3 bank days = Friday 8, the
+//! 6th being trettondedag jul). Letters (reminder, collection demand) and
+//! the hand-over to Kronofogden are dated on bank days only.
+//!
+//! 1. **Overdue** — the day after the due date's grace: the number is
+//!    blocked (R7: "a number is also blocked when an invoice is overdue");
+//!    the payment that clears it lifts the block (`clear_overdue`, R15).
+//! 2. **Reminder** — on the first bank day at least `reminder_after_days`
+//!    after the due date (seed 001: 5) and after its grace, on paper (R13:
+//!    reminders always on paper), due in `reminder_due_days` (10). In the
+//!    example: Monday 11 January 2027, due Thursday 21 January. The reminder
+//!    fee (lag 1981:739 2 §, 4 §: at most 60 SEK) is charged only if the
+//!    caller's accepted terms agreed it when the debt arose
+//!    (`invoices.reminder_fee_agreed`, and never more than the terms said)
+//!    and only once per claim (the step is unique per invoice).
+//! 3. **Collection demand** — on the first bank day after the reminder's
+//!    deadline and its grace (Wednesday 27 January 2027): the collection fee
+//!    (4 § p.2: at most 180 SEK), late-payment interest (räntelagen 6 §:
+//!    reference rate + 8 pp, from the effective due date — the next bank day
+//!    when the due date is not one — to this day, computed once by
+//!    `interest::late_interest`), on paper, with at least 8 days to pay or
+//!    object (god inkassosed).
+//! 4. **Enforcement** — on the first bank day after the demand's deadline and
+//!    its grace the claim is handed to Kronofogden ([`enforcement_list`]). A
+//!    disputed claim never gets here: a sakligt grundad invändning must be
+//!    investigated first.
+//!
+//! **Fees only (lag 1981:739 4 §: only costs "skäligen påkallade").** A claim
+//! escalates only for its principal — the invoice amount itself (calls and
+//! invoicing fee, less credits). When the principal is paid and only the
+//! ladder's own fees and interest are left (a 60 SEK reminder fee, say), a
+//! 180 SEK collection demand, or a Kronofogden application costing 300 SEK,
+//! for them would not be reasonable. So when the stage's deadline (and its
+//! grace) has passed, the remainder is written off instead (step
+//! `fees_waived`, booked to `losses:waived_fees`), the invoice is paid and
+//! the number's overdue block lifts. Until that deadline the fee is owed
+//! and may be paid.
 //!
 //! Each step is one PostgreSQL transaction that records the step in
 //! `collection_steps` (unique per invoice and step, so each happens once),
 //! changes the invoice, posts a balanced ledger transaction whose id comes
-//! from the invoice and step (`reminder:<id>`, `collection:<id>`), queues the
-//! state-store operation that mirrors it (applied later by the projector,
-//! idempotent by its id) and queues the letter. Running the same date twice
-//! therefore changes nothing the second time.
+//! from the invoice and step (`reminder:<id>`, `collection:<id>`,
+//! `fees-waived:<id>`), queues the state-store operation that mirrors it
+//! (applied later by the projector, idempotent by its id) and queues the
+//! letter. Running the same date twice therefore changes nothing the second
+//! time.
 //!
 //! Choices worth knowing:
 //! - The current deadline of a claim is `stage_due_date`: the due date until
@@ -56,11 +85,13 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::Money;
 use crate::metrics as m;
-use crate::settlement::context::{queue_store_op, Settlement, SettlementError, SettlementResult};
+use crate::settlement::context::{
+    audit, queue_store_op, Settlement, SettlementError, SettlementResult,
+};
 use crate::settlement::invoicing::{self, DocumentKind};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{calendar, interest, plans};
+use crate::settlement::{calendar, interest, payments, plans};
 use crate::store::Store;
 
 /// Lag (1981:739) 4 § p.1: the most a written reminder may cost.
@@ -112,6 +143,9 @@ pub enum Step {
     Reminder,
     Collection,
     Enforcement,
+    /// Instead of a collection demand or Kronofogden: only the ladder's own
+    /// fees and interest are left, and they are written off (module doc).
+    WaiveFees,
 }
 
 impl Step {
@@ -121,6 +155,7 @@ impl Step {
             Step::Reminder => "reminder",
             Step::Collection => "collection",
             Step::Enforcement => "enforcement",
+            Step::WaiveFees => "fees_waived",
         }
     }
 }
@@ -135,21 +170,50 @@ pub struct ClaimState {
     pub stage_due_date: NaiveDate,
     /// The `overdue` step has been recorded.
     pub overdue_recorded: bool,
+    /// The principal is paid: what is left is the ladder's own fees and
+    /// interest (module doc: such a claim is not escalated).
+    pub fees_only: bool,
 }
 
-/// True when a claim with these dates is overdue on `date` (R7). The earlier
-/// of the two dates counts: a broken plan makes the whole debt due at once,
-/// while a rejected dispute's new time postpones the next fee, not the fact
-/// that the invoice was not paid when due.
-pub fn is_overdue(due_date: NaiveDate, stage_due_date: NaiveDate, date: NaiveDate) -> bool {
-    date > due_date.min(stage_due_date)
+/// True when `deadline` has passed on `date` for a payment (R15): after the
+/// deadline, moved to a bank day, plus `grace_bank_days` bank days for the
+/// money to arrive ([`calendar::payment_grace_end`]).
+pub fn deadline_passed(deadline: NaiveDate, date: NaiveDate, grace_bank_days: u32) -> bool {
+    date > calendar::payment_grace_end(deadline, grace_bank_days)
+}
+
+/// True when a claim with these dates is overdue on `date` (R7, R15). The
+/// earlier of the two dates counts: a broken plan makes the whole debt due at
+/// once, while a rejected dispute's new time postpones the next fee, not the
+/// fact that the invoice was not paid when due. Either way a payment gets its
+/// bank days of grace.
+pub fn is_overdue(
+    due_date: NaiveDate,
+    stage_due_date: NaiveDate,
+    date: NaiveDate,
+    grace_bank_days: u32,
+) -> bool {
+    deadline_passed(due_date.min(stage_due_date), date, grace_bank_days)
 }
 
 /// The step due for a claim on `date`, if any (pure; see the module doc).
 pub fn next_step(claim: &ClaimState, date: NaiveDate, policy: &SettlementPolicy) -> Option<Step> {
+    let grace = policy.payment_grace_bank_days;
+    let deadline_passed = deadline_passed(claim.stage_due_date, date, grace);
+    // Letters and the hand-over are dated on bank days only.
+    let letter_day = calendar::is_bank_day(date);
+    let escalate = |step: Step| {
+        if claim.fees_only {
+            Step::WaiveFees
+        } else {
+            step
+        }
+    };
     match claim.stage {
         Stage::Invoiced => {
-            if !claim.overdue_recorded && is_overdue(claim.due_date, claim.stage_due_date, date) {
+            if !claim.overdue_recorded
+                && is_overdue(claim.due_date, claim.stage_due_date, date, grace)
+            {
                 return Some(Step::Overdue);
             }
             // Measures under lag 1981:739 come only after the due date.
@@ -157,10 +221,10 @@ pub fn next_step(claim: &ClaimState, date: NaiveDate, policy: &SettlementPolicy)
                 .stage_due_date
                 .checked_add_days(chrono::Days::new(u64::from(policy.reminder_after_days)))
                 .unwrap_or(NaiveDate::MAX);
-            (date > claim.stage_due_date && date >= reminder_on).then_some(Step::Reminder)
+            (letter_day && deadline_passed && date >= reminder_on).then_some(Step::Reminder)
         }
-        Stage::Reminded => (date > claim.stage_due_date).then_some(Step::Collection),
-        Stage::Collection => (date > claim.stage_due_date).then_some(Step::Enforcement),
+        Stage::Reminded => (letter_day && deadline_passed).then(|| escalate(Step::Collection)),
+        Stage::Collection => (letter_day && deadline_passed).then(|| escalate(Step::Enforcement)),
         Stage::Enforcement => None,
     }
 }
@@ -196,6 +260,10 @@ pub struct LadderReport {
     pub interest: Money,
     pub plans_completed: usize,
     pub plans_broken: usize,
+    /// Claims whose remaining fees and interest were written off.
+    pub fees_waived: usize,
+    /// What was written off.
+    pub waived: Money,
     /// Invoices whose step failed (rolled back; logged; retried next run).
     pub failed: usize,
 }
@@ -285,11 +353,13 @@ async fn advance<S: Store>(
             return Ok(());
         }
         let steps = recorded_steps(&mut tx, id).await?;
+        let ladder_fees = ladder_fees_ore(&mut tx, id).await?;
         let state = ClaimState {
             stage: inv.stage,
             due_date: inv.due_date,
             stage_due_date: inv.stage_due_date,
             overdue_recorded: steps.iter().any(|(st, _)| st == "overdue"),
+            fees_only: inv.paid_ore >= inv.principal_ore(ladder_fees),
         };
         let Some(step) = next_step(&state, date, &s.policy) else {
             return Ok(());
@@ -300,6 +370,7 @@ async fn advance<S: Store>(
             Step::Reminder => reminder(&mut tx, &s.policy, &inv, date, now).await?,
             Step::Collection => collection(&mut tx, &s.policy, &inv, &steps, date, now).await?,
             Step::Enforcement => enforcement(&mut tx, &inv, date).await?,
+            Step::WaiveFees => waive_fees(&mut tx, &s.policy, &inv, date, now).await?,
         };
         let Some((fee, interest)) = taken else {
             // Recorded by a concurrent run: nothing to do.
@@ -308,14 +379,20 @@ async fn advance<S: Store>(
         tx.commit().await?;
         metrics::counter!(m::SETTLEMENT_LADDER_STEPS_TOTAL, "step" => step.as_str()).increment(1);
         tracing::info!(invoice = id, step = step.as_str(), %date, fee_ore = fee.ore(), interest_ore = interest.ore(), "ladder step");
-        report.fees += fee;
-        report.interest += interest;
         match step {
             Step::Overdue => report.overdue += 1,
             Step::Reminder => report.reminders += 1,
             Step::Collection => report.collections += 1,
             Step::Enforcement => report.enforcements += 1,
+            Step::WaiveFees => {
+                report.fees_waived += 1;
+                // Negative: what was taken off the claim.
+                report.waived -= fee + interest;
+                continue;
+            }
         }
+        report.fees += fee;
+        report.interest += interest;
     }
     Ok(())
 }
@@ -421,20 +498,26 @@ async fn collection(
     now: DateTime<Utc>,
 ) -> SettlementResult<Option<(Money, Money)>> {
     let fee = collection_fee(policy);
-    let ladder_fees: i64 = sqlx::query_scalar(
-        "select coalesce(sum(fee_ore), 0)::bigint from collection_steps where invoice_id = $1",
-    )
-    .bind(inv.id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let ladder_fees = ladder_fees_ore(conn, inv.id).await?;
     let principal = Money::ore_unchecked((inv.principal_ore(ladder_fees) - inv.paid_ore).max(0));
-    // After a broken plan the debt fell due again on the day it broke.
+    // Interest runs from the effective due date: a payment on the next bank
+    // day after a due date on a weekend or holiday was on time. After a
+    // broken plan the debt fell due again on the day it broke.
+    let due = calendar::next_bank_day_on_or_after(inv.due_date);
     let interest_from = steps
         .iter()
         .filter(|(st, _)| st == "plan_broken")
         .map(|(_, on)| *on)
         .max()
-        .map_or(inv.due_date, |broken_on| broken_on.max(inv.due_date));
+        .map_or(due, |broken_on| broken_on.max(due));
+    if let interest::Coverage::Stale { valid_through } = policy.reference_rates.coverage(date) {
+        tracing::warn!(
+            invoice = inv.id,
+            %date,
+            %valid_through,
+            "the reference-rate table ends before this date: the last rate is used; add the Riksbank's rate for the new half-year"
+        );
+    }
     let interest = interest::late_interest(
         principal,
         interest_from,
@@ -539,6 +622,108 @@ async fn enforcement(
         .await?;
     block(conn, inv, "overdue").await?;
     Ok(Some((Money::ZERO, Money::ZERO)))
+}
+
+/// Instead of escalating a claim of fees only (module doc): the remainder is
+/// written off, interest first, and the invoice is paid. Returns what was
+/// taken off, negative, as (fees, interest).
+async fn waive_fees(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    inv: &InvoiceRow,
+    date: NaiveDate,
+    now: DateTime<Utc>,
+) -> SettlementResult<Option<(Money, Money)>> {
+    let remainder = inv.outstanding_ore();
+    let waived_interest = remainder.min(inv.interest_ore.max(0));
+    let waived_fees = remainder - waived_interest;
+    let note = format!(
+        "invoice amount paid; {} of fees and interest left not escalated (lag 1981:739 4 §): written off",
+        Money::ore_unchecked(remainder)
+    );
+    if !record_step(
+        conn,
+        inv.id,
+        Step::WaiveFees.as_str(),
+        date,
+        -waived_fees,
+        -waived_interest,
+        None,
+        &note,
+    )
+    .await?
+    {
+        return Ok(None);
+    }
+    invoicing::add_line(
+        conn,
+        inv.id,
+        "credit",
+        "Avskrivna avgifter och ränta",
+        -remainder,
+    )
+    .await?;
+    ledger::post(
+        conn,
+        &Txn::new(
+            format!("fees-waived:{}", inv.id),
+            now,
+            format!("fees and interest written off, invoice {}", inv.ocr),
+        )
+        .debit(account::LOSSES_WAIVED_FEES, remainder)
+        .credit(account::caller_invoiced(&inv.number), remainder),
+    )
+    .await?;
+    sqlx::query(
+        "update invoices set credits_ore = credits_ore + $2, total_ore = total_ore - $2,
+                status = 'paid', paid_at = $3 where id = $1",
+    )
+    .bind(inv.id)
+    .bind(remainder)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let clear_overdue = !other_overdue(
+        conn,
+        &inv.number,
+        &[inv.id],
+        date,
+        policy.payment_grace_bank_days,
+    )
+    .await?;
+    let first_invoice_paid = payments::settle_first_invoice(conn, &inv.number).await?;
+    queue_store_op(
+        conn,
+        "apply_payment",
+        &inv.number,
+        json!({ "payment_id": format!("waive-{}", invoicing::store_invoice_id(inv.id)),
+                "amount_ore": remainder, "clear_overdue": clear_overdue,
+                "first_invoice_paid": first_invoice_paid }),
+    )
+    .await?;
+    audit(
+        conn,
+        "settlement",
+        "ladder_fees_waived",
+        &inv.number,
+        json!({ "invoice_id": inv.id, "stage": inv.stage.as_str(), "on": date,
+                "fees_ore": waived_fees, "interest_ore": waived_interest }),
+    )
+    .await?;
+    Ok(Some((
+        Money::ore_unchecked(-waived_fees),
+        Money::ore_unchecked(-waived_interest),
+    )))
+}
+
+/// The reminder and collection fees charged on an invoice so far.
+async fn ladder_fees_ore(conn: &mut PgConnection, invoice_id: i64) -> SettlementResult<i64> {
+    Ok(sqlx::query_scalar(
+        "select coalesce(sum(fee_ore), 0)::bigint from collection_steps where invoice_id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 async fn block(conn: &mut PgConnection, inv: &InvoiceRow, why: &str) -> SettlementResult<()> {
@@ -729,26 +914,50 @@ pub(crate) async fn record_step(
 }
 
 /// True when an open invoice of `number` other than `except` is overdue on
-/// `date` and counts for the overdue block: not disputed, not in a kept plan.
+/// `date` ([`is_overdue`], with the bank days of grace) and counts for the
+/// overdue block: not disputed, not in a kept plan.
 pub(crate) async fn other_overdue(
     conn: &mut PgConnection,
     number: &str,
     except: &[i64],
     date: NaiveDate,
+    grace_bank_days: u32,
 ) -> SettlementResult<bool> {
-    let any: bool = sqlx::query_scalar(
-        "select exists(select 1 from invoices i
+    // Past the plain dates in SQL; the bank-day grace in Rust.
+    let candidates: Vec<(NaiveDate, NaiveDate)> = sqlx::query_as(
+        "select i.due_date, i.stage_due_date from invoices i
            where i.number = $1 and i.id <> all($2) and i.status = 'open' and i.total_ore > i.paid_ore
              and not i.disputed
              and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active')
-             and $3 > least(i.due_date, i.stage_due_date))",
+             and $3 > least(i.due_date, i.stage_due_date)",
     )
     .bind(number)
     .bind(except)
     .bind(date)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(any)
+    Ok(candidates
+        .into_iter()
+        .any(|(due, stage_due)| is_overdue(due, stage_due, date, grace_bank_days)))
+}
+
+/// What the ledger says the number's overdue block should be: an open,
+/// undisputed claim outside a kept plan on which the ladder has recorded the
+/// overdue step or a broken plan (reconciliation repairs the store from it).
+pub(crate) async fn overdue_on_record(
+    conn: &mut PgConnection,
+    number: &str,
+) -> SettlementResult<bool> {
+    Ok(sqlx::query_scalar(
+        "select exists(select 1 from invoices i
+           where i.number = $1 and i.status = 'open' and i.total_ore > i.paid_ore and not i.disputed
+             and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active')
+             and exists (select 1 from collection_steps c
+                         where c.invoice_id = i.id and c.step in ('overdue', 'plan_broken')))",
+    )
+    .bind(number)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 #[cfg(test)]
@@ -765,35 +974,88 @@ mod tests {
             due_date: due,
             stage_due_date: stage_due,
             overdue_recorded: overdue,
+            fees_only: false,
         }
     }
 
+    /// Due Monday 8 December 2025. With 3 bank days of grace for the money
+    /// to arrive (R15), each deadline passes only after its grace, and
+    /// letters go out on bank days only.
     #[test]
     fn the_ladder_in_order() {
         let p = SettlementPolicy::default();
         let due = ymd(2025, 12, 8);
         let c = claim(Stage::Invoiced, due, due, false);
         assert_eq!(next_step(&c, due, &p), None, "due today is not overdue");
-        assert_eq!(next_step(&c, ymd(2025, 12, 9), &p), Some(Step::Overdue));
+        // 8 December + 3 bank days = Thursday 11: a payment may still arrive.
+        assert_eq!(next_step(&c, ymd(2025, 12, 9), &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 11), &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 12), &p), Some(Step::Overdue));
         // Overdue and reminder due on the same day: overdue first.
         assert_eq!(next_step(&c, ymd(2025, 12, 20), &p), Some(Step::Overdue));
         let c = claim(Stage::Invoiced, due, due, true);
         assert_eq!(next_step(&c, ymd(2025, 12, 12), &p), None);
-        assert_eq!(next_step(&c, ymd(2025, 12, 13), &p), Some(Step::Reminder));
+        // 8 + 5 = Saturday 13: no letter on a weekend; Monday 15.
+        assert_eq!(next_step(&c, ymd(2025, 12, 13), &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 14), &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 15), &p), Some(Step::Reminder));
+        // The reminder due Tuesday 23 December; + 3 bank days: 29, 30
+        // December (24–26 and 31 are closed, 27–28 a weekend), 2 January.
         let c = claim(Stage::Reminded, due, ymd(2025, 12, 23), true);
-        assert_eq!(next_step(&c, ymd(2025, 12, 23), &p), None);
-        assert_eq!(next_step(&c, ymd(2025, 12, 24), &p), Some(Step::Collection));
+        assert_eq!(next_step(&c, ymd(2025, 12, 24), &p), None);
+        assert_eq!(next_step(&c, ymd(2026, 1, 2), &p), None);
+        assert_eq!(next_step(&c, ymd(2026, 1, 3), &p), None, "a Saturday");
+        assert_eq!(next_step(&c, ymd(2026, 1, 5), &p), Some(Step::Collection));
+        // The demand due Monday 5 January; + 3 bank days: 7, 8, 9 (the 6th
+        // is trettondedag jul): Kronofogden on Monday 12 January.
         let c = claim(Stage::Collection, due, ymd(2026, 1, 5), true);
-        assert_eq!(next_step(&c, ymd(2026, 1, 5), &p), None);
-        assert_eq!(next_step(&c, ymd(2026, 1, 6), &p), Some(Step::Enforcement));
+        assert_eq!(next_step(&c, ymd(2026, 1, 9), &p), None);
+        assert_eq!(next_step(&c, ymd(2026, 1, 10), &p), None);
+        assert_eq!(next_step(&c, ymd(2026, 1, 12), &p), Some(Step::Enforcement));
         let c = claim(Stage::Enforcement, due, ymd(2026, 1, 5), true);
         assert_eq!(next_step(&c, ymd(2027, 1, 1), &p), None);
+    }
+
+    /// The issue's example: due nyårsafton 2026 (Thursday 31 December),
+    /// banks closed until Monday 4 January 2027.
+    #[test]
+    fn a_due_date_on_new_years_eve() {
+        let p = SettlementPolicy::default();
+        let due = ymd(2026, 12, 31);
+        // 4 January + 3 bank days: 5, 7, 8 (the 6th is trettondedag jul).
+        assert!(!is_overdue(due, due, ymd(2027, 1, 1), 3));
+        assert!(!is_overdue(due, due, ymd(2027, 1, 8), 3));
+        assert!(is_overdue(due, due, ymd(2027, 1, 9), 3));
+        let c = claim(Stage::Invoiced, due, due, false);
+        assert_eq!(next_step(&c, ymd(2027, 1, 5), &p), None);
+        assert_eq!(next_step(&c, ymd(2027, 1, 9), &p), Some(Step::Overdue));
+        let c = claim(Stage::Invoiced, due, due, true);
+        assert_eq!(next_step(&c, ymd(2027, 1, 10), &p), None, "a Sunday");
+        assert_eq!(next_step(&c, ymd(2027, 1, 11), &p), Some(Step::Reminder));
+    }
+
+    #[test]
+    fn a_claim_of_fees_only_is_written_off_not_escalated() {
+        let p = SettlementPolicy::default();
+        let due = ymd(2025, 12, 8);
+        let mut c = claim(Stage::Reminded, due, ymd(2025, 12, 23), true);
+        c.fees_only = true;
+        assert_eq!(
+            next_step(&c, ymd(2026, 1, 2), &p),
+            None,
+            "the fee is owed until then"
+        );
+        assert_eq!(next_step(&c, ymd(2026, 1, 5), &p), Some(Step::WaiveFees));
+        let mut c = claim(Stage::Collection, due, ymd(2026, 1, 5), true);
+        c.fees_only = true;
+        assert_eq!(next_step(&c, ymd(2026, 1, 12), &p), Some(Step::WaiveFees));
     }
 
     #[test]
     fn never_a_reminder_on_the_due_date() {
         let p = SettlementPolicy {
             reminder_after_days: 0,
+            payment_grace_bank_days: 0,
             ..SettlementPolicy::default()
         };
         let due = ymd(2025, 12, 8);
@@ -805,15 +1067,59 @@ mod tests {
     #[test]
     fn new_time_and_broken_plans() {
         let p = SettlementPolicy::default();
-        // A rejected dispute gave time to 2026-01-20: the reminder waits for it + 5 days,
-        // but the claim stays overdue (its printed due date has passed).
+        // A rejected dispute gave time to Tuesday 2026-01-20: the reminder
+        // waits for it + 5 days (Sunday 25) and its grace (21, 22, 23): Monday
+        // 26 January; the claim stays overdue (its printed due date has passed).
         let c = claim(Stage::Invoiced, ymd(2025, 12, 8), ymd(2026, 1, 20), true);
-        assert!(is_overdue(c.due_date, c.stage_due_date, ymd(2026, 1, 10)));
+        assert!(is_overdue(
+            c.due_date,
+            c.stage_due_date,
+            ymd(2026, 1, 10),
+            3
+        ));
         assert_eq!(next_step(&c, ymd(2026, 1, 24), &p), None);
-        assert_eq!(next_step(&c, ymd(2026, 1, 25), &p), Some(Step::Reminder));
-        // A plan made before the due date broke on 2025-12-01: due at once.
+        assert_eq!(next_step(&c, ymd(2026, 1, 25), &p), None);
+        assert_eq!(next_step(&c, ymd(2026, 1, 26), &p), Some(Step::Reminder));
+        // A plan made before the due date broke on Monday 2025-12-01: due at
+        // once, with the grace of a payment in transit (2, 3, 4 December).
         let c = claim(Stage::Invoiced, ymd(2025, 12, 8), ymd(2025, 12, 1), false);
-        assert_eq!(next_step(&c, ymd(2025, 12, 2), &p), Some(Step::Overdue));
+        assert_eq!(next_step(&c, ymd(2025, 12, 4), &p), None);
+        assert_eq!(next_step(&c, ymd(2025, 12, 5), &p), Some(Step::Overdue));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the dates: a letter or a hand-over only on a bank
+            /// day, and no step before the stage's deadline and its grace.
+            #[test]
+            fn letters_on_bank_days_and_never_inside_the_grace(
+                due_days in 0i64..3_000,
+                extra in 0i64..40,
+                after in 0i64..60,
+                stage in 0usize..3,
+                overdue in any::<bool>(),
+            ) {
+                let p = SettlementPolicy::default();
+                let due = ymd(2024, 1, 1) + chrono::Duration::days(due_days);
+                let stage_due = due + chrono::Duration::days(extra);
+                let date = due + chrono::Duration::days(after);
+                let stage = [Stage::Invoiced, Stage::Reminded, Stage::Collection][stage];
+                let c = claim(stage, due, stage_due, overdue);
+                if let Some(step) = next_step(&c, date, &p) {
+                    let grace_end = calendar::payment_grace_end(
+                        if step == Step::Overdue { due.min(stage_due) } else { stage_due },
+                        p.payment_grace_bank_days,
+                    );
+                    prop_assert!(date > grace_end, "{step:?} on {date}, grace to {grace_end}");
+                    if step != Step::Overdue {
+                        prop_assert!(calendar::is_bank_day(date), "{step:?} on {date}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! | `unmatched_payments` | liability | received, not yet matched |
 //! | `income:<kind>` | revenue | fees (paper, reminder, collection), interest, merchant fee |
 //! | `losses:disputes` | expense | usage credited after an upheld dispute |
+//! | `losses:waived_fees` | expense | reminder and collection fees and interest written off when only they were left (R16) |
+//! | `losses:payment_write_offs` | expense | BgMax deductions taken out of the manual queue (R15) |
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -50,6 +52,10 @@ pub mod account {
     pub const INCOME_INTEREST: &str = "income:late_interest";
     pub const INCOME_MERCHANT_FEE: &str = "income:merchant_fee";
     pub const LOSSES_DISPUTES: &str = "losses:disputes";
+    /// Ladder fees and interest written off: the principal was paid (R16).
+    pub const LOSSES_WAIVED_FEES: &str = "losses:waived_fees";
+    /// BgMax deductions dismissed from the manual queue (R15).
+    pub const LOSSES_PAYMENT_WRITE_OFFS: &str = "losses:payment_write_offs";
 }
 
 /// One balanced transaction.

@@ -32,7 +32,9 @@ pub mod policy;
 pub mod prepaid_orders;
 pub mod projector;
 pub mod reconcile;
+pub mod scheduler;
 pub mod swish;
+pub mod time;
 
 pub use context::{Settlement, SettlementError, SettlementResult};
 pub use policy::SettlementPolicy;

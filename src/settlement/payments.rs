@@ -23,6 +23,15 @@
 //! a second payment to an order, a zero amount and a BgMax deduction (TK21,
 //! negative) go to the manual-matching queue (`unmatched_payments`), from
 //! where [`match_payment`] moves them exactly as automatic matching would.
+//! A 0 SEK payment or a deduction can never be matched: staff take it out of
+//! the queue with [`dismiss_payment`] and a reason (a deduction is written
+//! off to `losses:payment_write_offs`).
+//!
+//! Blocks and the limit. A payment lifts the overdue block when no other
+//! invoice of the number is overdue by the ladder's rule, bank days of grace
+//! included (`ladder::other_overdue`), and raises the default limit when the
+//! number's *first* invoice is now paid in full ([`settle_first_invoice`],
+//! R8: paying a later invoice first does not).
 //!
 //! Trade-offs: at most [`MAX_REFERENCES`] references of a payment are
 //! considered (a bank file never has more; the rest are kept in `raw`), and
@@ -46,7 +55,7 @@ use crate::settlement::context::{
 };
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{prepaid_orders, projector};
+use crate::settlement::{ladder, prepaid_orders, projector};
 use crate::store::Store;
 
 /// The most references of one payment that are matched.
@@ -150,9 +159,8 @@ impl Registered {
 /// transaction. `today` (Stockholm) decides which invoices are overdue.
 pub async fn register_payment(
     conn: &mut PgConnection,
-    // The matching rules need no policy today; kept so that a configurable
-    // rule (e.g. the OCR control level) does not change every caller.
-    _policy: &SettlementPolicy,
+    // The bank days of grace decide which invoices are still overdue (R15).
+    policy: &SettlementPolicy,
     p: &IncomingPayment,
     today: NaiveDate,
     now: DateTime<Utc>,
@@ -216,6 +224,7 @@ pub async fn register_payment(
         txn_id: format!("payment:{payment_id}"),
         memo: format!("{channel} payment {external_id}"),
         today,
+        grace_bank_days: policy.payment_grace_bank_days,
         now,
     };
     let allocated = match target {
@@ -350,6 +359,7 @@ struct Booking {
     txn_id: String,
     memo: String,
     today: NaiveDate,
+    grace_bank_days: u32,
     now: DateTime<Utc>,
 }
 
@@ -572,13 +582,13 @@ async fn queue_payment_ops(
     established: &HashMap<String, bool>,
 ) -> SettlementResult<()> {
     let mut clear_overdue: HashMap<&str, bool> = HashMap::new();
-    let mut first_paid_done: Vec<&str> = Vec::new();
+    let mut first_paid_checked: Vec<&str> = Vec::new();
     for a in allocations {
         let Allocation::Invoice {
             invoice_id,
             number,
             amount,
-            paid_in_full,
+            ..
         } = a
         else {
             continue;
@@ -586,22 +596,23 @@ async fn queue_payment_ops(
         let clear = match clear_overdue.get(number.as_str()) {
             Some(clear) => *clear,
             None => {
-                let clear = !has_overdue_invoice(conn, number, b.today).await?;
+                let clear =
+                    !ladder::other_overdue(conn, number, &[], b.today, b.grace_bank_days).await?;
                 clear_overdue.insert(number, clear);
                 clear
             }
         };
-        // R8: the number's first invoice paid in full raises the default limit.
-        let first_invoice_paid = *paid_in_full
-            && !established.get(number.as_str()).copied().unwrap_or(true)
-            && !first_paid_done.contains(&number.as_str());
-        if first_invoice_paid {
-            first_paid_done.push(number);
-            sqlx::query("update numbers set established = true where number = $1")
-                .bind(number)
-                .execute(&mut *conn)
-                .await?;
-        }
+        // R8: the number's first invoice paid in full raises the default
+        // limit — the first one, not whichever is paid first. Checked once
+        // per number, after every allocation of this payment is booked.
+        let first_invoice_paid = if first_paid_checked.contains(&number.as_str())
+            || established.get(number.as_str()).copied().unwrap_or(true)
+        {
+            false
+        } else {
+            first_paid_checked.push(number);
+            settle_first_invoice(conn, number).await?
+        };
         queue_store_op(
             conn,
             "apply_payment",
@@ -618,26 +629,39 @@ async fn queue_payment_ops(
     Ok(())
 }
 
-/// Whether `number` still has an open invoice past its due date (after this
-/// payment), not counting disputed invoices (R19) and invoices in a kept
-/// plan (R18). "Past due" is the ladder's rule (`ladder::is_overdue`): the
-/// earlier of the due date and the current stage's deadline has passed.
-async fn has_overdue_invoice(
+/// R8 (seed 000: "efter att första fakturan är betald"): marks `number`
+/// established when its first invoice is paid in full, and says whether it
+/// did so now. The first invoice is the earliest one that was owed: a
+/// credited invoice (an upheld dispute) never was. Paying a later invoice
+/// first changes nothing. In the caller's transaction, after the payment's
+/// allocations are booked.
+pub(crate) async fn settle_first_invoice(
     conn: &mut PgConnection,
     number: &str,
-    today: NaiveDate,
 ) -> SettlementResult<bool> {
-    Ok(sqlx::query_scalar(
-        "select exists(
-             select 1 from invoices i
-             where i.number = $1 and i.status = 'open' and i.total_ore > i.paid_ore and not i.disputed
-               and $2 > least(i.due_date, i.stage_due_date)
-               and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active'))",
+    let established: Option<bool> =
+        sqlx::query_scalar("select established from numbers where number = $1")
+            .bind(number)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if established != Some(false) {
+        return Ok(false);
+    }
+    let first_paid: Option<bool> = sqlx::query_scalar(
+        "select status = 'paid' from invoices where number = $1 and status <> 'credited'
+         order by id limit 1",
     )
     .bind(number)
-    .bind(today)
-    .fetch_one(&mut *conn)
-    .await?)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if first_paid != Some(true) {
+        return Ok(false);
+    }
+    sqlx::query("update numbers set established = true where number = $1")
+        .bind(number)
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------
@@ -818,7 +842,7 @@ pub enum MatchTarget {
 /// A payment is matched once; matching it again is refused.
 pub async fn match_payment(
     conn: &mut PgConnection,
-    _policy: &SettlementPolicy,
+    policy: &SettlementPolicy,
     payment_id: i64,
     target: MatchTarget,
     actor: &str,
@@ -891,6 +915,7 @@ pub async fn match_payment(
         txn_id: format!("payment-match:{payment_id}"),
         memo: format!("{channel} payment {payment_id} matched by {actor}"),
         today,
+        grace_bank_days: policy.payment_grace_bank_days,
         now,
     };
     let allocations = allocate(conn, &booking, &resolved)
@@ -920,6 +945,115 @@ pub async fn match_payment(
     metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel.as_str(), "result" => "matched_manually")
         .increment(1);
     Ok(allocations)
+}
+
+/// The longest reason accepted when a payment is dismissed.
+pub const MAX_DISMISS_REASON_CHARS: usize = 500;
+
+/// A payment taken out of the manual queue by [`dismiss_payment`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dismissed {
+    pub payment_id: i64,
+    /// What was written off (a deduction's amount, positive); zero for a
+    /// 0 SEK payment.
+    pub written_off: Money,
+}
+
+/// Takes a payment that can never be matched out of the manual queue (R15),
+/// in the caller's transaction: a payment of 0 SEK (nothing was booked, so
+/// nothing is) or a BgMax deduction (TK21: money the bank took back from a
+/// deposit), whose amount is written off — debit `losses:payment_write_offs`,
+/// credit `unmatched_payments`, which the deduction had left negative. A
+/// payment with money in it is refused: it belongs to someone, so it is
+/// matched or paid back, never dismissed. Who did it and why is recorded
+/// (the payment row and the audit log); a payment is dismissed once.
+pub async fn dismiss_payment(
+    conn: &mut PgConnection,
+    payment_id: i64,
+    reason: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> SettlementResult<Dismissed> {
+    let actor = actor.trim();
+    if actor.is_empty() {
+        return Err(SettlementError::Invalid(
+            "who dismissed the payment is required".into(),
+        ));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(SettlementError::Invalid(
+            "a reason for dismissing the payment is required".into(),
+        ));
+    }
+    if reason.chars().count() > MAX_DISMISS_REASON_CHARS {
+        return Err(SettlementError::Invalid(format!(
+            "the reason is longer than {MAX_DISMISS_REASON_CHARS} characters"
+        )));
+    }
+    let row = sqlx::query(
+        "select status, unallocated_ore, channel from payments where id = $1 for update",
+    )
+    .bind(payment_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| SettlementError::NotFound(format!("payment {payment_id}")))?;
+    let status: String = row.get("status");
+    let amount_ore: i64 = row.get("unallocated_ore");
+    let channel: String = row.get("channel");
+    if status != "unmatched" {
+        return Err(SettlementError::Refused(format!(
+            "payment {payment_id} is {status}, only an unmatched payment can be dismissed"
+        )));
+    }
+    if amount_ore > 0 {
+        return Err(SettlementError::Refused(format!(
+            "payment {payment_id} holds {}: match it to an invoice, a number or an order, or pay it back",
+            Money::ore_unchecked(amount_ore)
+        )));
+    }
+    let written_off = -amount_ore;
+    if written_off > 0 {
+        ledger::post(
+            conn,
+            &Txn::new(
+                format!("payment-dismissed:{payment_id}"),
+                now,
+                format!("{channel} deduction {payment_id} written off by {actor}"),
+            )
+            .debit(account::LOSSES_PAYMENT_WRITE_OFFS, written_off)
+            .credit(account::UNMATCHED, written_off),
+        )
+        .await?;
+    }
+    sqlx::query(
+        "update payments set status = 'dismissed', unallocated_ore = 0, matched_by = $2,
+                dismissed_reason = $3 where id = $1",
+    )
+    .bind(payment_id)
+    .bind(actor)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    audit(
+        conn,
+        actor,
+        "payment_dismissed",
+        &format!("payment:{payment_id}"),
+        json!({ "reason": reason, "amount_ore": amount_ore, "written_off_ore": written_off }),
+    )
+    .await?;
+    let channel_label = match channel.as_str() {
+        "swish" => "swish",
+        "manual" => "manual",
+        _ => "bankgiro",
+    };
+    metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel_label, "result" => "dismissed")
+        .increment(1);
+    Ok(Dismissed {
+        payment_id,
+        written_off: Money::ore_unchecked(written_off),
+    })
 }
 
 /// A payment waiting in the manual-matching queue.

@@ -243,9 +243,14 @@ pub async fn create_plan<S: Store>(
         )));
     }
     let items = schedule(debt, monthly, first_due)?;
-    let was_overdue = rows
-        .iter()
-        .any(|r| is_overdue(r.get("due_date"), r.get("stage_due_date"), today));
+    let was_overdue = rows.iter().any(|r| {
+        is_overdue(
+            r.get("due_date"),
+            r.get("stage_due_date"),
+            today,
+            s.policy.payment_grace_bank_days,
+        )
+    });
 
     let paid_before: i64 = sqlx::query_scalar(
         "select coalesce(sum(amount_ore), 0)::bigint from payment_allocations
@@ -308,7 +313,16 @@ pub async fn create_plan<S: Store>(
         .await?;
     }
     // The planned invoices no longer count as overdue (R7).
-    if was_overdue && !other_overdue(&mut tx, &number, &invoice_ids, today).await? {
+    if was_overdue
+        && !other_overdue(
+            &mut tx,
+            &number,
+            &invoice_ids,
+            today,
+            s.policy.payment_grace_bank_days,
+        )
+        .await?
+    {
         queue_store_op(
             &mut tx,
             "set_block",

@@ -17,6 +17,11 @@ pub struct SettlementPolicy {
     pub minimum_invoice_amount: Option<Money>,
     /// R14: never carried for more than this many months.
     pub max_carry_months: u32,
+    /// R15: bank days a payment made on a deadline may take to reach us
+    /// (seed 001: "det tar minst 3 bankdagar"). A deadline on a weekend or
+    /// holiday first moves to the next bank day; the claim is overdue, and
+    /// the ladder's next step due, only after these bank days.
+    pub payment_grace_bank_days: u32,
     /// R16: a reminder this many days after the due date (seed 001: 5).
     pub reminder_after_days: u32,
     /// R16: the statutory reminder fee (lag 1981:739: at most 60 SEK).
@@ -54,6 +59,7 @@ impl Default for SettlementPolicy {
             paper_invoice_fee: Money::sek(30),
             minimum_invoice_amount: None,
             max_carry_months: 3,
+            payment_grace_bank_days: 3,
             reminder_after_days: 5,
             reminder_fee: Money::sek(60),
             reminder_due_days: 10,

@@ -124,6 +124,19 @@ impl RedisStore {
         })
     }
 
+    /// The id of the newest entry of partition `p`'s stream (None when the
+    /// stream is empty or missing), as (milliseconds, sequence).
+    pub async fn last_entry_id(&self, p: u32) -> StoreResult<Option<(u64, u64)>> {
+        let mut cmd = ::redis::cmd("XREVRANGE");
+        cmd.arg(self.inner.keys.events(p))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
+        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        Ok(entries(&v).first().map(|e| parse_stream_id(&e.id)))
+    }
+
     /// Acknowledges entries of partition `p` for `group`.
     pub async fn ack(&self, p: u32, group: &str, ids: &[String]) -> StoreResult<()> {
         if ids.is_empty() {
