@@ -237,7 +237,7 @@ pub struct RunArgs {
     /// The prepaid-code key (as the gateways use), for issuing codes at pick-up.
     #[arg(long, env = "CALLAUTH_PREPAID_CODE_KEY", hide_env_values = true)]
     pub prepaid_code_key: Option<String>,
-    /// Secret path segment of the Swish callback URL (/swish/callback/<token>).
+    /// Secret path segment of the Swish callback URL (`/swish/callback/<token>`).
     #[arg(long, env = "CALLAUTH_SWISH_CALLBACK_TOKEN", hide_env_values = true)]
     pub swish_callback_token: Option<String>,
     /// Stockholm time of day (HH:MM) of the daily calendar run.

@@ -1,7 +1,7 @@
 //! Double-entry bookkeeping: every money movement is one transaction whose
 //! entries sum to zero (positive = debit, negative = credit). A transaction
-//! has an id derived from the business fact it records ("usage:<call_id>",
-//! "invoice:<id>"), and posting the same id twice posts it once.
+//! has an id derived from the business fact it records (`"usage:<call_id>"`,
+//! `"invoice:<id>"`), and posting the same id twice posts it once.
 //!
 //! The chart of accounts (one account per counterparty where it matters):
 //!

@@ -30,7 +30,7 @@
 //! Blocks and the limit. A payment lifts the overdue block when no other
 //! invoice of the number is overdue by the ladder's rule, bank days of grace
 //! included (`ladder::other_overdue`), and raises the default limit when the
-//! number's *first* invoice is now paid in full ([`settle_first_invoice`],
+//! number's *first* invoice is now paid in full (`settle_first_invoice`,
 //! R8: paying a later invoice first does not).
 //!
 //! Trade-offs: at most [`MAX_REFERENCES`] references of a payment are

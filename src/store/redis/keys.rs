@@ -18,7 +18,7 @@ impl Keys {
         &self.prefix
     }
 
-    /// "{<prefix>:p<N>}:" — every key of partition N starts with it.
+    /// `"{<prefix>:p<N>}:"` — every key of partition N starts with it.
     pub fn tag_prefix(&self, p: u32) -> String {
         format!("{{{}:p{p}}}:", self.prefix)
     }
@@ -70,7 +70,7 @@ impl Keys {
         format!("{}ref:{reference}", self.tag_prefix(p))
     }
 
-    /// String: which payer holds a call ("n|<p>|<number>" or "c|<p>|<code_id>").
+    /// String: which payer holds a call (`"n|<p>|<number>"` or `"c|<p>|<code_id>"`).
     pub fn call(&self, p: u32, call_id: &str) -> String {
         format!("{}call:{call_id}", self.tag_prefix(p))
     }
