@@ -141,6 +141,30 @@ impl Account {
         self.unbilled + self.invoiced_unpaid
     }
 
+    /// The money invariants of an account (DESIGN invariant 3), asserted
+    /// after every step that moves its pending amount: a violation is a bug
+    /// that must stop this number (the poisoned lock refuses further steps)
+    /// rather than move more money.
+    fn assert_invariants(&self) {
+        assert!(
+            !self.pending.is_negative(),
+            "pending holds went negative: {}",
+            self.pending
+        );
+    }
+
+    /// After a grant: exposure plus pending holds within the limit (R8, R10).
+    fn assert_within_limit(&self, credit: &CreditPolicy) {
+        self.assert_invariants();
+        assert!(
+            self.exposure() + self.pending <= self.limit(credit),
+            "a grant took the exposure {} plus pending {} past the limit {}",
+            self.exposure(),
+            self.pending,
+            self.limit(credit)
+        );
+    }
+
     fn balances(&self) -> Balances {
         Balances {
             unbilled: self.unbilled,
@@ -210,6 +234,23 @@ impl Account {
 }
 
 impl Code {
+    /// A code's money never goes below zero, and its holds never exceed it
+    /// (R17): asserted after every step that moves it.
+    fn assert_invariants(&self) {
+        assert!(
+            !self.balance.is_negative() && !self.pending.is_negative(),
+            "a code's balance {} or pending {} went negative",
+            self.balance,
+            self.pending
+        );
+        assert!(
+            self.pending <= self.balance,
+            "a code holds {} of its {}",
+            self.pending,
+            self.balance
+        );
+    }
+
     fn view(&self, id: &CodeId) -> PrepaidView {
         PrepaidView {
             code_id: id.clone(),
@@ -619,6 +660,7 @@ impl Store for MemoryStore {
         let hold = s.new_hold(call, Some(number), None, g, now_ms);
         a.pending += g.hold;
         a.pending_calls += 1;
+        a.assert_within_limit(&s.policy.credit);
         s.expiry_moved(&call.call_id, None, Some(hold.expires_at_ms))?;
         s.emit_consent(s.partition(number.as_str()), call, &hold, now_ms);
         let result = AuthorizeResult {
@@ -698,6 +740,7 @@ impl Store for MemoryStore {
         };
         let hold = s.new_hold(call, number, Some(code), g, now_ms);
         c.pending += g.hold;
+        c.assert_invariants();
         s.expiry_moved(&call.call_id, None, Some(hold.expires_at_ms))?;
         s.emit_consent(s.partition(code.as_str()), call, &hold, now_ms);
         let result = AuthorizeResult {
@@ -752,6 +795,9 @@ impl Store for MemoryStore {
                     s, call_id, hold, ivr_client, sequence, available, refusal, now_ms,
                 )?;
                 a.pending += delta;
+                if delta > Money::ZERO {
+                    a.assert_within_limit(&policy.credit);
+                }
                 Ok(result)
             }
             Payer::Code(code) => {
@@ -780,6 +826,7 @@ impl Store for MemoryStore {
                     s, call_id, hold, ivr_client, sequence, available, refusal, now_ms,
                 )?;
                 c.pending += delta;
+                c.assert_invariants();
                 Ok(result)
             }
         }
@@ -810,6 +857,7 @@ impl Store for MemoryStore {
                     a.pending -= amount;
                     a.pending_calls -= 1;
                 }
+                a.assert_invariants();
                 Ok(outcome)
             }
             Payer::Code(code) => {
@@ -825,6 +873,7 @@ impl Store for MemoryStore {
                 if let ReleaseOutcome::Voided(amount) = outcome {
                     c.pending -= amount;
                 }
+                c.assert_invariants();
                 Ok(outcome)
             }
         }
@@ -854,6 +903,7 @@ impl Store for MemoryStore {
                 if !posting.late {
                     a.pending_calls -= 1;
                 }
+                a.assert_invariants();
                 a.unbilled += posting.charge;
                 let p = s.partition(number.as_str());
                 emit_usage(s, p, &hold, usage, &posting, a.exposure(), now_ms);
@@ -881,6 +931,7 @@ impl Store for MemoryStore {
                 let hold = hold.clone();
                 c.pending -= released;
                 c.balance -= posting.charge;
+                c.assert_invariants();
                 let p = s.partition(code.as_str());
                 emit_usage(s, p, &hold, usage, &posting, Money::ZERO, now_ms);
                 s.emit(
@@ -934,6 +985,7 @@ impl Store for MemoryStore {
                     {
                         a.pending -= amount;
                         a.pending_calls -= 1;
+                        a.assert_invariants();
                         expired += 1;
                     }
                 }
@@ -949,6 +1001,7 @@ impl Store for MemoryStore {
                         expire_hold(s, &call_id, hold, s.partition(code.as_str()), now_ms)?
                     {
                         c.pending -= amount;
+                        c.assert_invariants();
                         expired += 1;
                     }
                 }
