@@ -107,14 +107,17 @@ pub async fn issue_invoice(
     };
 
     // R14: a small amount waits for the next period, but never more than
-    // max_carry_months after its oldest call.
+    // max_carry_months after its oldest call. The minimum is compared with
+    // the calls alone (seed 002: "kostnaderna"): the paper fee is the cost of
+    // sending an invoice, so counting it would invoice a paper customer
+    // whose e-mail neighbour with the same calls is carried.
     if kind == InvoiceKind::Monthly {
         if let Some(min) = policy.minimum_invoice_amount {
             let oldest = calendar::stockholm_date(first_call.timestamp_millis());
             let carried_too_long = oldest
                 .checked_add_months(chrono::Months::new(policy.max_carry_months))
                 .is_none_or(|limit| limit <= today);
-            if usage_ore + fees_ore < min.ore() && !carried_too_long {
+            if usage_ore < min.ore() && !carried_too_long {
                 return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
             }
         }
