@@ -66,8 +66,14 @@ async fn the_minimum_invoice_amount_applies_to_the_calls_for_paper_and_email_ali
     holder(&w, EMAIL, "email").await;
     // 3 started minutes of tarot at 29,90 kr = 89,70 kr each, on 2025-11-23:
     // below 100 kr (with the paper fee the paper customer's would be 119,70).
-    assert_eq!(w.call(PAPER, "p1", TAROT, 150).await, Money::ore_unchecked(8970));
-    assert_eq!(w.call(EMAIL, "e1", TAROT, 150).await, Money::ore_unchecked(8970));
+    assert_eq!(
+        w.call(PAPER, "p1", TAROT, 150).await,
+        Money::ore_unchecked(8970)
+    );
+    assert_eq!(
+        w.call(EMAIL, "e1", TAROT, 150).await,
+        Money::ore_unchecked(8970)
+    );
     w.settle().await;
 
     // 15 December, 15 January and 15 February: carried for both. On

@@ -24,8 +24,7 @@ const A: &str = "+46701234567";
 const B: &str = "+46701234568";
 /// Our bankgiro (SettlementPolicy::default: 991-2346).
 const OUR_BANKGIRO: &str = "9912346";
-const SAMPLE: &[u8] =
-    include_bytes!("fixtures/bgmax/bankgirot-sample-ocr-check-length.bgmax");
+const SAMPLE: &[u8] = include_bytes!("fixtures/bgmax/bankgirot-sample-ocr-check-length.bgmax");
 const TOKEN: &str = "0f3c9a7e-callback-secret-5d21b8";
 
 #[derive(Clone, Debug)]

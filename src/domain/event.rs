@@ -131,6 +131,20 @@ pub mod ids {
     pub fn repaired(number: &str, seq: u64) -> String {
         format!("repaired:{number}:{seq}")
     }
+    /// The prefixes of every id above that is keyed by a number rather than
+    /// a call (erasure finds a number's events by them).
+    pub fn number_prefixes(number: &str) -> [String; 8] {
+        [
+            format!("threshold:{number}:"),
+            format!("limit:{number}:"),
+            format!("block:{number}:"),
+            format!("limit-changed:{number}:"),
+            format!("directory:{number}:"),
+            format!("invoice:{number}:"),
+            format!("payment:{number}:"),
+            format!("repaired:{number}:"),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -535,6 +549,34 @@ impl From<&Event> for pb::Event {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_number_keyed_id_has_its_prefix() {
+        use super::ids;
+        let n = "+46701234567";
+        let prefixes = ids::number_prefixes(n);
+        for id in [
+            ids::threshold(n, 1),
+            ids::limit_reached(n, 2),
+            ids::block(n, 3),
+            ids::limit_changed(n, 4),
+            ids::directory(n, 5),
+            ids::invoice_applied(n, "inv-6"),
+            ids::payment_applied(n, "pay-7"),
+            ids::repaired(n, 8),
+        ] {
+            assert_eq!(
+                prefixes
+                    .iter()
+                    .filter(|p| id.starts_with(p.as_str()))
+                    .count(),
+                1,
+                "{id}"
+            );
+        }
+        // Another number sharing the digits is not matched ("…67" vs "…678").
+        assert!(!ids::block("+467012345678", 1).starts_with(&prefixes[2]));
+    }
+
     #[test]
     fn a_borrowed_consent_event_is_the_owned_event() {
         use super::*;
