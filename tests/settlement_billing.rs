@@ -9,7 +9,8 @@ mod common;
 
 use callauth::domain::Money;
 use callauth::settlement::personal::{self, HolderInput};
-use callauth::settlement::{daily, SettlementPolicy};
+use callauth::settlement::{daily, disputes, ledger, SettlementPolicy};
+use callauth::store::Store;
 use chrono::NaiveDate;
 use common::settle::World;
 use common::*;
@@ -99,4 +100,285 @@ async fn the_minimum_invoice_amount_applies_to_the_calls_for_paper_and_email_ali
         invoices(&w, EMAIL).await,
         vec![("monthly".to_string(), 8970, 0, 8970)]
     );
+}
+
+/// An exempt psychology line of the second merchant: 19,95 kr a minute,
+/// billed per second, no VAT (mervärdesskattelagen 10 kap.).
+const EXEMPT_LINE: &str = "+469006006060";
+
+async fn add_exempt_line(w: &World) {
+    let mut spec = spec(EXEMPT_LINE, OTHER_MERCHANT, "Samtalsstöd", 1995, 1, 0);
+    spec.vat = callauth::domain::VatRate::EXEMPT;
+    w.store.upsert_service(&spec, T0).await.unwrap();
+}
+
+fn pdf_has(pdf: &[u8], text: &str) -> bool {
+    let needle = format!("({text}) Tj");
+    pdf.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+async fn balance(w: &World, account: &str) -> i64 {
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    ledger::balance(&mut conn, account).await.unwrap()
+}
+
+/// Mervärdesskattelagen 17 kap.: the invoice shows, per VAT rate, the base
+/// and the VAT; the prices include VAT; the output VAT is booked on its own
+/// account per rate, and the merchants are owed the calls without it. The
+/// merchant statement shows the VAT we declare and takes our fee on the
+/// calls without VAT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoices_and_statements_show_vat_per_rate_and_the_ledger_books_it() {
+    let w = World::new(T0, &[PAPER], SettlementPolicy::default()).await;
+    holder(&w, PAPER, "paper").await;
+    add_exempt_line(&w).await;
+    // 10 minutes of tarot: 299,00 kr incl. 25 % VAT = 299,00 × 25/125 = 59,80
+    // VAT on a base of 239,20. 300 s on the exempt line: 19,95 × 5 = 99,75, no VAT.
+    assert_eq!(w.call(PAPER, "t1", TAROT, 600).await, Money::sek(299));
+    assert_eq!(
+        w.call(PAPER, "x1", EXEMPT_LINE, 300).await,
+        Money::ore_unchecked(9975)
+    );
+    w.settle().await;
+    daily::run_day(&w.settlement, ymd(2025, 12, 15))
+        .await
+        .unwrap();
+    // The invoice: 299,00 + 99,75 + 30,00 paper fee (incl. 25 %: 6,00 VAT on
+    // 24,00) = 428,75.
+    let (id, ocr, total): (i64, String, i64) =
+        sqlx::query_as("select id, ocr, total_ore from invoices where number = $1")
+            .bind(PAPER)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(total, 42_875);
+    // Per rate: 25 %: base 239,20 + 24,00 = 263,20, VAT 59,80 + 6,00 = 65,80;
+    // 0 %: base 99,75, VAT 0,00.
+    let summary: Vec<(Option<i32>, i64, i64)> = sqlx::query_as(
+        "select vat_rate_percent, sum(amount_ore - vat_ore)::bigint, sum(vat_ore)::bigint
+         from invoice_lines where invoice_id = $1 group by 1 order by 1 desc nulls last",
+    )
+    .bind(id)
+    .fetch_all(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        summary,
+        vec![(Some(25), 26_320, 6_580), (Some(0), 9_975, 0)]
+    );
+    let pdf: Vec<u8> = sqlx::query_scalar("select pdf from documents where invoice_id = $1")
+        .bind(id)
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    for text in [
+        "Moms 25 %",
+        "263,20 kr",
+        "65,80 kr",
+        "Moms 0 %",
+        "99,75 kr",
+        "0,00 kr",
+        "Summa moms",
+        "428,75 kr",
+    ] {
+        assert!(pdf_has(&pdf, text), "{text} missing from the invoice");
+    }
+    // The books: output VAT on its own account per rate; the merchants are
+    // owed the calls without VAT; our paper fee income without VAT.
+    assert_eq!(balance(&w, "vat:output:25").await, -6_580);
+    assert_eq!(balance(&w, "vat:output:0").await, 0);
+    assert_eq!(balance(&w, "merchant_payable:stjarnlinjen").await, -23_920);
+    assert_eq!(balance(&w, "merchant_payable:radgivarna").await, -9_975);
+    assert_eq!(balance(&w, "income:paper_invoice_fee").await, -2_400);
+
+    // Paid in full; on 1 January the merchants are settled for December.
+    w.clock.set_ms(T0 + 30 * 86_400_000);
+    let mut f = callauth::settlement::bgmax::FileBuilder::new("20251220060000000001", false);
+    f.section("9912346", ymd(2025, 12, 20), "00001")
+        .ocr_payment(&ocr, Money::ore_unchecked(total));
+    let r = callauth::settlement::payments::import_bgmax(&w.settlement, &f.build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.matched, 1);
+    let made = callauth::settlement::merchants::run_statements(&w.settlement, ymd(2026, 1, 1))
+        .await
+        .unwrap();
+    let by: std::collections::HashMap<_, _> =
+        made.iter().map(|s| (s.merchant_id.as_str(), s)).collect();
+    // Stjärnlinjen: 299,00 collected incl. 59,80 VAT; fee 15 % of 239,20 =
+    // 35,88; paid out 239,20 − 35,88 = 203,32.
+    let st = by["stjarnlinjen"];
+    assert_eq!(
+        (
+            st.gross_ore,
+            st.vat_ore,
+            st.chargeback_ore,
+            st.fee_ore,
+            st.net_ore
+        ),
+        (29_900, 5_980, 0, 3_588, 20_332)
+    );
+    // Rådgivarna: 99,75 without VAT; fee 15 % = 14,9625 → 14,96; paid out 84,79.
+    let rg = by["radgivarna"];
+    assert_eq!(
+        (
+            rg.gross_ore,
+            rg.vat_ore,
+            rg.chargeback_ore,
+            rg.fee_ore,
+            rg.net_ore
+        ),
+        (9_975, 0, 0, 1_496, 8_479)
+    );
+    let text = callauth::settlement::merchants::describe(st);
+    assert!(text.contains("moms 59,80 kr"), "{text}");
+    assert_eq!(balance(&w, "merchant_payable:stjarnlinjen").await, 0);
+    assert_eq!(balance(&w, "merchant_payable:radgivarna").await, 0);
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    assert_eq!(ledger::total(&mut conn).await.unwrap(), 0);
+}
+
+/// Noon in Stockholm on `day`, in Unix ms.
+fn noon(day: NaiveDate) -> i64 {
+    use chrono::TimeZone;
+    chrono_tz::Europe::Stockholm
+        .from_local_datetime(&day.and_hms_opt(12, 0, 0).unwrap())
+        .single()
+        .unwrap()
+        .timestamp_millis()
+}
+
+async fn pay_ocr(w: &World, day: NaiveDate, serial: &str, ocr: &str, ore: i64) {
+    let mut f = callauth::settlement::bgmax::FileBuilder::new(
+        &format!("{}060000000001", day.format("%Y%m%d")),
+        false,
+    );
+    f.section("9912346", day, serial)
+        .ocr_payment(ocr, Money::ore_unchecked(ore));
+    let r = callauth::settlement::payments::import_bgmax(&w.settlement, &f.build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.matched, 1, "{r:?}");
+}
+
+/// R19, R20: an upheld dispute charges the uncollectable calls back to the
+/// merchants' payable accounts (without VAT; the VAT comes off the output
+/// VAT) and reverses our own fee, instead of booking it all as our loss;
+/// the merchants' next statements show the chargeback and our fee is taken
+/// only on what was collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upheld_dispute_is_charged_back_to_the_merchants_and_reverses_our_fee() {
+    let w = World::new(T0, &[PAPER], SettlementPolicy::default()).await;
+    holder(&w, PAPER, "paper").await;
+    add_exempt_line(&w).await;
+    // As above: 299,00 tarot (59,80 VAT), 99,75 exempt, 30,00 paper fee
+    // (6,00 VAT): 428,75 invoiced on 15 December.
+    w.call(PAPER, "t1", TAROT, 600).await;
+    w.call(PAPER, "x1", EXEMPT_LINE, 300).await;
+    w.settle().await;
+    w.clock.set_ms(noon(ymd(2025, 12, 15)));
+    daily::run_day(&w.settlement, ymd(2025, 12, 15))
+        .await
+        .unwrap();
+    let (id, ocr): (i64, String) = sqlx::query_as("select id, ocr from invoices")
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    // 100,00 paid on 20 December; the rest disputed and the dispute upheld.
+    w.clock.set_ms(noon(ymd(2025, 12, 20)));
+    pay_ocr(&w, ymd(2025, 12, 20), "00001", &ocr, 10_000).await;
+    w.clock.set_ms(noon(ymd(2025, 12, 21)));
+    let d = disputes::open_dispute(&w.settlement, id, "I never called", "support")
+        .await
+        .unwrap();
+    w.clock.set_ms(noon(ymd(2025, 12, 22)));
+    disputes::resolve_dispute(&w.settlement, d.id, true, "the line was cloned", "support")
+        .await
+        .unwrap();
+
+    // Credited: 428,75 − 100,00 = 328,75. The 100,00 paid the calls first,
+    // so the calls lack 398,75 − 100,00 = 298,75, split in proportion:
+    // 29 875 × 29 900 / 39 875 = 22 401,57… and 29 875 × 9 975 / 39 875 =
+    // 7 473,42… → 22 402 (the larger remainder takes the öre) and 7 473.
+    // Stjärnlinjen's 224,02 carries 59,80 × 22 402 / 29 900 = 44,804 → 44,80
+    // VAT: 179,22 charged back. Rådgivarna's 74,73 has no VAT. The paper fee
+    // (30,00) is credited whole: 24,00 income and 6,00 VAT reversed.
+    let (status, total, credits): (String, i64, i64) =
+        sqlx::query_as("select status, total_ore, credits_ore from invoices where id = $1")
+            .bind(id)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), total, credits),
+        ("credited", 10_000, 32_875)
+    );
+    assert_eq!(balance(&w, "caller_invoiced:+46701112233").await, 0);
+    // Stjärnlinjen is still owed what was collected: 299,00 − 224,02 = 74,98
+    // of which 59,80 − 44,80 = 15,00 is VAT: 59,98. Rådgivarna: 99,75 − 74,73 = 25,02.
+    assert_eq!(balance(&w, "merchant_payable:stjarnlinjen").await, -5_998);
+    assert_eq!(balance(&w, "merchant_payable:radgivarna").await, -2_502);
+    // Output VAT: 59,80 + 6,00 − 44,80 − 6,00 = 15,00.
+    assert_eq!(balance(&w, "vat:output:25").await, -1_500);
+    assert_eq!(balance(&w, "income:paper_invoice_fee").await, 0);
+    assert_eq!(
+        balance(&w, "losses:disputes").await,
+        0,
+        "nothing is our loss"
+    );
+    let chargebacks: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "select merchant_id, gross_ore, vat_ore, base_ore from merchant_chargebacks order by merchant_id",
+    )
+    .fetch_all(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        chargebacks,
+        vec![
+            ("radgivarna".to_string(), 7_473, 0, 7_473),
+            ("stjarnlinjen".to_string(), 22_402, 4_480, 17_922),
+        ]
+    );
+
+    // 1 January: the statements show the chargebacks; our fee is on what was
+    // collected without VAT. Stjärnlinjen: 299,00 − 59,80 − 179,22 = 59,98,
+    // fee 15 % = 8,997 → 9,00, paid out 50,98. Rådgivarna: 99,75 − 74,73 =
+    // 25,02, fee 3,753 → 3,75, paid out 21,27.
+    w.clock.set_ms(noon(ymd(2026, 1, 1)));
+    let made = callauth::settlement::merchants::run_statements(&w.settlement, ymd(2026, 1, 1))
+        .await
+        .unwrap();
+    let by: std::collections::HashMap<_, _> =
+        made.iter().map(|s| (s.merchant_id.as_str(), s)).collect();
+    let st = by["stjarnlinjen"];
+    assert_eq!(
+        (
+            st.calls,
+            st.gross_ore,
+            st.vat_ore,
+            st.chargeback_ore,
+            st.fee_ore,
+            st.net_ore
+        ),
+        (1, 29_900, 5_980, 17_922, 900, 5_098)
+    );
+    let rg = by["radgivarna"];
+    assert_eq!(
+        (
+            rg.calls,
+            rg.gross_ore,
+            rg.vat_ore,
+            rg.chargeback_ore,
+            rg.fee_ore,
+            rg.net_ore
+        ),
+        (1, 9_975, 0, 7_473, 375, 2_127)
+    );
+    let text = callauth::settlement::merchants::describe(st);
+    assert!(text.contains("chargebacks 179,22 kr"), "{text}");
+    assert_eq!(balance(&w, "merchant_payable:stjarnlinjen").await, 0);
+    assert_eq!(balance(&w, "merchant_payable:radgivarna").await, 0);
+    assert_eq!(balance(&w, "income:merchant_fee").await, -(900 + 375));
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    assert_eq!(ledger::total(&mut conn).await.unwrap(), 0);
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{BlockKind, LimitSource};
 use super::decision::Funding;
+use super::vat::VatRate;
 use crate::pb;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,6 +171,10 @@ pub struct UsagePosted {
     pub late: bool,
     pub authorized_at_ms: i64,
     pub exposure_after_ore: i64,
+    /// The VAT rate of the accepted terms (the charge includes it); an
+    /// event written before rates existed reads as 25 %.
+    #[serde(rename = "vat_rate_percent")]
+    pub vat_rate: VatRate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -426,6 +431,7 @@ impl From<&Event> for pb::Event {
                 late: u.late,
                 authorized_at_ms: u.authorized_at_ms,
                 exposure_after_ore: u.exposure_after_ore,
+                vat_rate_percent: Some(u.vat_rate.percent()),
             }),
             EventBody::HoldExpired(h) => Body::HoldExpired(pb::HoldExpired {
                 call_id: h.call_id.clone(),
@@ -684,5 +690,24 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn usage_carries_its_vat_rate_and_old_usage_reads_as_25() {
+        let written = r#"{"event_id":"usage:c1","at_ms":5,"partition":0,
+            "usage_posted":{"call_id":"c1","charge_ore":1995,"vat_rate_percent":0}}"#;
+        match Event::from_json(written).unwrap().body {
+            EventBody::UsagePosted(u) => assert_eq!(u.vat_rate, VatRate::EXEMPT),
+            other => panic!("unexpected {other:?}"),
+        }
+        let before_rates = r#"{"event_id":"usage:c2","at_ms":5,"partition":0,
+            "usage_posted":{"call_id":"c2","charge_ore":2990}}"#;
+        match Event::from_json(before_rates).unwrap().body {
+            EventBody::UsagePosted(u) => assert_eq!(u.vat_rate, VatRate::STANDARD),
+            other => panic!("unexpected {other:?}"),
+        }
+        let bad = r#"{"event_id":"usage:c3","at_ms":5,"partition":0,
+            "usage_posted":{"call_id":"c3","vat_rate_percent":7}}"#;
+        assert!(Event::from_json(bad).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! `rating` and `decision` are the heart (SPEC R2–R10); `catalog` holds the
 //! services and their immutable terms (R4, R5); `account` the credit rules
 //! (R7–R9); `prepaid` the codes (R17); `event` the outbox contract with
-//! settlement (DESIGN invariant 6).
+//! settlement (DESIGN invariant 6); `vat` the VAT rates of the terms.
 
 pub mod account;
 pub mod catalog;
@@ -15,6 +15,7 @@ pub mod money;
 pub mod number;
 pub mod prepaid;
 pub mod rating;
+pub mod vat;
 
 pub use account::{BlockKind, CreditPolicy, LimitChange, LimitSource};
 pub use catalog::{CatalogSnapshot, Merchant, Service, ServiceSpec, Terms};
@@ -25,3 +26,4 @@ pub use money::Money;
 pub use number::E164;
 pub use prepaid::{CodeHasher, CodeId, PrepaidCode};
 pub use rating::{rate, Rated, Tariff};
+pub use vat::VatRate;

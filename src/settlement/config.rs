@@ -122,6 +122,14 @@ pub struct PolicyArgs {
         default_value = "30"
     )]
     pub paper_invoice_fee_sek: Money,
+    /// The VAT rate included in the paper-invoice fee, percent (25, 12, 6 or 0).
+    #[arg(
+        long,
+        env = "CALLAUTH_PAPER_INVOICE_FEE_VAT_PERCENT",
+        global = true,
+        default_value_t = 25
+    )]
+    pub paper_invoice_fee_vat_percent: u32,
     /// Below this, an invoice is carried to the next period (R14); off when absent.
     #[arg(long, env = "CALLAUTH_MINIMUM_INVOICE_SEK", global = true)]
     pub minimum_invoice_sek: Option<Money>,
@@ -313,6 +321,10 @@ impl PolicyArgs {
             invoice_day: self.invoice_day,
             threshold_due_days: self.threshold_due_days,
             paper_invoice_fee: self.paper_invoice_fee_sek,
+            paper_invoice_fee_vat: crate::domain::VatRate::from_percent(
+                self.paper_invoice_fee_vat_percent,
+            )
+            .map_err(|e| anyhow::anyhow!("--paper-invoice-fee-vat-percent: {e}"))?,
             minimum_invoice_amount: self.minimum_invoice_sek,
             reminder_after_days: self.reminder_after_days,
             reminder_fee: self.reminder_fee_sek,

@@ -13,6 +13,10 @@ pub struct SettlementPolicy {
     pub threshold_due_days: u32,
     /// Fee on a paper invoice (R13; seed 001: 30 SEK). E-mail invoices have none.
     pub paper_invoice_fee: Money,
+    /// The VAT rate included in the paper-invoice fee: an invoicing fee is
+    /// part of what is paid for the supply it invoices (Skatteverket), and
+    /// one invoice may mix rates, so the general rate applies by default.
+    pub paper_invoice_fee_vat: crate::domain::VatRate,
     /// R14: below this an invoice is carried to the next period (None = off).
     pub minimum_invoice_amount: Option<Money>,
     /// R14: never carried for more than this many months.
@@ -52,6 +56,7 @@ impl Default for SettlementPolicy {
             invoice_day: 15,
             threshold_due_days: 14,
             paper_invoice_fee: Money::sek(30),
+            paper_invoice_fee_vat: crate::domain::VatRate::STANDARD,
             minimum_invoice_amount: None,
             max_carry_months: 3,
             reminder_after_days: 5,
@@ -70,6 +75,7 @@ impl Default for SettlementPolicy {
                 "Callauth Fakturering AB".into(),
                 "Box 736, 114 79 Stockholm".into(),
                 "Org.nr 556000-0000".into(),
+                "Momsreg.nr SE556000000001".into(),
             ],
             ocr_offset: 100_000,
         }

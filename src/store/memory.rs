@@ -30,6 +30,7 @@ use crate::domain::decision::{
 };
 use crate::domain::event::{self, ids, EventBody};
 use crate::domain::rating::{rate, Tariff};
+use crate::domain::vat::VatRate;
 
 /// Events kept per partition in the in-process outbox (the JSON-lines file,
 /// when configured, keeps all of them).
@@ -117,6 +118,8 @@ struct Hold {
     merchant_id: MerchantId,
     terms_id: TermsId,
     tariff: Tariff,
+    /// The VAT rate of the accepted terms, carried to the usage event.
+    vat_rate: VatRate,
     /// The grant given by Authorize (what a replay returns).
     original: Grant,
     /// The grant now, after extensions.
@@ -370,6 +373,7 @@ impl Inner {
             merchant_id: call.service.merchant_id.clone(),
             terms_id: call.terms.terms_id.clone(),
             tariff: call.terms.tariff,
+            vat_rate: call.terms.vat,
             original: g,
             grant: g,
             authorized_at_ms: now_ms,
@@ -1653,6 +1657,7 @@ fn emit_usage(
             late: posting.late,
             authorized_at_ms: hold.authorized_at_ms,
             exposure_after_ore: exposure.ore(),
+            vat_rate: hold.vat_rate,
         }),
     );
 }

@@ -126,6 +126,13 @@ local function code_of(hold)
   return ''
 end
 
+-- The VAT rate of the hold's terms; 25 (the general rate) for a hold made
+-- by an earlier library version, which did not record it.
+local function vat_of(hold)
+  if hold.v == nil or hold.v == '' then return 25 end
+  return tonumber(hold.v)
+end
+
 local function block_event(stream, partition, a_key, number, kind, target, blocked, reason, actor, now)
   local seq = redis.call('HINCRBY', a_key, 'sq_b', 1)
   xadd(stream, event('block:' .. number .. ':' .. seq, now, partition, 'block_changed', {
@@ -191,7 +198,7 @@ local function create_hold(h_key, exp_key, call_id, fields, granted, hold, now, 
   local expires = now + granted * 1000 + grace
   redis.call('HSET', h_key,
     'pk', fields.pk, 'pid', fields.pid, 'num', fields.num, 'svc', fields.svc, 'mer', fields.mer,
-    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m,
+    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m, 'v', fields.v,
     'og', granted, 'oh', hold, 'g', granted, 'h', hold, 'at', now, 'exp', expires, 'st', 'P')
   -- TTLs are relative: `now` is the caller's clock, which Redis's own clock
   -- need not match (and a test's clock may be years away).
@@ -223,7 +230,7 @@ end
 -- ARGV: now, call_id, number, service, merchant, terms_id, price, step, minimum,
 --       quota, max_call, grace_ms, retention_ms, first_time_limit, established_limit,
 --       consent_verdict (0 = both steps for these terms, else the reason code),
---       partition, consent_event_json (appended when allowed)
+--       partition, consent_event_json (appended when allowed), vat_rate_percent
 --       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns {0, reason} refused | {1, granted, hold, expires, terms_id} allowed |
 --         {2, granted, hold, expires, terms_id} replayed | {-1, message} call id reused.
@@ -237,7 +244,9 @@ local function authorize(keys, args)
   local first_time, established = tonumber(args[14]), tonumber(args[15])
   local consent_verdict = tonumber(args[16])
 
-  if keys[5] and not claim_index(keys[5], args[19], tonumber(args[20])) then
+  local vat = tonumber(args[19])
+
+  if keys[5] and not claim_index(keys[5], args[20], tonumber(args[21])) then
     return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
   end
   if redis.call('EXISTS', h_key) == 1 then
@@ -262,7 +271,7 @@ local function authorize(keys, args)
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, INSUFFICIENT_CREDIT } end
   local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m },
+    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat },
     granted, hold, now, grace, retention)
   redis.call('HINCRBY', a_key, 'pd', hold)
   redis.call('HINCRBY', a_key, 'pc', 1)
@@ -313,7 +322,8 @@ end
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, code_id, number ('' when withheld), service, merchant, terms_id,
 --       price, step, minimum, quota, max_call, grace_ms, retention_ms, consent_verdict,
---       partition, consent_event_json [, index_payer, index_ttl_ms with KEYS[5]]
+--       partition, consent_event_json, vat_rate_percent
+--       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns as authorize; {0, PREPAID_CODE_INVALID} for an unknown code.
 local function authorize_code(keys, args)
   local c_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
@@ -324,7 +334,9 @@ local function authorize_code(keys, args)
   local grace, retention = tonumber(args[13]), tonumber(args[14])
   local consent_verdict = tonumber(args[15])
 
-  if keys[5] and not claim_index(keys[5], args[18], tonumber(args[19])) then
+  local vat = tonumber(args[18])
+
+  if keys[5] and not claim_index(keys[5], args[19], tonumber(args[20])) then
     return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
   end
   if redis.call('EXISTS', h_key) == 1 then
@@ -342,7 +354,7 @@ local function authorize_code(keys, args)
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
   local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m },
+    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat },
     granted, hold, now, grace, retention)
   redis.call('HINCRBY', c_key, 'pd', hold)
   redis.call('XADD', stream, '*', 'e', args[17])
@@ -503,7 +515,8 @@ local function post_usage(keys, args)
     price_per_minute_ore = p, billing_step_seconds = b, minimum_minutes = m,
     started_at_ms = started, duration_seconds = duration, billed_seconds = billed,
     charge_ore = charge, granted_seconds = granted, overrun_seconds = overrun,
-    late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure }))
+    late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure,
+    vat_rate_percent = vat_of(h) }))
   local thr, lim = 0, 0
   if h.pk == 'n' then
     thr, lim = after_rise(stream, partition, payer_key, h.num, first_time, established, percent, now)

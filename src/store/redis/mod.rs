@@ -44,7 +44,7 @@ use crate::domain::{CodeId, Money, TermsId};
 
 /// The version of the Function library; bump it whenever `callauth.lua`
 /// changes its behaviour or its calling convention.
-pub const LIBRARY_VERSION: &str = "2";
+pub const LIBRARY_VERSION: &str = "3";
 
 /// The Function library source with its version filled in.
 pub fn library_source() -> String {
@@ -326,7 +326,8 @@ impl RedisStore {
             .arg(lua_safe(c.established_limit, "established limit")?)
             .arg(consent_verdict(call, Funding::Postpaid))
             .arg(p)
-            .arg(self.consent_json(call, Some(number), None, p, now_ms));
+            .arg(self.consent_json(call, Some(number), None, p, now_ms))
+            .arg(call.terms.vat.percent());
         if let Some(i) = index {
             cmd.arg(&i.payer).arg(i.ttl_ms);
         }
@@ -999,7 +1000,8 @@ impl Store for RedisStore {
             .arg(pol.hold_retention_ms)
             .arg(consent_verdict(call, Funding::Prepaid))
             .arg(q)
-            .arg(self.consent_json(call, number, Some(code), q, now_ms));
+            .arg(self.consent_json(call, number, Some(code), q, now_ms))
+            .arg(call.terms.vat.percent());
         if let Some(i) = inline {
             cmd.arg(&i.payer).arg(i.ttl_ms);
         }
