@@ -9,7 +9,7 @@ mod common;
 
 use callauth::domain::Money;
 use callauth::settlement::personal::{self, HolderInput};
-use callauth::settlement::{daily, disputes, ledger, SettlementPolicy};
+use callauth::settlement::{daily, delivery, disputes, ledger, SettlementPolicy};
 use callauth::store::Store;
 use chrono::NaiveDate;
 use common::settle::World;
@@ -381,4 +381,303 @@ async fn an_upheld_dispute_is_charged_back_to_the_merchants_and_reverses_our_fee
     assert_eq!(balance(&w, "income:merchant_fee").await, -(900 + 375));
     let mut conn = w.db.pool.acquire().await.unwrap();
     assert_eq!(ledger::total(&mut conn).await.unwrap(), 0);
+}
+
+/// The invoices of a number: (id, status, delivery, fees, total, issue, due).
+async fn invoice_rows(
+    w: &World,
+    number: &str,
+) -> Vec<(i64, String, String, i64, i64, NaiveDate, NaiveDate)> {
+    sqlx::query_as(
+        "select id, status, delivery, fees_ore, total_ore, issue_date, due_date
+         from invoices where number = $1 order by id",
+    )
+    .bind(number)
+    .fetch_all(&w.db.pool)
+    .await
+    .unwrap()
+}
+
+/// (id, kind, channel, status, fallback_of) of an invoice's documents.
+async fn documents(w: &World, invoice_id: i64) -> Vec<(i64, String, String, String, Option<i64>)> {
+    sqlx::query_as(
+        "select id, kind, channel, status, fallback_of from documents where invoice_id = $1 order by id",
+    )
+    .bind(invoice_id)
+    .fetch_all(&w.db.pool)
+    .await
+    .unwrap()
+}
+
+/// R13 and issue 11 item 12: a holder with neither a postal address nor an
+/// e-mail address gets no PDF addressed to nobody and no paper fee: the
+/// invoice is held (listed, never overdue, no reminder) until an address
+/// exists, and then sent as the holder chose, due no earlier than 14 days
+/// after it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_to_a_holder_without_an_address_is_held_until_one_exists() {
+    let w = World::new(T0, &[PAPER], SettlementPolicy::default()).await;
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    personal::upsert_holder(
+        &mut conn,
+        &HolderInput {
+            number: PAPER.into(),
+            name: None,
+            address_lines: vec![],
+            email: None,
+            invoice_delivery: "paper".into(),
+            personal_number: None,
+        },
+        "directory-import",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    // 41 minutes of tarot on 23 November: 1 225,90 ≥ 80 % of 1 500 → a
+    // threshold invoice at once, but there is nowhere to send it.
+    w.call(PAPER, "t1", TAROT, 41 * 60).await;
+    w.settle().await;
+    let rows = invoice_rows(&w, PAPER).await;
+    assert_eq!(rows.len(), 1);
+    let (id, status, _, fees, total, _, due) = rows[0].clone();
+    assert_eq!(
+        (status.as_str(), fees, total),
+        ("held", 0, 122_590),
+        "no paper fee"
+    );
+    assert!(
+        documents(&w, id).await.is_empty(),
+        "no PDF addressed to nobody"
+    );
+    let held = delivery::held_invoices(&w.db.pool).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].invoice_id, held[0].total_ore), (id, 122_590));
+    // Still in the books and in the store: the claim exists.
+    assert_eq!(balance(&w, "caller_invoiced:+46701112233").await, 122_590);
+    assert_eq!(w.account(PAPER).await.invoiced_unpaid.ore(), 122_590);
+
+    // Its due date (7 December + 14 days... a threshold invoice of 23 November
+    // is due 7 December, a Sunday, so Monday 8 December) passes: not overdue,
+    // no reminder, because it was never sent.
+    assert_eq!(due, ymd(2025, 12, 8));
+    for day in [ymd(2025, 12, 9), ymd(2025, 12, 13), ymd(2025, 12, 20)] {
+        w.clock.set_ms(noon(day));
+        let r = daily::run_day(&w.settlement, day).await.unwrap();
+        assert_eq!((r.overdue, r.reminders), (0, 0), "{day}");
+    }
+    assert!(!w.account(PAPER).await.overdue_blocked);
+
+    // 22 December: customer service registers the address (paper). The
+    // invoice goes out that day on paper, with the fee the holder's choice
+    // carries: 1 225,90 + 30,00 = 1 255,90, due 22 Dec + 14 = 5 January.
+    w.clock.set_ms(noon(ymd(2025, 12, 22)));
+    holder(&w, PAPER, "paper").await;
+    let released = delivery::release_held(&w.settlement, Some(&[PAPER.to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(released.invoices, 1);
+    let (_, status, channel, fees, total, issued, due) = invoice_rows(&w, PAPER).await[0].clone();
+    assert_eq!(
+        (status.as_str(), channel.as_str(), fees, total, issued, due),
+        (
+            "open",
+            "paper",
+            3_000,
+            125_590,
+            ymd(2025, 12, 22),
+            ymd(2026, 1, 5)
+        )
+    );
+    let docs = documents(&w, id).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        (docs[0].2.as_str(), docs[0].3.as_str()),
+        ("paper", "queued")
+    );
+    let pdf: Vec<u8> = sqlx::query_scalar("select pdf from documents where id = $1")
+        .bind(docs[0].0)
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        pdf_has(&pdf, "118 60 Stockholm"),
+        "addressed to the holder now"
+    );
+    assert!(pdf_has(&pdf, "2026-01-05"));
+    assert!(delivery::held_invoices(&w.db.pool)
+        .await
+        .unwrap()
+        .is_empty());
+    // The fee reached the store too; releasing again does nothing.
+    w.settle().await;
+    assert_eq!(w.account(PAPER).await.invoiced_unpaid.ore(), 125_590);
+    assert_eq!(
+        delivery::release_held(&w.settlement, None).await.unwrap(),
+        delivery::Released::default()
+    );
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    assert_eq!(ledger::total(&mut conn).await.unwrap(), 0);
+}
+
+/// R13 (seed 002): an e-mail invoice that bounces falls back to paper. The
+/// mailing system fetches the queued documents and reports each sent or
+/// bounced; the paper copy costs the customer nothing, later invoices go on
+/// paper without a fee while the address bounces, and a new e-mail address
+/// is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounced_email_invoice_falls_back_to_paper_without_a_fee() {
+    let w = World::new(T0, &[EMAIL], SettlementPolicy::default()).await;
+    holder(&w, EMAIL, "email").await;
+    // 10 minutes of tarot (299,00), invoiced on 15 December by e-mail, no fee.
+    w.call(EMAIL, "e1", TAROT, 600).await;
+    w.settle().await;
+    w.clock.set_ms(noon(ymd(2025, 12, 15)));
+    daily::run_day(&w.settlement, ymd(2025, 12, 15))
+        .await
+        .unwrap();
+    let (id, _, channel, fees, total, _, _) = invoice_rows(&w, EMAIL).await[0].clone();
+    assert_eq!((channel.as_str(), fees, total), ("email", 0, 29_900));
+
+    // The mailing system fetches the e-mail queue: one invoice, to kim@example.se.
+    let queued = delivery::queued(&w.db.pool, Some(delivery::Channel::Email), 100, true)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    let doc = &queued[0];
+    assert_eq!((doc.invoice_id, doc.kind.as_str()), (id, "invoice"));
+    assert_eq!(doc.email.as_deref(), Some("kim@example.se"));
+    assert!(doc.pdf.starts_with(b"%PDF-"));
+
+    // It bounces: a paper copy is queued at once, without a fee.
+    w.clock.set_ms(noon(ymd(2025, 12, 16)));
+    let r = delivery::report(
+        &w.settlement,
+        doc.id,
+        delivery::Outcome::Bounced,
+        "550 5.1.1 mailbox unavailable",
+        "mailer",
+    )
+    .await
+    .unwrap();
+    let fallback = r.fallback_document_id.expect("a paper copy");
+    assert_eq!(
+        documents(&w, id).await,
+        vec![
+            (
+                doc.id,
+                "invoice".into(),
+                "email".into(),
+                "bounced".into(),
+                None
+            ),
+            (
+                fallback,
+                "invoice".into(),
+                "paper".into(),
+                "queued".into(),
+                Some(doc.id)
+            ),
+        ]
+    );
+    let (_, _, channel, fees, total, _, _) = invoice_rows(&w, EMAIL).await[0].clone();
+    assert_eq!(
+        (channel.as_str(), fees, total),
+        ("paper", 0, 29_900),
+        "no fee"
+    );
+    // The same report again changes nothing; another outcome is refused.
+    let again = delivery::report(
+        &w.settlement,
+        doc.id,
+        delivery::Outcome::Bounced,
+        "",
+        "mailer",
+    )
+    .await
+    .unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.fallback_document_id, Some(fallback));
+    assert!(matches!(
+        delivery::report(&w.settlement, doc.id, delivery::Outcome::Sent, "", "mailer").await,
+        Err(callauth::settlement::SettlementError::Refused(_))
+    ));
+    // The print house sends the paper copy; paper is never reported bounced.
+    let paper = delivery::queued(&w.db.pool, Some(delivery::Channel::Paper), 100, false)
+        .await
+        .unwrap();
+    assert_eq!(paper.len(), 1);
+    assert_eq!(
+        paper[0].address_lines,
+        vec!["Ringvägen 2", "118 60 Stockholm"]
+    );
+    assert!(paper[0].pdf.is_empty(), "no PDF unless asked for");
+    delivery::report(
+        &w.settlement,
+        fallback,
+        delivery::Outcome::Sent,
+        "",
+        "print-house",
+    )
+    .await
+    .unwrap();
+    assert!(delivery::queued(&w.db.pool, None, 100, false)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Paid on 20 December.
+    let ocr: String = sqlx::query_scalar("select ocr from invoices where id = $1")
+        .bind(id)
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    pay_ocr(&w, ymd(2025, 12, 20), "00001", &ocr, 29_900).await;
+    w.settle().await;
+
+    // The next invoice goes on paper while the address bounces, still
+    // without a fee: 5 minutes, 149,50, on 15 January.
+    w.call(EMAIL, "e2", TAROT, 300).await;
+    w.settle().await;
+    w.clock.set_ms(noon(ymd(2026, 1, 15)));
+    daily::run_day(&w.settlement, ymd(2026, 1, 15))
+        .await
+        .unwrap();
+    let second = invoice_rows(&w, EMAIL).await[1].clone();
+    assert_eq!(
+        (second.2.as_str(), second.3, second.4),
+        ("paper", 0, 14_950)
+    );
+    let ocr: String = sqlx::query_scalar("select ocr from invoices where id = $1")
+        .bind(second.0)
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    pay_ocr(&w, ymd(2026, 1, 20), "00002", &ocr, 14_950).await;
+    w.settle().await;
+
+    // A new e-mail address is tried again.
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    personal::upsert_holder(
+        &mut conn,
+        &HolderInput {
+            number: EMAIL.into(),
+            name: Some("Kim Karlsson".into()),
+            address_lines: vec!["Ringvägen 2".into(), "118 60 Stockholm".into()],
+            email: Some("kim.karlsson@example.se".into()),
+            invoice_delivery: "email".into(),
+            personal_number: None,
+        },
+        "support",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    w.call(EMAIL, "e3", TAROT, 60).await;
+    w.settle().await;
+    w.clock.set_ms(noon(ymd(2026, 2, 15)));
+    daily::run_day(&w.settlement, ymd(2026, 2, 15))
+        .await
+        .unwrap();
+    let third = invoice_rows(&w, EMAIL).await[2].clone();
+    assert_eq!((third.2.as_str(), third.3), ("email", 0));
 }

@@ -246,3 +246,273 @@ async fn erasure_leaves_personal_data_in_no_table_and_waits_for_a_credit() {
         .unwrap();
     assert_eq!(invoices, 2);
 }
+
+/// Noon in Stockholm on `day`, in Unix ms.
+fn noon(day: NaiveDate) -> i64 {
+    use chrono::TimeZone;
+    chrono_tz::Europe::Stockholm
+        .from_local_datetime(&day.and_hms_opt(12, 0, 0).unwrap())
+        .single()
+        .unwrap()
+        .timestamp_millis()
+}
+
+async fn count(w: &World, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&w.db.pool).await.unwrap()
+}
+
+/// Every account's balance, as a sorted list.
+async fn balances(w: &World) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "select account, sum(amount_ore)::bigint from ledger_entries group by account
+         having sum(amount_ore) <> 0 order by account",
+    )
+    .fetch_all(&w.db.pool)
+    .await
+    .unwrap()
+}
+
+const B: &str = "+46702345678";
+
+/// Retention (Bokföringslagen 7 kap. 2 §; preskriptionslagen 2 §): consent
+/// evidence and call detail go after the end of the 3rd year after the call
+/// unless the claim is open; bookkeeping records of a year go on 1 January
+/// of the 8th year after it, the ledger folded into opening balances so that
+/// every balance stays; open claims stay whatever their age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_deleted_after_their_retention_and_open_claims_stay() {
+    use callauth::domain::{CodeHasher, Decision, RecordId, Reference};
+    use callauth::settlement::{merchants, retention};
+    use callauth::store::{IssueOutcome, LineKey, UsageOutcome, UsagePost};
+
+    let w = World::new(T0, &[A, B], SettlementPolicy::default()).await;
+    // 23 November 2025: A calls 41 minutes (1 225,90: a threshold invoice at
+    // once, 1 255,90 with the paper fee) and makes a prepaid call (2 minutes,
+    // 59,80) with a code bought by Swish; B calls 5 minutes (149,50).
+    w.call(A, "a1", TAROT, 41 * 60).await;
+    w.call(B, "b1", TAROT, 300).await;
+    let IssueOutcome::Issued { view: code, .. } = w
+        .store
+        .issue_prepaid(
+            &CodeHasher::new(&[42u8; 32]).unwrap(),
+            Money::sek(100),
+            &Reference::parse("swish-r1").unwrap(),
+            w.now(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let svc = service(&w.store, TAROT).await;
+    let mut c = call("p1", &svc, true);
+    c.consent.as_mut().unwrap().own_number_confirmed = false;
+    let d = w
+        .store
+        .authorize_prepaid(
+            &LineKey::number(&n(A)),
+            Some(&n(A)),
+            &code.code_id,
+            &c,
+            w.now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(d.decision, Decision::Allowed(_)), "{d:?}");
+    let posted = w
+        .store
+        .post_usage(
+            &UsagePost {
+                merchant_id: svc.merchant_id.clone(),
+                record_id: RecordId::parse("r-p1").unwrap(),
+                call_id: call_id("p1"),
+                service_number: svc.number.clone(),
+                started_at_ms: w.now(),
+                duration_seconds: 120,
+            },
+            w.now() + 1000,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(posted, UsageOutcome::Applied(_)));
+    w.settle().await;
+    let (a_invoice, a_ocr, a_total): (i64, String, i64) =
+        sqlx::query_as("select id, ocr, total_ore from invoices where number = $1")
+            .bind(A)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(a_total, 122_590 + 3_000);
+    // A pays on 25 November; on 1 December the merchant is settled for
+    // November (A's call and the prepaid call). B is invoiced on 15 December
+    // and never pays.
+    w.clock.set_ms(noon(ymd(2025, 11, 25)));
+    pay(&w, ymd(2025, 11, 25), "00001", &a_ocr, a_total).await;
+    w.clock.set_ms(noon(ymd(2025, 12, 1)));
+    let st = merchants::run_statements(&w.settlement, ymd(2025, 12, 1))
+        .await
+        .unwrap();
+    assert_eq!((st.len(), st[0].calls), (1, 2));
+    w.clock.set_ms(noon(ymd(2025, 12, 15)));
+    daily::run_day(&w.settlement, ymd(2025, 12, 15))
+        .await
+        .unwrap();
+    // An audit entry of 2025 and one of 2026 (the audit log is dated by the
+    // database's clock; these two pin the dates).
+    sqlx::query(
+        "insert into audit_log (at, actor, action, subject) values
+           ('2025-12-31T12:00:00Z', 'test', 'old', $1), ('2026-01-02T12:00:00Z', 'test', 'new', $1)",
+    )
+    .bind(A)
+    .execute(&w.db.pool)
+    .await
+    .unwrap();
+    let before = balances(&w).await;
+    let entries_before = count(&w, "select count(*) from ledger_entries").await;
+    assert_eq!(count(&w, "select count(*) from consents").await, 3);
+
+    // 31 December 2028: the calls of 2025 are not yet 3 full years past their year.
+    let r = retention::run(&w.settlement, ymd(2028, 12, 31))
+        .await
+        .unwrap();
+    assert_eq!(r.evidence_before, Some(ymd(2025, 1, 1)));
+    assert_eq!((r.consents_deleted, r.prepaid_numbers_removed), (0, 0));
+
+    // 1 January 2029: A's and the prepaid call's consents go (A's invoice is
+    // paid); B's stays, its invoice is an open claim. The prepaid call loses
+    // the number; the consent events are redacted except B's.
+    let r = retention::run(&w.settlement, ymd(2029, 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(r.evidence_before, Some(ymd(2026, 1, 1)));
+    assert_eq!(r.consents_deleted, 2);
+    assert_eq!(r.prepaid_numbers_removed, 1);
+    let left: Vec<String> = sqlx::query_scalar("select call_id from consents")
+        .fetch_all(&w.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["b1"]);
+    assert_eq!(
+        count(&w, "select count(*) from events where kind = 'consent_recorded' and payload ? 'consent_recorded'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &w,
+            "select count(*) from usage where funding = 'prepaid' and number is not null"
+        )
+        .await,
+        0
+    );
+    assert_eq!(r.invoices_deleted, 0, "bookkeeping stays 7 years");
+
+    // 31 December 2032: the records of 2025 are still within the 7th year.
+    let r = retention::run(&w.settlement, ymd(2032, 12, 31))
+        .await
+        .unwrap();
+    assert_eq!(r.bookkeeping_before, Some(ymd(2025, 1, 1)));
+    assert_eq!((r.invoices_deleted, r.ledger_entries_folded), (0, 0));
+    assert_eq!(count(&w, "select count(*) from invoices").await, 2);
+
+    // 1 January 2033: A's paid invoice of 2025 goes with its lines, document,
+    // calls, payment and allocations, and so does the November statement;
+    // B's open invoice stays with its call. The ledger of 2025 is folded
+    // into opening balances: every balance is what it was, and A's settled
+    // accounts (zero) no longer name A.
+    let r = retention::run(&w.settlement, ymd(2033, 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(r.bookkeeping_before, Some(ymd(2026, 1, 1)));
+    assert_eq!(r.invoices_deleted, 1);
+    assert_eq!(r.payments_deleted, 1);
+    assert_eq!(r.statements_deleted, 1);
+    assert_eq!(
+        count(
+            &w,
+            "select count(*) from invoice_lines where invoice_id = 1"
+        )
+        .await
+            + count(&w, "select count(*) from documents where invoice_id = 1").await,
+        0
+    );
+    let _ = a_invoice;
+    let invoices: Vec<String> = sqlx::query_scalar("select number from invoices")
+        .fetch_all(&w.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(invoices, vec![B]);
+    let calls: Vec<String> = sqlx::query_scalar("select call_id from usage order by call_id")
+        .fetch_all(&w.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls,
+        vec!["b1"],
+        "A's call and the prepaid call of 2025 are gone"
+    );
+    assert_eq!(count(&w, "select count(*) from payments").await, 0);
+    assert_eq!(
+        count(&w, "select count(*) from payment_allocations").await,
+        0
+    );
+    assert_eq!(
+        count(&w, "select count(*) from documents").await,
+        1,
+        "B's invoice document stays"
+    );
+    assert_eq!(balances(&w).await, before, "every balance is kept");
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    assert_eq!(ledger::total(&mut conn).await.unwrap(), 0);
+    drop(conn);
+    assert!(
+        count(&w, "select count(*) from ledger_entries").await < entries_before,
+        "folded"
+    );
+    let a_accounts: i64 =
+        sqlx::query_scalar("select count(*) from ledger_entries where account like '%' || $1")
+            .bind(A)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(a_accounts, 0, "A's settled accounts are folded away");
+    // The events of 2025 go; the 2025 audit entry goes, the 2026 one stays.
+    assert_eq!(
+        count(&w, "select count(*) from merchant_statements").await,
+        0
+    );
+    assert_eq!(
+        count(&w, "select count(*) from events where at < '2026-01-01'").await,
+        0
+    );
+    let audit: Vec<String> = sqlx::query_scalar(
+        "select action from audit_log where action in ('old', 'new') order by at",
+    )
+    .fetch_all(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(audit, vec!["new"]);
+    // Running the same day again finds nothing more.
+    let again = retention::run(&w.settlement, ymd(2033, 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again.invoices_deleted,
+            again.consents_deleted,
+            again.events_deleted
+        ),
+        (0, 0, 0)
+    );
+    // A's holder asks for erasure; the next run removes the number and the
+    // holder too, now that no record refers to them: only the audit trail of
+    // the years still kept names the number.
+    personal::erase(&w.settlement, A, "support").await.unwrap();
+    let r = retention::run(&w.settlement, ymd(2033, 2, 1))
+        .await
+        .unwrap();
+    assert_eq!((r.numbers_deleted, r.holders_deleted), (1, 1));
+    assert_eq!(tables_containing(&w, A).await, vec!["audit_log"]);
+    assert!(tables_containing(&w, B)
+        .await
+        .contains(&"invoices".to_string()));
+}

@@ -168,6 +168,24 @@ pub struct PolicyArgs {
         default_value_t = 1
     )]
     pub merchant_settlement_day: u32,
+    /// Years after the end of a record's year that bookkeeping records are
+    /// kept (Bokföringslagen 7 kap. 2 §: at least 7).
+    #[arg(
+        long,
+        env = "CALLAUTH_BOOKKEEPING_RETENTION_YEARS",
+        global = true,
+        default_value_t = 7
+    )]
+    pub bookkeeping_retention_years: u32,
+    /// Years after the end of a call's year that its consent evidence and
+    /// call detail are kept (at least 3: the limitation period).
+    #[arg(
+        long,
+        env = "CALLAUTH_EVIDENCE_RETENTION_YEARS",
+        global = true,
+        default_value_t = 3
+    )]
+    pub evidence_retention_years: u32,
     /// Our bankgiro number, printed on invoices.
     #[arg(
         long,
@@ -215,6 +233,44 @@ pub enum Command {
         #[arg(long)]
         merchant: Option<String>,
     },
+    /// The mailing system's queue (R13): queued documents, reports of sent
+    /// or bounced ones (a bounced e-mail falls back to paper), held invoices.
+    Documents {
+        #[command(subcommand)]
+        action: DocumentsAction,
+    },
+    /// Delete or anonymise what is past its retention (Bokföringslagen
+    /// 7 kap. 2 §: the 7th year after the record's year; consent evidence
+    /// and call detail after 3 years), as of a Stockholm date (today by default).
+    Retention {
+        #[arg(long)]
+        at: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DocumentsAction {
+    /// List queued documents, oldest first; with --out, write each PDF to DIR/<id>.pdf.
+    List {
+        /// email or paper (both when absent).
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Report a document sent.
+    Sent { id: i64 },
+    /// Report an e-mail bounced: a paper copy is queued in its place, without a fee.
+    Bounced {
+        id: i64,
+        /// The mail system's reason (at most 500 characters).
+        #[arg(long, default_value = "")]
+        detail: String,
+    },
+    /// List invoices held because the holder has no postal or e-mail address.
+    Held,
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +373,14 @@ impl PolicyArgs {
             !self.collection_fee_sek.is_negative() && self.collection_fee_sek <= Money::sek(180),
             "--collection-fee-sek is at most 180 (lag 1981:739)"
         );
+        anyhow::ensure!(
+            (7..=50).contains(&self.bookkeeping_retention_years),
+            "--bookkeeping-retention-years is 7–50 (Bokföringslagen 7 kap. 2 §)"
+        );
+        anyhow::ensure!(
+            (3..=self.bookkeeping_retention_years).contains(&self.evidence_retention_years),
+            "--evidence-retention-years is at least 3 (the limitation period) and at most the bookkeeping years"
+        );
         let mut p = SettlementPolicy {
             invoice_day: self.invoice_day,
             threshold_due_days: self.threshold_due_days,
@@ -331,6 +395,8 @@ impl PolicyArgs {
             collection_fee: self.collection_fee_sek,
             merchant_settlement_day: self.merchant_settlement_day,
             bankgiro: self.bankgiro.clone(),
+            bookkeeping_retention_years: self.bookkeeping_retention_years,
+            evidence_retention_years: self.evidence_retention_years,
             ..SettlementPolicy::default()
         };
         if let Some(path) = &self.reference_rates_file {

@@ -1,7 +1,9 @@
-//! The daily calendar (SPEC R11, R16, R18, R20), for one Stockholm date:
-//! the monthly invoice run on the invoice day, the reminder and collection
+//! The daily calendar (SPEC R11, R13, R16, R18, R20, R21), for one
+//! Stockholm date: held invoices whose holder can now be reached, the
+//! monthly invoice run on the invoice day, the reminder and collection
 //! ladder with the installment-plan checks, merchant statements on their
-//! day, and pushing the resulting account changes to the state store.
+//! day, the retention job on the first run of each month, and pushing the
+//! resulting account changes to the state store.
 //!
 //! Time is injected: `run_day` takes the date, so a test (or
 //! `callauth-settlement run-once --at 2026-12-15`) can play a month in
@@ -16,7 +18,8 @@ use crate::metrics as m;
 use crate::settlement::context::{claim_calendar_job, Settlement, SettlementResult};
 use crate::settlement::invoicing::{self, MonthlyRunReport};
 use crate::settlement::ladder::{self, LadderReport};
-use crate::settlement::{merchants, projector};
+use crate::settlement::retention::{self, RetentionReport};
+use crate::settlement::{delivery, merchants, projector};
 use crate::store::Store;
 
 /// An arbitrary constant naming the calendar's advisory lock.
@@ -26,6 +29,10 @@ const CALENDAR_LOCK: i64 = 0x6361_6c6c_6175_7468; // "callauth"
 pub struct DayReport {
     pub date: NaiveDate,
     pub invoices_issued: usize,
+    /// Of those issued, held for want of an address (R13).
+    pub invoices_held: usize,
+    /// Held invoices (and letters) sent now that an address exists.
+    pub invoices_released: usize,
     pub invoices_carried: usize,
     pub overdue: usize,
     pub reminders: usize,
@@ -34,6 +41,8 @@ pub struct DayReport {
     pub plans_completed: usize,
     pub plans_broken: usize,
     pub merchant_statements: usize,
+    /// The retention job ran (the first run of each month).
+    pub retention: Option<RetentionReport>,
     pub store_ops_applied: usize,
     pub store_ops_pending: usize,
 }
@@ -41,6 +50,7 @@ pub struct DayReport {
 impl DayReport {
     fn absorb(&mut self, monthly: &MonthlyRunReport, ladder: &LadderReport) {
         self.invoices_issued = monthly.issued;
+        self.invoices_held = monthly.held;
         self.invoices_carried = monthly.carried;
         self.overdue = ladder.overdue;
         self.reminders = ladder.reminders;
@@ -72,10 +82,17 @@ async fn run_locked<S: Store>(s: &Settlement<S>, date: NaiveDate) -> SettlementR
         date,
         ..DayReport::default()
     };
+    // Held invoices whose holder has an address by now go out first, so
+    // that the ladder sees them with their new due dates.
+    report.invoices_released = delivery::release_held(s, None).await?.invoices;
     let monthly = invoicing::monthly_run(s, date).await?;
     let ladder = ladder::run_ladder(s, date).await?;
     report.absorb(&monthly, &ladder);
     report.merchant_statements = merchants::run_statements(s, date).await?.len();
+    if !retention::ran_this_month(&s.pool, date).await? {
+        report.retention = Some(retention::run(s, date).await?);
+    }
+    delivery::refresh_gauges(&s.pool, s.now()).await?;
     let pushed = projector::flush(s).await?;
     report.store_ops_applied = pushed.applied;
     report.store_ops_pending = pushed.pending;

@@ -34,6 +34,7 @@ pub mod policy;
 pub mod prepaid_orders;
 pub mod projector;
 pub mod reconcile;
+pub mod retention;
 pub mod swish;
 
 pub use context::{Settlement, SettlementError, SettlementResult};

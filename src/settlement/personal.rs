@@ -112,7 +112,9 @@ pub async fn upsert_holder(
     let id = holder_for(conn, number.as_str()).await?;
     sqlx::query(
         "update holders set name = $2, address_lines = $3, email = $4, invoice_delivery = $5,
-           personal_number = coalesce($6, personal_number), erased_at = null, updated_at = now()
+           personal_number = coalesce($6, personal_number), erased_at = null, updated_at = now(),
+           -- A new e-mail address is tried again; the same one stays marked bouncing (R13).
+           email_bounced_at = case when email is distinct from $4 then null else email_bounced_at end
          where id = $1",
     )
     .bind(id)

@@ -48,6 +48,13 @@ pub struct SettlementPolicy {
     pub issuer_lines: Vec<String>,
     /// OCR references are the invoice id plus this offset (so they have a fixed-ish length).
     pub ocr_offset: u64,
+    /// Bookkeeping records are kept until the end of this many years after
+    /// their year (Bokföringslagen 7 kap. 2 §: 7, which is also the least).
+    pub bookkeeping_retention_years: u32,
+    /// Consent evidence and call detail are kept until the end of this many
+    /// years after the call (a consumer claim is time-barred after 3 years,
+    /// preskriptionslagen 2 §), and while the call's invoice is open.
+    pub evidence_retention_years: u32,
 }
 
 impl Default for SettlementPolicy {
@@ -78,6 +85,8 @@ impl Default for SettlementPolicy {
                 "Momsreg.nr SE556000000001".into(),
             ],
             ocr_offset: 100_000,
+            bookkeeping_retention_years: 7,
+            evidence_retention_years: 3,
         }
     }
 }
