@@ -23,7 +23,7 @@ use crate::settlement::api::SettlementApi;
 use crate::settlement::config::{Common, RunArgs};
 use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, Settlement};
-use crate::settlement::{calendar, daily, projector, reconcile, swish};
+use crate::settlement::{calendar, daily, delivery, projector, reconcile, swish};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
@@ -149,6 +149,24 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = rx.changed() => break,
                     _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+            }
+        }));
+    }
+
+    // The mailing queue's gauges (held invoices, queued documents and the
+    // oldest one's age), so that an alert sees documents nobody collects.
+    {
+        let s = settlement.clone();
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = delivery::refresh_gauges(&s.pool, s.now()).await {
+                    tracing::warn!(error = %e, "reading the document queue failed");
+                }
+                tokio::select! {
+                    _ = rx.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                 }
             }
         }));

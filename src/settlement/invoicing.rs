@@ -1,7 +1,11 @@
 //! Invoicing (SPEC R8, R11–R14): the threshold invoice at once, the monthly
 //! run on the configured day, one consolidated invoice of the calls not yet
 //! invoiced (never one per call), paper fees, the minimum amount carried for
-//! at most three months, OCR references, and the invoice document.
+//! at most three months, OCR references, and the invoice document with its
+//! VAT per rate (mervärdesskattelagen 17 kap.: each call line carries its
+//! call's rate and VAT; the paper fee's VAT is booked with the invoice).
+//! Where the invoice goes, and whether it carries the paper fee or is held
+//! for want of an address, is `delivery.rs`'s decision (R13).
 //!
 //! Issuing an invoice is one PostgreSQL transaction: the invoice, its lines,
 //! the usage rows marked invoiced, the ledger transaction, the rendered
