@@ -232,6 +232,19 @@ async fn invoices_and_statements_show_vat_per_rate_and_the_ledger_books_it() {
     );
     let text = callauth::settlement::merchants::describe(st);
     assert!(text.contains("moms 59,80 kr"), "{text}");
+    // Per rate: 239,20 + 59,80 at 25 %; 99,75 + 0,00 at 0 %.
+    assert_eq!(
+        callauth::settlement::merchants::vat_summary(&w.db.pool, st.id)
+            .await
+            .unwrap(),
+        vec![(25, 23_920, 5_980)]
+    );
+    assert_eq!(
+        callauth::settlement::merchants::vat_summary(&w.db.pool, rg.id)
+            .await
+            .unwrap(),
+        vec![(0, 9_975, 0)]
+    );
     assert_eq!(balance(&w, "merchant_payable:stjarnlinjen").await, 0);
     assert_eq!(balance(&w, "merchant_payable:radgivarna").await, 0);
     let mut conn = w.db.pool.acquire().await.unwrap();

@@ -157,6 +157,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = connect(&common.database_url, 2).await?;
             for st in merchants::statements(&pool, merchant.as_deref()).await? {
                 println!("{}", merchants::describe(&st));
+                for (rate, base, vat) in merchants::vat_summary(&pool, st.id).await? {
+                    println!(
+                        "  moms {rate} %: underlag {}, moms {}",
+                        Money::ore_unchecked(base).to_swedish(),
+                        Money::ore_unchecked(vat).to_swedish()
+                    );
+                }
             }
         }
         Command::Documents { action } => documents(common, action).await?,

@@ -281,6 +281,26 @@ pub async fn statement_lines(
         .collect())
 }
 
+/// A statement's VAT per rate: (rate in percent, base without VAT, VAT),
+/// highest rate first; calls booked before VAT rates had none and are left out.
+pub async fn vat_summary(
+    pool: &PgPool,
+    statement_id: i64,
+) -> SettlementResult<Vec<(u32, i64, i64)>> {
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "select vat_rate_percent, sum(charge_ore - vat_ore)::bigint, sum(vat_ore)::bigint
+         from usage where merchant_statement_id = $1 and vat_rate_percent is not null
+         group by vat_rate_percent order by vat_rate_percent desc",
+    )
+    .bind(statement_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(r, base, vat)| (r as u32, base, vat))
+        .collect())
+}
+
 /// The money of a statement, for display.
 pub fn describe(st: &Statement) -> String {
     let kr = |ore: i64| Money::ore_unchecked(ore).to_swedish();
