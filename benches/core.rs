@@ -26,6 +26,7 @@ fn catalog() -> (CatalogSnapshot, ServiceSpec) {
         category: "tarot".into(),
         tariff: Tariff::new(Money::ore_unchecked(2990), 60, 2).unwrap(),
         reminder_fee: Money::sek(60),
+        vat: callauth::domain::VatRate::STANDARD,
         active: true,
     };
     (CatalogSnapshot::default().with_merchant(merchant), spec)

@@ -283,9 +283,10 @@ impl Client {
 
 fn print_terms(t: &pb::Terms) {
     println!(
-        "  terms {}: {} per minute, billed per {} s, minimum {} min ({})",
+        "  terms {}: {} per minute incl. {} % VAT, billed per {} s, minimum {} min ({})",
         t.terms_id,
         sek(t.price_per_minute_ore),
+        t.vat_rate_percent,
         t.billing_step_seconds,
         t.minimum_minutes,
         sek(t.minimum_charge_ore)

@@ -68,6 +68,11 @@ pub const SETTLEMENT_READY: &str = "callauth_settlement_ready";
 pub const SETTLEMENT_CALENDAR_RUNS_TOTAL: &str = "callauth_settlement_calendar_runs_total";
 pub const SETTLEMENT_STORE_OPS_REFUSED: &str = "callauth_settlement_store_ops_refused";
 pub const SETTLEMENT_CALENDAR_MISSED_RUNS: &str = "callauth_settlement_calendar_missed_runs";
+pub const SETTLEMENT_INVOICES_HELD: &str = "callauth_settlement_invoices_held";
+pub const SETTLEMENT_DOCUMENTS_QUEUED: &str = "callauth_settlement_documents_queued";
+pub const SETTLEMENT_DOCUMENTS_OLDEST_QUEUED_SECONDS: &str =
+    "callauth_settlement_documents_oldest_queued_seconds";
+pub const SETTLEMENT_DOCUMENT_REPORTS_TOTAL: &str = "callauth_settlement_document_reports_total";
 
 pub const BUILD_INFO: &str = "callauth_build_info";
 
@@ -260,6 +265,23 @@ fn describe() {
     describe_gauge!(
         SETTLEMENT_CALENDAR_MISSED_RUNS,
         "calendar runs missed (caught up in the last 24 hours, or due and not done)"
+    );
+    describe_gauge!(
+        SETTLEMENT_INVOICES_HELD,
+        "invoices held: neither a postal address nor a working e-mail address to send them to"
+    );
+    describe_gauge!(
+        SETTLEMENT_DOCUMENTS_QUEUED,
+        "documents waiting for the mailing system, by channel"
+    );
+    describe_gauge!(
+        SETTLEMENT_DOCUMENTS_OLDEST_QUEUED_SECONDS,
+        Unit::Seconds,
+        "age of the oldest document waiting for the mailing system, by channel"
+    );
+    describe_counter!(
+        SETTLEMENT_DOCUMENT_REPORTS_TOTAL,
+        "documents the mailing system reported sent or bounced"
     );
     describe_gauge!(
         SETTLEMENT_READY,
@@ -529,4 +551,14 @@ pub fn preregister_settlement() {
     metrics::counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "job" => "daily").increment(0);
     metrics::gauge!(SETTLEMENT_STORE_OPS_REFUSED).increment(0.0);
     metrics::gauge!(SETTLEMENT_CALENDAR_MISSED_RUNS).increment(0.0);
+    metrics::counter!(SETTLEMENT_CALENDAR_RUNS_TOTAL, "job" => "retention").increment(0);
+    metrics::gauge!(SETTLEMENT_INVOICES_HELD).increment(0.0);
+    for channel in ["email", "paper"] {
+        metrics::gauge!(SETTLEMENT_DOCUMENTS_QUEUED, "channel" => channel).increment(0.0);
+        metrics::gauge!(SETTLEMENT_DOCUMENTS_OLDEST_QUEUED_SECONDS, "channel" => channel)
+            .increment(0.0);
+    }
+    for result in ["sent", "bounced"] {
+        metrics::counter!(SETTLEMENT_DOCUMENT_REPORTS_TOTAL, "result" => result).increment(0);
+    }
 }

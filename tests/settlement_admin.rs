@@ -48,9 +48,13 @@ async fn merchants_are_settled_for_billed_and_collected_usage_once() {
         stmts.iter().map(|s| (s.merchant_id.as_str(), s)).collect();
     let st = by["stjarnlinjen"];
     assert_eq!(st.calls, 1, "only the collected tarot call, not B's");
+    // 41 minutes at 29,90 = 1 225,90 incl. 25 % VAT (1 225,90 / 5 = 245,18);
+    // our 15 % is on the 980,72 without VAT: 147,108 → 147,11; paid out 833,61.
     assert_eq!(st.gross_ore, tarot.ore());
-    assert_eq!(st.fee_ore, merchants::fee_of(tarot.ore(), 1500));
-    assert_eq!(st.net_ore, st.gross_ore - st.fee_ore);
+    assert_eq!(st.gross_ore, 122_590);
+    assert_eq!(st.vat_ore, 24_518);
+    assert_eq!(st.fee_ore, 14_711);
+    assert_eq!(st.net_ore, 83_361);
     assert_eq!(st.period_start, date(2025, 11, 1));
     assert_eq!(st.period_end, date(2025, 11, 30));
     assert_eq!(
@@ -58,8 +62,9 @@ async fn merchants_are_settled_for_billed_and_collected_usage_once() {
         Some("PAYOUT-stjarnlinjen-202511")
     );
     let rg = by["radgivarna"];
+    // 2 minutes at 34,90 = 69,80 incl. 13,96 VAT; 15 % of 55,84 = 8,376 → 8,38.
     assert_eq!((rg.calls, rg.gross_ore), (1, psych.ore()));
-    assert_eq!(rg.fee_ore, merchants::fee_of(psych.ore(), 1500));
+    assert_eq!((rg.gross_ore, rg.vat_ore, rg.fee_ore), (6_980, 1_396, 838));
 
     // Running the day again makes nothing new; another day is not a settlement day.
     assert!(merchants::run_statements(&w.settlement, date(2025, 12, 1))

@@ -342,6 +342,129 @@ async fn an_embedded_gateways_jsonl_outbox_is_ingested_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The mailing system's API (R13), admin only: held invoices are listed and
+/// sent when UpsertHolder gives an address; queued documents are fetched
+/// with their recipient and PDF and reported sent or bounced, a bounced
+/// e-mail queueing its paper copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mailing_system_fetches_documents_and_reports_them() {
+    let w = World::new(T0, &[A], SettlementPolicy::default()).await;
+    let mut c = SettlementClient::new(serve(&w).await);
+    let holder = |address: bool| pb::UpsertHolderRequest {
+        number: A.into(),
+        name: "Kim Karlsson".into(),
+        address_lines: if address {
+            vec!["Ringvägen 2".into(), "118 60 Stockholm".into()]
+        } else {
+            vec![]
+        },
+        email: String::new(),
+        invoice_delivery: "paper".into(),
+        personal_number: String::new(),
+    };
+    c.upsert_holder(req(holder(false), ADMIN)).await.unwrap();
+    // 41 minutes: a threshold invoice at once, held (nowhere to send it).
+    w.call(A, "a1", TAROT, 41 * 60).await;
+    w.settle().await;
+    let held = c
+        .list_held_invoices(req(pb::ListHeldInvoicesRequest {}, ADMIN))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices;
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].number.as_str(), held[0].total_ore), (A, 122_590));
+    let err = c
+        .list_held_invoices(req(pb::ListHeldInvoicesRequest {}, STJARN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // The address arrives: the invoice is sent on paper with the fee.
+    c.upsert_holder(req(holder(true), ADMIN)).await.unwrap();
+    assert!(c
+        .list_held_invoices(req(pb::ListHeldInvoicesRequest {}, ADMIN))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices
+        .is_empty());
+    assert_eq!(w.account(A).await.invoiced_unpaid.ore(), 122_590 + 3_000);
+    let docs = c
+        .list_queued_documents(req(
+            pb::ListQueuedDocumentsRequest {
+                channel: "paper".into(),
+                limit: 0,
+                include_pdf: true,
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    assert_eq!(docs.len(), 1);
+    let d = &docs[0];
+    assert_eq!((d.kind.as_str(), d.channel.as_str()), ("invoice", "paper"));
+    assert_eq!(d.recipient_name, "Kim Karlsson");
+    assert_eq!(d.address_lines, vec!["Ringvägen 2", "118 60 Stockholm"]);
+    assert!(d.pdf.starts_with(b"%PDF-"));
+    // Paper is never bounced; an unknown outcome or channel is refused; a
+    // merchant may not report.
+    let bounce = |outcome: pb::DeliveryOutcome| pb::ReportDocumentDeliveryRequest {
+        document_id: d.document_id,
+        outcome: outcome as i32,
+        detail: String::new(),
+    };
+    for (r, code) in [
+        (bounce(pb::DeliveryOutcome::Bounced), Code::InvalidArgument),
+        (
+            bounce(pb::DeliveryOutcome::Unspecified),
+            Code::InvalidArgument,
+        ),
+    ] {
+        assert_eq!(
+            c.report_document_delivery(req(r, ADMIN))
+                .await
+                .unwrap_err()
+                .code(),
+            code
+        );
+    }
+    assert_eq!(
+        c.report_document_delivery(req(bounce(pb::DeliveryOutcome::Sent), STJARN))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    let err = c
+        .list_queued_documents(req(
+            pb::ListQueuedDocumentsRequest {
+                channel: "fax".into(),
+                limit: 10,
+                include_pdf: false,
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let sent = c
+        .report_document_delivery(req(bounce(pb::DeliveryOutcome::Sent), ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((sent.status.as_str(), sent.changed), ("sent", true));
+    assert!(c
+        .list_queued_documents(req(pb::ListQueuedDocumentsRequest::default(), ADMIN))
+        .await
+        .unwrap()
+        .into_inner()
+        .documents
+        .is_empty());
+}
+
 /// Issue 11: the admin list of account changes the state store refused, and
 /// dismissing a payment that cannot be matched, over gRPC; admins only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

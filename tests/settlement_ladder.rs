@@ -596,8 +596,19 @@ async fn a_dispute_stops_the_ladder_until_it_is_resolved() {
     assert_eq!(credited.total, 0);
     projector::flush(&w.settlement).await.unwrap();
     assert_eq!(invoiced_unpaid(&w, A).await, Money::ZERO);
-    assert_eq!(balance(&w, account::LOSSES_DISPUTES).await, a.total);
+    // Not our loss (R19, R20): A's call (1 225,90 incl. 245,18 VAT) is
+    // charged back to the merchant without VAT (980,72) and its VAT
+    // reversed, and the paper fee (30,00 incl. 6,00 VAT) is reversed. What
+    // remains on those accounts is B's: 980,72 owed to the merchant,
+    // 24,00 fee income, 245,18 + 6,00 output VAT.
+    assert_eq!(balance(&w, account::LOSSES_DISPUTES).await, 0);
     assert_eq!(balance(&w, &account::caller_invoiced(A)).await, 0);
+    assert_eq!(
+        balance(&w, &account::merchant_payable("stjarnlinjen")).await,
+        -98_072
+    );
+    assert_eq!(balance(&w, account::INCOME_PAPER_FEE).await, -2_400);
+    assert_eq!(balance(&w, "vat:output:25").await, -(24_518 + 600));
     assert!(matches!(
         disputes::resolve_dispute(&w.settlement, da.id, false, "ångrat", "jurist:karin").await,
         Err(SettlementError::Refused(_))

@@ -188,6 +188,12 @@ async fn a_month_of_calls_invoices_payments_reminders_collection_plans_and_dispu
         .await
         .unwrap();
 
+    // The holders, with postal addresses: their invoices go on paper with
+    // the fee (R13); without an address they would be held.
+    for (i, number) in [A, B, FIXED, P].into_iter().enumerate() {
+        common::settle::register_paper_holder(&db.pool, number, i).await;
+    }
+
     // ---- 2 November: the calls.
     g.clock.set_ms(at(2026, 11, 2, 10));
     let a1 = call(&g, "a1", A, TAROT, STJARN, 41 * 60).await; // 1 225.90 ≥ 80 % of 1 500

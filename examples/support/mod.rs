@@ -26,6 +26,7 @@ pub async fn tarot_line<S: Store>(store: &S) -> anyhow::Result<Arc<Service>> {
         category: "tarot".into(),
         tariff: Tariff::new(Money::ore_unchecked(2990), 60, 0)?,
         reminder_fee: Money::sek(60),
+        vat: callauth::domain::VatRate::STANDARD,
         active: true,
     };
     Ok(store.upsert_service(&spec, 0).await?.service)

@@ -21,6 +21,7 @@ use super::ids::{MerchantId, TermsId};
 use super::money::Money;
 use super::number::{NumberKind, E164};
 use super::rating::{Tariff, TariffError};
+use super::vat::VatRate;
 
 /// The statutory cap on a written payment reminder fee (lag 1981:739, 4 § p.1).
 pub const MAX_REMINDER_FEE: Money = Money::sek(60);
@@ -45,6 +46,10 @@ pub struct Terms {
     pub tariff: Tariff,
     /// The reminder fee agreed in these terms (0 = none; at most 60 SEK).
     pub reminder_fee: Money,
+    /// The VAT rate included in the price (terms stored before rates
+    /// existed read as the general rate, 25 %).
+    #[serde(default)]
+    pub vat: VatRate,
     pub created_at_ms: i64,
     /// The two announcements (postpaid, prepaid), made once per terms version:
     /// the IVR receives one with every Authorize.
@@ -97,6 +102,8 @@ pub struct ServiceSpec {
     pub category: String,
     pub tariff: Tariff,
     pub reminder_fee: Money,
+    /// The VAT rate included in the price (25 % unless the service is exempt).
+    pub vat: VatRate,
     pub active: bool,
 }
 
@@ -150,6 +157,10 @@ impl Terms {
             self.service_name,
             t.price_per_minute.to_swedish()
         );
+        // Prices to consumers include VAT; say so unless there is none.
+        if self.vat != VatRate::EXEMPT {
+            s.push_str(" inklusive moms");
+        }
         if t.billing_step_seconds == 1 {
             s.push_str(" och debiteras per sekund");
         } else if t.billing_step_seconds != 60 {
@@ -232,8 +243,8 @@ impl CatalogSnapshot {
     }
 
     /// Plans a service upsert against this snapshot (pure; the store applies
-    /// it atomically). A change of tariff or reminder fee creates a new terms
-    /// version; renaming a service keeps the version (the name in old terms
+    /// it atomically). A change of tariff, reminder fee or VAT rate creates a
+    /// new terms version; renaming a service keeps the version (the name in old terms
     /// stays what was announced then).
     pub fn plan_service(
         &self,
@@ -259,7 +270,9 @@ impl CatalogSnapshot {
         let existing = self.services.get(&spec.number);
         let (terms, new_terms) = match existing {
             Some(s)
-                if s.terms.tariff == spec.tariff && s.terms.reminder_fee == spec.reminder_fee =>
+                if s.terms.tariff == spec.tariff
+                    && s.terms.reminder_fee == spec.reminder_fee
+                    && s.terms.vat == spec.vat =>
             {
                 (s.terms.clone(), None)
             }
@@ -279,6 +292,7 @@ impl CatalogSnapshot {
                     version,
                     tariff: spec.tariff,
                     reminder_fee: spec.reminder_fee,
+                    vat: spec.vat,
                     created_at_ms: now_ms,
                     announcements: Default::default(),
                 });
@@ -339,6 +353,7 @@ mod tests {
             category: "tarot".into(),
             tariff: Tariff::new(Money::ore_unchecked(price_ore), 60, 2).unwrap(),
             reminder_fee: Money::sek(60),
+            vat: VatRate::STANDARD,
             active: true,
         }
     }
@@ -366,6 +381,26 @@ mod tests {
             .unwrap();
         assert_eq!(old.tariff.price_per_minute.ore(), 2990);
         assert_eq!(cat.version, 4);
+
+        // A new VAT rate is new terms too (the price announced is the same,
+        // but what it contains is not), and the rate travels with them.
+        let mut exempt = spec(3490);
+        exempt.vat = VatRate::EXEMPT;
+        let c4 = cat.plan_service(&exempt, 4).unwrap();
+        assert_eq!(c4.service.terms.terms_id.as_str(), "t-469001234567-3");
+        assert_eq!(c4.service.terms.vat, VatRate::EXEMPT);
+        assert_eq!(c3.service.terms.vat, VatRate::STANDARD);
+    }
+
+    #[test]
+    fn terms_stored_before_vat_rates_read_as_the_general_rate() {
+        let cat = CatalogSnapshot::default().with_merchant(merchant());
+        let c = cat.plan_service(&spec(2990), 1).unwrap();
+        let mut json = serde_json::to_value(&*c.service.terms).unwrap();
+        assert_eq!(json["vat"], 25);
+        json.as_object_mut().unwrap().remove("vat");
+        let old: Terms = serde_json::from_value(json).unwrap();
+        assert_eq!(old.vat, VatRate::STANDARD);
     }
 
     #[test]
@@ -398,7 +433,7 @@ mod tests {
         let cat = CatalogSnapshot::default().with_merchant(merchant());
         let c = cat.plan_service(&spec(2990), 1).unwrap();
         let text = c.service.terms.announcement_sv(false);
-        assert!(text.contains("29,90 kr per minut"), "{text}");
+        assert!(text.contains("29,90 kr per minut inklusive moms"), "{text}");
         assert!(
             text.contains("minimidebitering om 2 minuter (59,80 kr)"),
             "{text}"
@@ -408,5 +443,12 @@ mod tests {
         let prepaid = c.service.terms.announcement_sv(true);
         assert!(prepaid.contains("förskottskod"));
         assert!(!prepaid.contains("separat faktura"));
+        // An exempt service's price has no VAT to mention.
+        let mut exempt = spec(2990);
+        exempt.vat = VatRate::EXEMPT;
+        let e = cat.plan_service(&exempt, 2).unwrap();
+        let text = e.service.terms.announcement_sv(false);
+        assert!(text.contains("29,90 kr per minut och"), "{text}");
+        assert!(!text.contains("moms"), "{text}");
     }
 }

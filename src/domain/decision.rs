@@ -515,6 +515,7 @@ mod tests {
             version: 1,
             tariff: Tariff::new(Money::ore_unchecked(price_ore), 60, min).unwrap(),
             reminder_fee: Money::sek(60),
+            vat: crate::domain::VatRate::STANDARD,
             created_at_ms: 0,
             announcements: Default::default(),
         }

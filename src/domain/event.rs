@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{BlockKind, LimitSource};
 use super::decision::Funding;
+use super::vat::VatRate;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -134,6 +135,20 @@ pub mod ids {
     pub fn repaired(number: &str, seq: u64) -> String {
         format!("repaired:{number}:{seq}")
     }
+    /// The prefixes of every id above that is keyed by a number rather than
+    /// a call (erasure finds a number's events by them).
+    pub fn number_prefixes(number: &str) -> [String; 8] {
+        [
+            format!("threshold:{number}:"),
+            format!("limit:{number}:"),
+            format!("block:{number}:"),
+            format!("limit-changed:{number}:"),
+            format!("directory:{number}:"),
+            format!("invoice:{number}:"),
+            format!("payment:{number}:"),
+            format!("repaired:{number}:"),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -162,6 +177,11 @@ pub struct UsagePosted {
     /// which never capped a prepaid debit, so 0 is exact for them.
     #[serde(default)]
     pub uncollected_ore: i64,
+    /// The VAT rate of the accepted terms (the charge includes it). Added
+    /// with VAT; an event written before rates existed reads as 25 %, the
+    /// rate every service had then.
+    #[serde(rename = "vat_rate_percent", default)]
+    pub vat_rate: VatRate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -357,6 +377,34 @@ impl Event {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn every_number_keyed_id_has_its_prefix() {
+        use super::ids;
+        let n = "+46701234567";
+        let prefixes = ids::number_prefixes(n);
+        for id in [
+            ids::threshold(n, 1),
+            ids::limit_reached(n, 2),
+            ids::block(n, 3),
+            ids::limit_changed(n, 4),
+            ids::directory(n, 5),
+            ids::invoice_applied(n, "inv-6"),
+            ids::payment_applied(n, "pay-7"),
+            ids::repaired(n, 8),
+        ] {
+            assert_eq!(
+                prefixes
+                    .iter()
+                    .filter(|p| id.starts_with(p.as_str()))
+                    .count(),
+                1,
+                "{id}"
+            );
+        }
+        // Another number sharing the digits is not matched ("…67" vs "…678").
+        assert!(!ids::block("+467012345678", 1).starts_with(&prefixes[2]));
+    }
+
+    #[test]
     fn a_borrowed_consent_event_is_the_owned_event() {
         use super::*;
         let owned = Event {
@@ -461,5 +509,33 @@ mod tests {
             "threshold_reached":{"number":"+46701234567","exposure_ore":120000,"limit_ore":150000,"sequence":1}}"#;
         let err = Event::from_json(json).unwrap_err().to_string();
         assert!(err.contains("unbilled_ore"), "{err}");
+    }
+
+    #[test]
+    fn usage_carries_its_vat_rate_and_old_usage_reads_as_25() {
+        let event = |vat_rate| Event {
+            event_id: ids::usage("c1"),
+            at_ms: 5,
+            partition: 0,
+            body: EventBody::UsagePosted(UsagePosted {
+                call_id: "c1".into(),
+                charge_ore: 1995,
+                vat_rate,
+                ..Default::default()
+            }),
+        };
+        let exempt = event(VatRate::EXEMPT);
+        assert_eq!(Event::from_json(&exempt.to_json()).unwrap(), exempt);
+        // An event written before rates existed has no field: 25 %, the rate
+        // every service had then (a field added later, read with a default).
+        let mut v: serde_json::Value = serde_json::from_str(&exempt.to_json()).unwrap();
+        v["usage_posted"]
+            .as_object_mut()
+            .unwrap()
+            .remove("vat_rate_percent");
+        match Event::from_json(&v.to_string()).unwrap().body {
+            EventBody::UsagePosted(u) => assert_eq!(u.vat_rate, VatRate::STANDARD),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

@@ -17,6 +17,7 @@ use super::money::Money;
 use super::number::E164;
 use super::prepaid::CodeId;
 use super::rating::{rate, Tariff};
+use super::vat::VatRate;
 
 /// Where a hold is in its life. The one-letter codes are the Redis
 /// Functions' (`st` field of a hold).
@@ -202,6 +203,8 @@ pub struct Hold {
     pub merchant_id: MerchantId,
     pub terms_id: TermsId,
     pub tariff: Tariff,
+    /// The VAT rate of the accepted terms, carried to the usage event.
+    pub vat_rate: VatRate,
     /// The IVR client that authorized the call: only it may extend or release it.
     pub ivr_client: String,
     /// The grant given by Authorize (what a replay returns).
@@ -253,6 +256,7 @@ impl Hold {
         merchant_id: MerchantId,
         terms_id: TermsId,
         tariff: Tariff,
+        vat_rate: VatRate,
         ivr_client: String,
         grant: Grant,
         now_ms: i64,
@@ -265,6 +269,7 @@ impl Hold {
             merchant_id,
             terms_id,
             tariff,
+            vat_rate,
             ivr_client,
             original: grant,
             grant,
@@ -463,6 +468,7 @@ mod tests {
             MerchantId::parse("stjarnlinjen").unwrap(),
             crate::domain::Terms::make_id(&svc, 1),
             Tariff::new(Money::ore_unchecked(2990), 60, 0).unwrap(),
+            VatRate::default(),
             "ivr-a".into(),
             Grant {
                 granted_seconds: 900,

@@ -5,7 +5,7 @@
 //! and their immutable terms (R4, R5); `account` the credit rules and the
 //! balance changes invoices and payments make (R7–R9, R15); `prepaid` the
 //! codes and `lockout` the wrong-code rule (R17); `event` the outbox contract
-//! with settlement.
+//! with settlement; `vat` the VAT rates of the terms.
 
 pub mod account;
 pub mod catalog;
@@ -19,6 +19,7 @@ pub mod money;
 pub mod number;
 pub mod prepaid;
 pub mod rating;
+pub mod vat;
 
 pub use account::{Balances, BlockKind, CreditPolicy, LimitChange, LimitSource};
 pub use catalog::{CatalogSnapshot, Merchant, Service, ServiceSpec, Terms};
@@ -29,3 +30,4 @@ pub use money::Money;
 pub use number::E164;
 pub use prepaid::{CodeHasher, CodeId, PrepaidCode};
 pub use rating::{rate, Rated, Tariff};
+pub use vat::VatRate;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::ClientConfig;
 use crate::domain::catalog::{Merchant, ServiceSpec};
-use crate::domain::{MerchantId, Money, Tariff, E164};
+use crate::domain::{MerchantId, Money, Tariff, VatRate, E164};
 use crate::gateway::Gateway;
 use crate::store::Store;
 
@@ -61,6 +61,10 @@ pub struct ServiceEntry {
     /// Agreed reminder fee in SEK (at most 60); "0" when none was agreed.
     #[serde(default = "sixty_sek")]
     pub reminder_fee: String,
+    /// The VAT rate included in the price, percent: 25 (the default), 12, 6,
+    /// or 0 for a service exempt from VAT.
+    #[serde(default = "twenty_five")]
+    pub vat_percent: u32,
     #[serde(default = "yes")]
     pub active: bool,
 }
@@ -81,6 +85,10 @@ fn sixty() -> u32 {
 }
 fn sixty_sek() -> String {
     "60".into()
+}
+
+fn twenty_five() -> u32 {
+    VatRate::STANDARD.percent()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +168,7 @@ impl CatalogFile {
                     tariff: Tariff::new(price, s.billing_step_seconds, s.minimum_minutes)
                         .map_err(|e| entry_err(what(), e))?,
                     reminder_fee: s.reminder_fee.parse().map_err(|e| entry_err(what(), e))?,
+                    vat: VatRate::from_percent(s.vat_percent).map_err(|e| entry_err(what(), e))?,
                     active: s.active,
                 })
             })
@@ -208,6 +217,8 @@ mod tests {
         assert!(services.len() >= 4);
         assert!(services.iter().any(|s| s.tariff.minimum_minutes > 0));
         assert!(services.iter().any(|s| s.tariff.billing_step_seconds == 1));
+        assert!(services.iter().any(|s| s.vat == VatRate::STANDARD));
+        assert!(services.iter().any(|s| s.vat == VatRate::EXEMPT));
         assert!(!f.directory().unwrap().is_empty());
         crate::auth::TokenRegistry::from_clients(&f.clients).unwrap();
     }
@@ -224,5 +235,15 @@ mod tests {
         let e = CatalogFile::parse(bad).unwrap().services().unwrap_err();
         assert!(e.to_string().contains("service 0900-100 10 10"), "{e}");
         assert!(CatalogFile::parse("[[service]]\nnumber = 1").is_err());
+        let bad_vat = r#"
+            [[service]]
+            number = "0900-100 10 10"
+            merchant = "x"
+            name = "X"
+            price_per_minute = "29.90"
+            vat_percent = 20
+        "#;
+        let e = CatalogFile::parse(bad_vat).unwrap().services().unwrap_err();
+        assert!(e.to_string().contains("VAT rate"), "{e}");
     }
 }

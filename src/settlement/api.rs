@@ -11,6 +11,7 @@ use crate::auth::{principal, require_admin, Role};
 use crate::domain::{CodeHasher, CodeId, Money};
 use crate::pb;
 use crate::settlement::context::{Settlement, SettlementError};
+use crate::settlement::delivery::{self, Channel, Outcome};
 use crate::settlement::payments::{self, MatchTarget};
 use crate::settlement::personal::{self, HolderInput};
 use crate::settlement::prepaid_orders::{self, OrderKind, OrderRef, PickedUp};
@@ -48,6 +49,8 @@ fn statement_pb(s: &merchants::Statement) -> pb::Statement {
         fee_ore: s.fee_ore,
         net_ore: s.net_ore,
         payout_reference: s.payout_reference.clone().unwrap_or_default(),
+        vat_ore: s.vat_ore,
+        chargeback_ore: s.chargeback_ore,
     }
 }
 
@@ -136,6 +139,8 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
                     calls: l.calls,
                     billed_seconds: l.billed_seconds,
                     gross_ore: l.gross_ore,
+                    vat_rate_percent: l.vat_rate_percent,
+                    vat_ore: l.vat_ore,
                 })
                 .collect(),
         }))
@@ -186,6 +191,16 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
         let h = personal::upsert_holder(&mut conn, &input, &actor)
             .await
             .map_err(to_status)?;
+        drop(conn);
+        // An address may be what a held invoice waited for (R13).
+        let released = delivery::release_held(&self.settlement, Some(&h.numbers))
+            .await
+            .map_err(to_status)?;
+        if released.invoices > 0 {
+            if let Err(e) = crate::settlement::projector::flush(&self.settlement).await {
+                tracing::warn!(error = %e, "pushing a released invoice's fee to the state store failed; it is retried");
+            }
+        }
         Ok(Response::new(holder_pb(h)))
     }
 
@@ -512,6 +527,88 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
             holder_erased: e.holder_erased,
             consents_deleted: e.consents_deleted,
             kept: e.kept,
+        }))
+    }
+
+    async fn list_queued_documents(
+        &self,
+        req: Request<pb::ListQueuedDocumentsRequest>,
+    ) -> Result<Response<pb::ListQueuedDocumentsResponse>, Status> {
+        actor(&req)?;
+        let r = req.into_inner();
+        let channel = match r.channel.as_str() {
+            "" => None,
+            c => Some(
+                Channel::parse(c)
+                    .ok_or_else(|| Status::invalid_argument("channel: email, paper or empty"))?,
+            ),
+        };
+        let limit = if r.limit == 0 {
+            100
+        } else {
+            i64::from(r.limit)
+        };
+        let list = delivery::queued(&self.settlement.pool, channel, limit, r.include_pdf)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListQueuedDocumentsResponse {
+            documents: list
+                .into_iter()
+                .map(|d| pb::QueuedDocument {
+                    document_id: d.id,
+                    invoice_id: d.invoice_id,
+                    kind: d.kind,
+                    channel: d.channel,
+                    email: d.email.unwrap_or_default(),
+                    recipient_name: d.name.unwrap_or_default(),
+                    address_lines: d.address_lines,
+                    pdf: d.pdf,
+                    queued_at: d.created_at.to_rfc3339(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn report_document_delivery(
+        &self,
+        req: Request<pb::ReportDocumentDeliveryRequest>,
+    ) -> Result<Response<pb::ReportDocumentDeliveryResponse>, Status> {
+        let actor = actor(&req)?;
+        let r = req.into_inner();
+        let outcome = match pb::DeliveryOutcome::try_from(r.outcome) {
+            Ok(pb::DeliveryOutcome::Sent) => Outcome::Sent,
+            Ok(pb::DeliveryOutcome::Bounced) => Outcome::Bounced,
+            _ => return Err(Status::invalid_argument("outcome: SENT or BOUNCED")),
+        };
+        let done = delivery::report(&self.settlement, r.document_id, outcome, &r.detail, &actor)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReportDocumentDeliveryResponse {
+            status: done.status,
+            fallback_document_id: done.fallback_document_id.unwrap_or(0),
+            changed: done.changed,
+        }))
+    }
+
+    async fn list_held_invoices(
+        &self,
+        req: Request<pb::ListHeldInvoicesRequest>,
+    ) -> Result<Response<pb::ListHeldInvoicesResponse>, Status> {
+        actor(&req)?;
+        let list = delivery::held_invoices(&self.settlement.pool)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListHeldInvoicesResponse {
+            invoices: list
+                .into_iter()
+                .map(|h| pb::HeldInvoice {
+                    invoice_id: h.invoice_id,
+                    number: h.number,
+                    customer_number: h.customer_number.unwrap_or_default(),
+                    total_ore: h.total_ore,
+                    held_since: h.held_since.to_string(),
+                })
+                .collect(),
         }))
     }
 

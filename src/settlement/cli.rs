@@ -8,11 +8,12 @@ use chrono::NaiveDate;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Money;
-use crate::settlement::config::{Cli, Command, Common};
+use crate::settlement::config::{Cli, Command, Common, DocumentsAction};
 use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, ms_to_utc, Settlement};
 use crate::settlement::{
-    daemon, daily, jsonl, merchants, payments, personal, projector, reconcile, time,
+    daemon, daily, delivery, jsonl, merchants, payments, personal, projector, reconcile, retention,
+    time,
 };
 use crate::store::redis::RedisStore;
 
@@ -176,6 +177,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = connect(&common.database_url, 2).await?;
             for st in merchants::statements(&pool, merchant.as_deref()).await? {
                 println!("{}", merchants::describe(&st));
+                for (rate, base, vat) in merchants::vat_summary(&pool, st.id).await? {
+                    println!(
+                        "  moms {rate} %: underlag {}, moms {}",
+                        Money::ore_unchecked(base).to_swedish(),
+                        Money::ore_unchecked(vat).to_swedish()
+                    );
+                }
             }
         }
         Command::RefusedStoreOps => {
@@ -220,6 +228,82 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     String::new()
                 }
             );
+        }
+        Command::Documents { action } => documents(common, action).await?,
+        Command::Retention { at } => {
+            let s = settlement(common, *at).await?;
+            let date = at.unwrap_or_else(|| s.today());
+            let r = retention::run(&s, date).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+    }
+    Ok(())
+}
+
+async fn documents(common: &Common, action: &DocumentsAction) -> anyhow::Result<()> {
+    match action {
+        DocumentsAction::List {
+            channel,
+            limit,
+            out,
+        } => {
+            let pool = connect(&common.database_url, 2).await?;
+            let channel = match channel.as_deref() {
+                None => None,
+                Some(c) => Some(
+                    delivery::Channel::parse(c)
+                        .ok_or_else(|| anyhow::anyhow!("--channel is email or paper"))?,
+                ),
+            };
+            let list = delivery::queued(&pool, channel, *limit, out.is_some()).await?;
+            for d in &list {
+                let to = match d.channel.as_str() {
+                    "email" => d.email.clone().unwrap_or_default(),
+                    _ => std::iter::once(d.name.clone().unwrap_or_default())
+                        .chain(d.address_lines.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                println!(
+                    "{} {} {} invoice {} queued {} to {}",
+                    d.id,
+                    d.kind,
+                    d.channel,
+                    d.invoice_id,
+                    d.created_at.to_rfc3339(),
+                    to
+                );
+                if let Some(dir) = out {
+                    let path = dir.join(format!("{}.pdf", d.id));
+                    std::fs::write(&path, &d.pdf)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+            }
+        }
+        DocumentsAction::Sent { id } | DocumentsAction::Bounced { id, .. } => {
+            let s = settlement(common, None).await?;
+            let (outcome, detail) = match action {
+                DocumentsAction::Bounced { detail, .. } => {
+                    (delivery::Outcome::Bounced, detail.as_str())
+                }
+                _ => (delivery::Outcome::Sent, ""),
+            };
+            let r = delivery::report(&s, *id, outcome, detail, "cli").await?;
+            println!(
+                "document {}: {}{}{}",
+                r.document_id,
+                r.status,
+                if r.changed { "" } else { " (reported before)" },
+                r.fallback_document_id
+                    .map(|f| format!("; paper copy {f} queued in its place"))
+                    .unwrap_or_default()
+            );
+        }
+        DocumentsAction::Held => {
+            let pool = connect(&common.database_url, 2).await?;
+            for h in delivery::held_invoices(&pool).await? {
+                println!("{}", delivery::describe_held(&h));
+            }
         }
     }
     Ok(())

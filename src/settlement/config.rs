@@ -105,6 +105,14 @@ pub struct PolicyArgs {
         default_value = "30"
     )]
     pub paper_invoice_fee_sek: Money,
+    /// The VAT rate included in the paper-invoice fee, percent (25, 12, 6 or 0).
+    #[arg(
+        long,
+        env = "CALLAUTH_PAPER_INVOICE_FEE_VAT_PERCENT",
+        global = true,
+        default_value_t = 25
+    )]
+    pub paper_invoice_fee_vat_percent: u32,
     /// Below this, an invoice is carried to the next period (R14); off when absent.
     #[arg(long, env = "CALLAUTH_MINIMUM_INVOICE_SEK", global = true)]
     pub minimum_invoice_sek: Option<Money>,
@@ -152,6 +160,24 @@ pub struct PolicyArgs {
         default_value_t = 1
     )]
     pub merchant_settlement_day: u32,
+    /// Years after the end of a record's year that bookkeeping records are
+    /// kept (Bokföringslagen 7 kap. 2 §: at least 7).
+    #[arg(
+        long,
+        env = "CALLAUTH_BOOKKEEPING_RETENTION_YEARS",
+        global = true,
+        default_value_t = 7
+    )]
+    pub bookkeeping_retention_years: u32,
+    /// Years after the end of a call's year that its consent evidence and
+    /// call detail are kept (at least 3: the limitation period).
+    #[arg(
+        long,
+        env = "CALLAUTH_EVIDENCE_RETENTION_YEARS",
+        global = true,
+        default_value_t = 3
+    )]
+    pub evidence_retention_years: u32,
     /// Our bankgiro number, printed on invoices.
     #[arg(
         long,
@@ -213,6 +239,44 @@ pub enum Command {
         #[arg(long)]
         by: String,
     },
+    /// The mailing system's queue (R13): queued documents, reports of sent
+    /// or bounced ones (a bounced e-mail falls back to paper), held invoices.
+    Documents {
+        #[command(subcommand)]
+        action: DocumentsAction,
+    },
+    /// Delete or anonymise what is past its retention (Bokföringslagen
+    /// 7 kap. 2 §: the 7th year after the record's year; consent evidence
+    /// and call detail after 3 years), as of a Stockholm date (today by default).
+    Retention {
+        #[arg(long)]
+        at: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DocumentsAction {
+    /// List queued documents, oldest first; with --out, write each PDF to DIR/<id>.pdf.
+    List {
+        /// email or paper (both when absent).
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Report a document sent.
+    Sent { id: i64 },
+    /// Report an e-mail bounced: a paper copy is queued in its place, without a fee.
+    Bounced {
+        id: i64,
+        /// The mail system's reason (at most 500 characters).
+        #[arg(long, default_value = "")]
+        detail: String,
+    },
+    /// List invoices held because the holder has no postal or e-mail address.
+    Held,
 }
 
 #[derive(Args, Debug)]
@@ -307,10 +371,22 @@ impl PolicyArgs {
             !self.collection_fee_sek.is_negative() && self.collection_fee_sek <= Money::sek(180),
             "--collection-fee-sek is at most 180 (lag 1981:739)"
         );
+        anyhow::ensure!(
+            (7..=50).contains(&self.bookkeeping_retention_years),
+            "--bookkeeping-retention-years is 7–50 (Bokföringslagen 7 kap. 2 §)"
+        );
+        anyhow::ensure!(
+            (3..=self.bookkeeping_retention_years).contains(&self.evidence_retention_years),
+            "--evidence-retention-years is at least 3 (the limitation period) and at most the bookkeeping years"
+        );
         let mut p = SettlementPolicy {
             invoice_day: self.invoice_day,
             threshold_due_days: self.threshold_due_days,
             paper_invoice_fee: self.paper_invoice_fee_sek,
+            paper_invoice_fee_vat: crate::domain::VatRate::from_percent(
+                self.paper_invoice_fee_vat_percent,
+            )
+            .map_err(|e| anyhow::anyhow!("--paper-invoice-fee-vat-percent: {e}"))?,
             minimum_invoice_amount: self.minimum_invoice_sek,
             payment_grace_bank_days: self.payment_grace_bank_days,
             reminder_after_days: self.reminder_after_days,
@@ -318,6 +394,8 @@ impl PolicyArgs {
             collection_fee: self.collection_fee_sek,
             merchant_settlement_day: self.merchant_settlement_day,
             bankgiro: self.bankgiro.clone(),
+            bookkeeping_retention_years: self.bookkeeping_retention_years,
+            evidence_retention_years: self.evidence_retention_years,
             ..SettlementPolicy::default()
         };
         if let Some(path) = &self.reference_rates_file {

@@ -19,7 +19,7 @@ use crate::settlement::api::SettlementApi;
 use crate::settlement::config::{Common, RunArgs};
 use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, Settlement};
-use crate::settlement::{projector, scheduler, swish, time};
+use crate::settlement::{delivery, projector, scheduler, swish, time};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
@@ -123,6 +123,19 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         tasks.spawn(async move {
             fut.await;
             Ok(())
+        });
+    }
+    {
+        // The mailing queue's gauges (held invoices, queued documents and the
+        // oldest one's age), so that an alert sees documents nobody collects.
+        let s = settlement.clone();
+        tasks.every(Duration::from_secs(60), move || {
+            let s = s.clone();
+            async move {
+                if let Err(e) = delivery::refresh_gauges(&s.pool, s.now()).await {
+                    tracing::warn!(error = %e, "reading the document queue failed");
+                }
+            }
         });
     }
     serve(&mut tasks, &settlement, args, prometheus).await?;

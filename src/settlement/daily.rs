@@ -1,7 +1,9 @@
-//! The daily calendar (SPEC R11, R16, R18, R20), for one Stockholm date:
-//! the monthly invoice run on the invoice day, the reminder and collection
+//! The daily calendar (SPEC R11, R13, R16, R18, R20, R21), for one
+//! Stockholm date: held invoices whose holder can now be reached, the
+//! monthly invoice run on the invoice day, the reminder and collection
 //! ladder with the installment-plan checks, merchant statements on their
-//! day, and pushing the resulting account changes to the state store.
+//! day, the retention job on the first run of each month, and pushing the
+//! resulting account changes to the state store.
 //!
 //! Time is injected: `run_day` takes the date, so a test (or
 //! `callauth-settlement run-once --at 2026-12-15`) can play a month in
@@ -31,7 +33,8 @@ use crate::metrics as m;
 use crate::settlement::context::{claim_calendar_job, Settlement, SettlementResult};
 use crate::settlement::invoicing::{self, MonthlyRunReport};
 use crate::settlement::ladder::{self, LadderReport};
-use crate::settlement::{calendar, merchants, projector};
+use crate::settlement::retention::{self, RetentionReport};
+use crate::settlement::{calendar, delivery, merchants, projector};
 use crate::store::Store;
 
 /// An arbitrary constant naming the calendar's advisory lock.
@@ -54,6 +57,10 @@ pub struct DayReport {
     /// That run was missed on its day and caught up by this one.
     pub monthly_caught_up: bool,
     pub invoices_issued: usize,
+    /// Of those issued, held for want of an address (R13).
+    pub invoices_held: usize,
+    /// Held invoices (and letters) sent now that an address exists.
+    pub invoices_released: usize,
     pub invoices_carried: usize,
     pub overdue: usize,
     pub reminders: usize,
@@ -66,6 +73,8 @@ pub struct DayReport {
     pub merchant_statements: usize,
     /// The statement day caught up by this run, if it was missed.
     pub statements_caught_up_for: Option<NaiveDate>,
+    /// The retention job ran (the first run of each month).
+    pub retention: Option<RetentionReport>,
     pub store_ops_applied: usize,
     pub store_ops_pending: usize,
     /// Account changes the state store refused, waiting for a repair.
@@ -77,6 +86,7 @@ impl DayReport {
         self.monthly_run_for = monthly.run_day;
         self.monthly_caught_up = monthly.caught_up;
         self.invoices_issued = monthly.issued;
+        self.invoices_held = monthly.held;
         self.invoices_carried = monthly.carried;
         self.overdue = ladder.overdue;
         self.reminders = ladder.reminders;
@@ -110,12 +120,19 @@ async fn run_locked<S: Store>(s: &Settlement<S>, date: NaiveDate) -> SettlementR
         ..DayReport::default()
     };
     report.missed_days = record_missed_days(s, date).await?;
+    // Held invoices whose holder has an address by now go out first, so
+    // that the ladder sees them with their new due dates.
+    report.invoices_released = delivery::release_held(s, None).await?.invoices;
     let monthly = invoicing::monthly_run(s, date).await?;
     let ladder = ladder::run_ladder(s, date).await?;
     report.absorb(&monthly, &ladder);
     let (statements, caught_up_for) = statements_due(s, date).await?;
     report.merchant_statements = statements;
     report.statements_caught_up_for = caught_up_for;
+    if !retention::ran_this_month(&s.pool, date).await? {
+        report.retention = Some(retention::run(s, date).await?);
+    }
+    delivery::refresh_gauges(&s.pool, s.now()).await?;
     let pushed = projector::flush(s).await?;
     report.store_ops_applied = pushed.applied;
     report.store_ops_pending = pushed.pending;

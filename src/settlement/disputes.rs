@@ -8,12 +8,16 @@
 //!   the IVR) as JSON, copied at that moment so that the case keeps it. The
 //!   disputed invoice no longer counts for the overdue block (R7): when no
 //!   other invoice of the number is overdue, the block is lifted.
-//! - **Upheld**: the invoice is credited for what is still outstanding (a
-//!   `credit` line, `credits_ore`, status `credited`), booked as a loss
-//!   (debit `losses:disputes`, credit `caller_invoiced`), and the state store
-//!   gets the credit as a payment so the number's invoiced-unpaid amount
-//!   falls. Anything already paid stays paid: a refund is a separate decision
-//!   (an invoice paid in full while disputed keeps its status `paid`).
+//! - **Upheld**: what is still outstanding is credited (`credit` lines per
+//!   VAT rate, `credits_ore`, status `credited`, `credited_at`) by a credit
+//!   note (`credit_note.rs`): the uncollectable calls are charged back to
+//!   their merchants' payable accounts without VAT and shown on their next
+//!   statements (`merchant_chargebacks`), the VAT in them is taken off the
+//!   output VAT, and our own fees and interest are reversed from their
+//!   income accounts — not all booked as our loss. The state store gets the
+//!   credit as a payment so the number's invoiced-unpaid amount falls.
+//!   Anything already paid stays paid: a refund is a separate decision (an
+//!   invoice paid in full while disputed keeps its status `paid`).
 //! - **Rejected**: the debtor gets new time before the ladder's next step:
 //!   `reminder_due_days` from today (moved to a bank day), but never less
 //!   than the claim already had — the stage's deadline becomes the latest of
@@ -32,13 +36,13 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 
-use crate::settlement::calendar;
+use crate::domain::VatRate;
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::invoicing;
 use crate::settlement::ladder::{is_overdue, lock_invoice, other_overdue, record_step};
 use crate::settlement::ledger::{self, account, Txn};
+use crate::settlement::{calendar, credit_note, invoicing};
 use crate::store::Store;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -239,25 +243,14 @@ pub async fn resolve_dispute<S: Store>(
     if upheld {
         let credit = inv.outstanding_ore();
         if credit > 0 {
-            invoicing::add_line(
-                &mut tx,
-                invoice_id,
-                "credit",
-                "Kreditering efter utredning av invändning",
-                -credit,
-            )
-            .await?;
-            ledger::post(
-                &mut tx,
-                &Txn::new(
-                    format!("dispute-credit:{dispute_id}"),
-                    now,
-                    format!("dispute {dispute_id} upheld, invoice {}", inv.ocr),
-                )
-                .debit(account::LOSSES_DISPUTES, credit)
-                .credit(account::caller_invoiced(&inv.number), credit),
-            )
-            .await?;
+            let note = credit_note::credit_note(&invoice_parts(&mut tx, invoice_id).await?);
+            if note.total_ore() != credit {
+                return Err(SettlementError::Invalid(format!(
+                    "invoice {invoice_id}: its parts explain {} öre of the {credit} öre outstanding",
+                    note.total_ore()
+                )));
+            }
+            book_credit_note(&mut tx, &inv, dispute_id, &note, now).await?;
             let clear_overdue =
                 !other_overdue(&mut tx, &inv.number, &[invoice_id], today, grace).await?;
             queue_store_op(
@@ -271,11 +264,13 @@ pub async fn resolve_dispute<S: Store>(
         }
         sqlx::query(
             "update invoices set status = case when status = 'open' then 'credited' else status end,
+                    credited_at = case when status = 'open' then $3 else credited_at end,
                     disputed = false, credits_ore = credits_ore + $2, total_ore = total_ore - $2
              where id = $1",
         )
         .bind(invoice_id)
         .bind(credit)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         details["credited_ore"] = json!(credit);
@@ -315,6 +310,176 @@ pub async fn resolve_dispute<S: Store>(
     let dispute = load(&mut tx, dispute_id).await?;
     tx.commit().await?;
     Ok(dispute)
+}
+
+/// What an invoice consists of, for its credit note, read under the
+/// invoice's row lock.
+async fn invoice_parts(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+) -> SettlementResult<credit_note::InvoiceParts> {
+    let rate = |p: Option<i32>| -> SettlementResult<Option<VatRate>> {
+        p.map(|p| {
+            VatRate::from_percent(p as u32)
+                .map_err(|e| SettlementError::Invalid(format!("invoice {invoice_id}: {e}")))
+        })
+        .transpose()
+    };
+    let mut usage = Vec::new();
+    for r in sqlx::query(
+        "select u.merchant_id, u.vat_rate_percent, sum(l.amount_ore)::bigint as gross, sum(l.vat_ore)::bigint as vat
+         from invoice_lines l join usage u on u.call_id = l.call_id
+         where l.invoice_id = $1 and l.kind = 'call'
+         group by u.merchant_id, u.vat_rate_percent order by u.merchant_id, u.vat_rate_percent",
+    )
+    .bind(invoice_id)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        usage.push(credit_note::UsageGroup {
+            merchant_id: r.get("merchant_id"),
+            rate: rate(r.get("vat_rate_percent"))?,
+            gross_ore: r.get("gross"),
+            vat_ore: r.get("vat"),
+        });
+    }
+    let paper = sqlx::query(
+        "select coalesce(sum(amount_ore), 0)::bigint as gross, coalesce(sum(vat_ore), 0)::bigint as vat,
+                max(vat_rate_percent) as rate
+         from invoice_lines where invoice_id = $1 and kind = 'fee' and description = $2",
+    )
+    .bind(invoice_id)
+    .bind(invoicing::PAPER_FEE_DESCRIPTION)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (reminder, collection): (i64, i64) = sqlx::query_as(
+        "select coalesce(sum(fee_ore) filter (where step = 'reminder'), 0)::bigint,
+                coalesce(sum(fee_ore) filter (where step = 'collection'), 0)::bigint
+         from collection_steps where invoice_id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (fees, interest, credits, paid): (i64, i64, i64, i64) = sqlx::query_as(
+        "select fees_ore, interest_ore, credits_ore, paid_ore from invoices where id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let paper_fee_ore: i64 = paper.get("gross");
+    Ok(credit_note::InvoiceParts {
+        usage,
+        paper_fee_ore,
+        paper_fee_vat_ore: paper.get("vat"),
+        paper_fee_rate: rate(paper.get("rate"))?,
+        reminder_fee_ore: reminder,
+        collection_fee_ore: collection,
+        interest_ore: interest,
+        other_fees_ore: (fees - paper_fee_ore - reminder - collection).max(0),
+        received_ore: credits + paid,
+    })
+}
+
+/// Books a credit note in the caller's transaction: the credit lines on the
+/// invoice (per VAT rate, so its VAT summary shows the reduction), one
+/// ledger transaction, the merchants' chargebacks for their next
+/// statements, and the state-store payment that lowers invoiced-unpaid.
+async fn book_credit_note(
+    conn: &mut PgConnection,
+    inv: &crate::settlement::ladder::InvoiceRow,
+    dispute_id: i64,
+    note: &credit_note::CreditNote,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
+    const TEXT: &str = "Kreditering efter utredning av invändning";
+    let credit = note.total_ore();
+    let paper_rate = paper_rate(conn, inv.id).await?;
+    // Credit lines: one per VAT rate (calls and the paper fee), one for
+    // what is outside the scope of VAT.
+    let mut by_rate: std::collections::BTreeMap<u32, (VatRate, i64, i64)> = Default::default();
+    let mut without_vat =
+        note.reminder_fee_ore + note.collection_fee_ore + note.interest_ore + note.unattributed_ore;
+    let vat_parts = note
+        .chargebacks
+        .iter()
+        .map(|c| (c.rate, c.gross_ore, c.vat_ore))
+        .chain(std::iter::once((
+            paper_rate,
+            note.paper_fee_ore,
+            note.paper_fee_vat_ore,
+        )));
+    for (rate, gross, vat) in vat_parts {
+        match rate {
+            Some(r) => {
+                let e = by_rate.entry(r.percent()).or_insert((r, 0, 0));
+                e.1 += gross;
+                e.2 += vat;
+            }
+            None => without_vat += gross,
+        }
+    }
+    for (rate, gross, vat) in by_rate.values().rev() {
+        if *gross != 0 {
+            invoicing::add_vat_line(conn, inv.id, "credit", TEXT, -gross, *rate, -vat).await?;
+        }
+    }
+    if without_vat != 0 {
+        invoicing::add_line(conn, inv.id, "credit", TEXT, -without_vat).await?;
+    }
+
+    let mut txn = Txn::new(
+        format!("dispute-credit:{dispute_id}"),
+        now,
+        format!("dispute {dispute_id} upheld, invoice {}", inv.ocr),
+    )
+    .credit(account::caller_invoiced(&inv.number), credit);
+    for c in &note.chargebacks {
+        txn = txn.debit(account::merchant_payable(&c.merchant_id), c.base_ore);
+        if let Some(rate) = c.rate {
+            txn = txn.debit(account::vat_output(rate), c.vat_ore);
+        }
+        sqlx::query(
+            "insert into merchant_chargebacks (dispute_id, invoice_id, merchant_id, vat_rate_percent,
+                                               gross_ore, vat_ore, base_ore, created_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(dispute_id)
+        .bind(inv.id)
+        .bind(&c.merchant_id)
+        .bind(c.rate.map(|r| r.percent() as i32))
+        .bind(c.gross_ore)
+        .bind(c.vat_ore)
+        .bind(c.base_ore)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    txn = txn
+        .debit(
+            account::INCOME_PAPER_FEE,
+            note.paper_fee_ore - note.paper_fee_vat_ore,
+        )
+        .debit(account::INCOME_REMINDER_FEE, note.reminder_fee_ore)
+        .debit(account::INCOME_COLLECTION_FEE, note.collection_fee_ore)
+        .debit(account::INCOME_INTEREST, note.interest_ore)
+        .debit(account::LOSSES_DISPUTES, note.unattributed_ore);
+    if let Some(rate) = paper_rate {
+        txn = txn.debit(account::vat_output(rate), note.paper_fee_vat_ore);
+    }
+    ledger::post(conn, &txn).await?;
+    Ok(())
+}
+
+async fn paper_rate(conn: &mut PgConnection, invoice_id: i64) -> SettlementResult<Option<VatRate>> {
+    let p: Option<i32> = sqlx::query_scalar(
+        "select max(vat_rate_percent) from invoice_lines where invoice_id = $1 and kind = 'fee' and description = $2",
+    )
+    .bind(invoice_id)
+    .bind(invoicing::PAPER_FEE_DESCRIPTION)
+    .fetch_one(&mut *conn)
+    .await?;
+    p.map(|p| VatRate::from_percent(p as u32).map_err(|e| SettlementError::Invalid(e.to_string())))
+        .transpose()
 }
 
 /// One dispute as stored.

@@ -94,7 +94,9 @@ pub async fn commit_batch(
     out.committed = fresh.len();
     out.duplicates = batch.len() - fresh.len();
 
-    // 2. Usage (bulk): the CDRs, the numbers, and one ledger transaction each.
+    // 2. Usage (bulk): the CDRs, the numbers, and one ledger transaction
+    // each: the charge (VAT included) from the caller or the code, to the
+    // merchant without VAT and the VAT to output VAT at the call's rate.
     let usages: Vec<(&Event, &crate::domain::event::UsagePosted)> = fresh
         .iter()
         .filter_map(|e| match &e.body {
@@ -111,13 +113,18 @@ pub async fn commit_batch(
                     Funding::Postpaid => account::caller_unbilled(&u.number),
                     Funding::Prepaid => account::prepaid(&u.code_id),
                 };
+                let vat_ore = u.vat_rate.vat_in_ore(u.charge_ore);
                 Txn::new(
                     format!("usage:{}", u.call_id),
                     ms_to_utc(e.at_ms),
                     "call posted",
                 )
                 .debit(debit, u.charge_ore)
-                .credit(account::merchant_payable(&u.merchant_id), u.charge_ore)
+                .credit(
+                    account::merchant_payable(&u.merchant_id),
+                    u.charge_ore - vat_ore,
+                )
+                .credit(account::vat_output(u.vat_rate), vat_ore)
             })
             .collect();
         ledger::post_many(conn, &txns).await?;
@@ -344,13 +351,23 @@ async fn insert_usage(
         .collect();
     let late: Vec<bool> = usages.iter().map(|(_, u)| u.late).collect();
     let posted: Vec<DateTime<Utc>> = usages.iter().map(|(e, _)| ms_to_utc(e.at_ms)).collect();
+    let vat_rates: Vec<i32> = usages
+        .iter()
+        .map(|(_, u)| u.vat_rate.percent() as i32)
+        .collect();
+    let vats: Vec<i64> = usages
+        .iter()
+        .map(|(_, u)| u.vat_rate.vat_in_ore(u.charge_ore))
+        .collect();
     sqlx::query(
         "insert into usage (call_id, record_id, merchant_id, service_number, number, funding, code_id, terms_id,
                             price_per_minute_ore, billing_step_seconds, minimum_minutes, started_at, duration_seconds,
-                            billed_seconds, charge_ore, granted_seconds, overrun_seconds, late, posted_at)
+                            billed_seconds, charge_ore, granted_seconds, overrun_seconds, late, posted_at,
+                            vat_rate_percent, vat_ore)
          select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                               $8::text[], $9::bigint[], $10::int[], $11::int[], $12::timestamptz[], $13::int[],
-                              $14::int[], $15::bigint[], $16::int[], $17::int[], $18::bool[], $19::timestamptz[])
+                              $14::int[], $15::bigint[], $16::int[], $17::int[], $18::bool[], $19::timestamptz[],
+                              $20::int[], $21::bigint[])
          on conflict (call_id) do nothing",
     )
     .bind(&call_ids)
@@ -372,6 +389,8 @@ async fn insert_usage(
     .bind(&overruns)
     .bind(&late)
     .bind(&posted)
+    .bind(&vat_rates)
+    .bind(&vats)
     .execute(&mut *conn)
     .await?;
     Ok(())

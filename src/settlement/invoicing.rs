@@ -1,7 +1,11 @@
 //! Invoicing (SPEC R8, R11–R14): the threshold invoice at once, the monthly
 //! run on the configured day, one consolidated invoice of the calls not yet
 //! invoiced (never one per call), paper fees, the minimum amount carried for
-//! at most three months, OCR references, and the invoice document.
+//! at most three months, OCR references, and the invoice document with its
+//! VAT per rate (mervärdesskattelagen 17 kap.: each call line carries its
+//! call's rate and VAT; the paper fee's VAT is booked with the invoice).
+//! Where the invoice goes, and whether it carries the paper fee or is held
+//! for want of an address, is `delivery.rs`'s decision (R13).
 //!
 //! Issuing an invoice is one PostgreSQL transaction: the invoice, its lines,
 //! the usage rows marked invoiced, the ledger transaction, the rendered
@@ -14,8 +18,9 @@ use chrono_tz::Europe::Stockholm;
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 
-use crate::domain::{Money, E164};
-use crate::settlement::context::{holder_for, queue_store_op, SettlementResult};
+use crate::domain::{Money, VatRate, E164};
+use crate::settlement::context::{holder_for, queue_store_op, SettlementError, SettlementResult};
+use crate::settlement::delivery::{self, Route};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
 use crate::settlement::{calendar, ocr, pdf};
@@ -47,7 +52,12 @@ pub struct IssuedInvoice {
     pub credits: Money,
     pub total: Money,
     pub due_date: NaiveDate,
+    /// Held: in the books but not sent, for want of an address (R13).
+    pub held: bool,
 }
+
+/// The paper-invoice fee's line text.
+pub const PAPER_FEE_DESCRIPTION: &str = "Pappersfakturaavgift";
 
 /// Why no invoice was issued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,25 +106,30 @@ pub async fn issue_invoice(
     let reminder_fee_agreed = rows.iter().all(|r| r.get::<i64, _>("reminder_fee_ore") > 0);
 
     let holder_id = holder_for(conn, number).await?;
-    let delivery: String = sqlx::query_scalar("select invoice_delivery from holders where id = $1")
-        .bind(holder_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let fees_ore = if delivery == "paper" {
-        policy.paper_invoice_fee.ore()
-    } else {
-        0
+    // R13: where the invoice can go decides its fee; with neither a postal
+    // address nor a usable e-mail address it is held (see `delivery.rs`).
+    let recipient = delivery::recipient(conn, holder_id).await?;
+    let route = delivery::route_invoice(&recipient);
+    let fees_ore = match route {
+        Route::Send {
+            paper_fee: true, ..
+        } => policy.paper_invoice_fee.ore(),
+        _ => 0,
     };
+    let fee_vat_ore = policy.paper_invoice_fee_vat.vat_in_ore(fees_ore);
 
     // R14: a small amount waits for the next period, but never more than
-    // max_carry_months after its oldest call.
+    // max_carry_months after its oldest call. The minimum is compared with
+    // the calls alone (seed 002: "kostnaderna"): the paper fee is the cost of
+    // sending an invoice, so counting it would invoice a paper customer
+    // whose e-mail neighbour with the same calls is carried.
     if kind == InvoiceKind::Monthly {
         if let Some(min) = policy.minimum_invoice_amount {
             let oldest = calendar::stockholm_date(first_call.timestamp_millis());
             let carried_too_long = oldest
                 .checked_add_months(chrono::Months::new(policy.max_carry_months))
                 .is_none_or(|limit| limit <= today);
-            if usage_ore + fees_ore < min.ore() && !carried_too_long {
+            if usage_ore < min.ore() && !carried_too_long {
                 return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
             }
         }
@@ -135,7 +150,11 @@ pub async fn issue_invoice(
     };
     let period_start = calendar::stockholm_date(first_call.timestamp_millis());
     let period_end = calendar::stockholm_date(last_call.timestamp_millis()).max(period_start);
-    let paid_status = if total_ore == 0 { "paid" } else { "open" };
+    let (paid_status, delivery) = match route {
+        _ if total_ore == 0 => ("paid", recipient.chosen.as_str()),
+        Route::Send { channel, .. } => ("open", channel.as_str()),
+        Route::Held => ("held", recipient.chosen.as_str()),
+    };
     sqlx::query(
         "insert into invoices (id, number, holder_id, kind, ocr, issue_date, due_date, period_start, period_end,
                                delivery, usage_ore, fees_ore, credits_ore, total_ore, status, stage_due_date,
@@ -152,7 +171,7 @@ pub async fn issue_invoice(
     .bind(due_date)
     .bind(period_start)
     .bind(period_end)
-    .bind(&delivery)
+    .bind(delivery)
     .bind(usage_ore)
     .bind(fees_ore)
     .bind(credits_ore)
@@ -162,9 +181,11 @@ pub async fn issue_invoice(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    // Each call line carries its call's VAT rate and the VAT in its charge.
     sqlx::query(
-        "insert into invoice_lines (invoice_id, kind, call_id, description, amount_ore)
-         select $1, 'call', u.call_id, $3, u.charge_ore from usage u where u.call_id = any($2)",
+        "insert into invoice_lines (invoice_id, kind, call_id, description, amount_ore, vat_rate_percent, vat_ore)
+         select $1, 'call', u.call_id, $3, u.charge_ore, u.vat_rate_percent, u.vat_ore
+         from usage u where u.call_id = any($2)",
     )
     .bind(id)
     .bind(&call_ids)
@@ -172,7 +193,16 @@ pub async fn issue_invoice(
     .execute(&mut *conn)
     .await?;
     if fees_ore > 0 {
-        add_line(conn, id, "fee", "Pappersfakturaavgift", fees_ore).await?;
+        add_vat_line(
+            conn,
+            id,
+            "fee",
+            PAPER_FEE_DESCRIPTION,
+            fees_ore,
+            policy.paper_invoice_fee_vat,
+            fee_vat_ore,
+        )
+        .await?;
     }
     if credits_ore > 0 {
         add_line(
@@ -199,7 +229,11 @@ pub async fn issue_invoice(
         )
         .debit(account::caller_invoiced(number), usage_ore + fees_ore)
         .credit(account::caller_unbilled(number), usage_ore)
-        .credit(account::INCOME_PAPER_FEE, fees_ore),
+        .credit(account::INCOME_PAPER_FEE, fees_ore - fee_vat_ore)
+        .credit(
+            account::vat_output(policy.paper_invoice_fee_vat),
+            fee_vat_ore,
+        ),
     )
     .await?;
     queue_store_op(
@@ -226,8 +260,14 @@ pub async fn issue_invoice(
         )
         .await?;
     }
-    let doc = render(conn, policy, id, DocumentKind::Invoice).await?;
-    queue_document(conn, id, DocumentKind::Invoice, &delivery, doc).await?;
+    match route {
+        Route::Send { channel, .. } if paid_status == "open" => {
+            let doc = render(conn, policy, id, DocumentKind::Invoice).await?;
+            queue_document(conn, id, DocumentKind::Invoice, channel.as_str(), doc).await?;
+        }
+        // A held invoice is rendered when it can be sent (`delivery::release_held`).
+        _ => {}
+    }
     Ok(Ok(IssuedInvoice {
         id,
         number: number.to_string(),
@@ -237,6 +277,7 @@ pub async fn issue_invoice(
         credits: Money::ore_unchecked(credits_ore),
         total: Money::ore_unchecked(total_ore),
         due_date,
+        held: paid_status == "held",
     }))
 }
 
@@ -245,6 +286,8 @@ pub fn store_invoice_id(id: i64) -> String {
     format!("inv-{id}")
 }
 
+/// Adds a line outside the scope of VAT (reminder and collection fees,
+/// interest, credits of overpayments).
 pub async fn add_line(
     conn: &mut PgConnection,
     invoice_id: i64,
@@ -259,6 +302,31 @@ pub async fn add_line(
         .bind(amount_ore)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Adds a line whose amount includes `vat_ore` of VAT at `rate`.
+pub async fn add_vat_line(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+    kind: &str,
+    description: &str,
+    amount_ore: i64,
+    rate: VatRate,
+    vat_ore: i64,
+) -> SettlementResult<()> {
+    sqlx::query(
+        "insert into invoice_lines (invoice_id, kind, description, amount_ore, vat_rate_percent, vat_ore)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(invoice_id)
+    .bind(kind)
+    .bind(description)
+    .bind(amount_ore)
+    .bind(rate.percent() as i32)
+    .bind(vat_ore)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -287,6 +355,8 @@ impl DocumentKind {
     }
 }
 
+/// Queues a rendered document for the mailing system, or holds it when its
+/// holder cannot be reached (see `delivery.rs`).
 pub async fn queue_document(
     conn: &mut PgConnection,
     invoice_id: i64,
@@ -294,13 +364,7 @@ pub async fn queue_document(
     channel: &str,
     pdf: Vec<u8>,
 ) -> SettlementResult<()> {
-    sqlx::query("insert into documents (invoice_id, kind, channel, pdf) values ($1, $2, $3, $4)")
-        .bind(invoice_id)
-        .bind(kind.as_str())
-        .bind(channel)
-        .bind(pdf)
-        .execute(&mut *conn)
-        .await?;
+    delivery::queue(conn, invoice_id, kind, channel, pdf, None).await?;
     Ok(())
 }
 
@@ -336,11 +400,37 @@ pub async fn render(
     .fetch_all(&mut *conn)
     .await?;
     let other = sqlx::query(
-        "select kind, description, amount_ore from invoice_lines where invoice_id = $1 and kind <> 'call' order by id",
+        "select kind, description, amount_ore, vat_rate_percent from invoice_lines
+         where invoice_id = $1 and kind <> 'call' order by id",
     )
     .bind(invoice_id)
     .fetch_all(&mut *conn)
     .await?;
+    // Mervärdesskattelagen 17 kap.: base and VAT per rate. Calls booked
+    // before VAT rates were recorded have no rate and are left out.
+    let vat = sqlx::query(
+        "select vat_rate_percent, sum(amount_ore - vat_ore)::bigint as base_ore, sum(vat_ore)::bigint as vat_ore
+         from invoice_lines where invoice_id = $1 and vat_rate_percent is not null
+         group by vat_rate_percent order by vat_rate_percent desc",
+    )
+    .bind(invoice_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| -> SettlementResult<pdf::VatLine> {
+        let rate = VatRate::from_percent(r.get::<i32, _>("vat_rate_percent") as u32)
+            .map_err(|e| SettlementError::Invalid(format!("invoice {invoice_id}: {e}")))?;
+        Ok(pdf::VatLine {
+            rate,
+            base: Money::ore_unchecked(r.get("base_ore")),
+            vat: Money::ore_unchecked(r.get("vat_ore")),
+        })
+    })
+    .collect::<SettlementResult<Vec<_>>>()?;
+    let outside_vat = other.iter().any(|r| {
+        matches!(r.get::<&str, _>("kind"), "fee" | "interest")
+            && r.get::<Option<i32>, _>("vat_rate_percent").is_none()
+    });
     let lines = calls
         .iter()
         .map(|r| {
@@ -397,6 +487,13 @@ pub async fn render(
     if kind == DocumentKind::Collection {
         notes.push("Detta är ett inkassokrav. Betala eller invänd inom angiven tid; annars kan ärendet lämnas till Kronofogden.".into());
     }
+    notes.push("Alla priser är inklusive moms.".into());
+    if outside_vat {
+        notes.push(
+            "Påminnelseavgift, inkassoavgift och dröjsmålsränta är ersättning enligt lag och omfattas inte av moms."
+                .into(),
+        );
+    }
     let doc = pdf::InvoiceDocument {
         issuer_lines: policy.issuer_lines.clone(),
         invoice_number: invoice_id.to_string(),
@@ -425,6 +522,7 @@ pub async fn render(
         discounts,
         previous_balance: None,
         total: Money::ore_unchecked(total - paid),
+        vat,
         bankgiro: policy.bankgiro.clone(),
         notes,
     };
@@ -505,6 +603,7 @@ pub async fn monthly_run<S: crate::store::Store>(
         {
             Ok(inv) => {
                 report.issued += 1;
+                report.held += usize::from(inv.held);
                 report.total_ore += inv.total.ore();
                 metrics::counter!(crate::metrics::SETTLEMENT_INVOICES_ISSUED_TOTAL, "kind" => "monthly").increment(1);
             }
@@ -548,6 +647,8 @@ pub struct MonthlyRunReport {
     /// The run was missed on its day and caught up now.
     pub caught_up: bool,
     pub issued: usize,
+    /// Of those issued, held for want of an address (R13).
+    pub held: usize,
     pub carried: usize,
     pub total_ore: i64,
 }

@@ -16,10 +16,18 @@
 //! | `bank:bankgiro`, `bank:swish` | asset | money received |
 //! | `bank:payouts` | asset | money paid out to merchants (negative) |
 //! | `unmatched_payments` | liability | received, not yet matched |
-//! | `income:<kind>` | revenue | fees (paper, reminder, collection), interest, merchant fee |
-//! | `losses:disputes` | expense | usage credited after an upheld dispute |
+//! | `income:<kind>` | revenue | fees (paper, reminder, collection), interest, merchant fee (all without VAT) |
+//! | `vat:output:<rate>` | liability | output VAT per rate (25, 12, 6, 0), owed to Skatteverket |
+//! | `losses:disputes` | expense | credited after an upheld dispute and attributable to no other account (see `disputes.rs`) |
 //! | `losses:waived_fees` | expense | reminder and collection fees and interest written off when only they were left (R16) |
 //! | `losses:payment_write_offs` | expense | BgMax deductions taken out of the manual queue (R15) |
+//!
+//! VAT (mervärdesskattelagen 2023:200): prices to consumers include it. A
+//! call's VAT is taken out of its charge when the call is booked (the
+//! supply), so `merchant_payable` holds what the merchants are owed without
+//! VAT and `vat:output:<rate>` what we declare; the paper-invoice fee's VAT
+//! is booked with the invoice. Reminder and collection fees and late
+//! interest are compensation, outside the scope of VAT.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -56,6 +64,10 @@ pub mod account {
     pub const LOSSES_WAIVED_FEES: &str = "losses:waived_fees";
     /// BgMax deductions dismissed from the manual queue (R15).
     pub const LOSSES_PAYMENT_WRITE_OFFS: &str = "losses:payment_write_offs";
+    /// Output VAT at `rate` (a liability to Skatteverket).
+    pub fn vat_output(rate: crate::domain::VatRate) -> String {
+        format!("vat:output:{}", rate.percent())
+    }
 }
 
 /// One balanced transaction.

@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 
 use crate::domain::money::Money;
+use crate::domain::vat::VatRate;
 
 /// The line text to use for a call unless a service has an approved neutral text.
 pub const NEUTRAL_CALL_DESCRIPTION: &str = "Samtal till betalnummer";
@@ -53,10 +54,23 @@ pub struct InvoiceDocument {
     pub previous_balance: Option<Money>,
     /// The amount to pay, as computed by invoicing (not recomputed here).
     pub total: Money,
+    /// Mervärdesskattelagen 17 kap.: per VAT rate, the base and the VAT
+    /// contained in the amounts above (prices include VAT). Empty prints no
+    /// VAT block (a document of fees outside the scope of VAT only).
+    pub vat: Vec<VatLine>,
     /// The bankgiro number as printed ("991-2346").
     pub bankgiro: String,
     /// Free paragraphs at the end (interest terms, dispute instructions…).
     pub notes: Vec<String>,
+}
+
+/// The VAT of one rate on a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VatLine {
+    pub rate: VatRate,
+    /// The amount without VAT.
+    pub base: Money,
+    pub vat: Money,
 }
 
 /// One call on the invoice.
@@ -117,6 +131,8 @@ const TABLE_TOP: f64 = 600.0;
 
 // Summary block: labels from here, amounts right-aligned at RIGHT.
 const SUMMARY_LABEL: f64 = 330.0;
+/// The VAT block's base column (right edge); the VAT itself is at RIGHT.
+const VAT_BASE_RIGHT: f64 = 470.0;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Font {
@@ -390,7 +406,7 @@ fn layout(doc: &InvoiceDocument) -> Vec<Page> {
         1 + doc.fees.len() + doc.discounts.len() + usize::from(doc.previous_balance.is_some());
     l.ensure_space(summary_rows as f64 * LINE_HEIGHT + 20.0);
     if let Some(calls_total) = calls_total {
-        l.summary_row("Summa samtal", calls_total, Font::Regular);
+        l.summary_row("Summa samtal inkl. moms", calls_total, Font::Regular);
     }
     for (label, amount) in &doc.fees {
         l.summary_row(label, *amount, Font::Regular);
@@ -409,6 +425,34 @@ fn layout(doc: &InvoiceDocument) -> Vec<Page> {
     l.y -= 3.0;
     l.summary_row("Att betala", doc.total, Font::Bold);
     l.y -= 15.0;
+
+    // VAT per rate: the base and the VAT contained in the amounts above.
+    if !doc.vat.is_empty() {
+        l.ensure_space((doc.vat.len() as f64 + 2.0) * LINE_HEIGHT + 10.0);
+        let y = l.y;
+        l.text(SUMMARY_LABEL, y, Font::Bold, BODY_SIZE, "Momsspecifikation");
+        l.text_right(VAT_BASE_RIGHT, y, Font::Bold, BODY_SIZE, "Underlag");
+        l.text_right(RIGHT, y, Font::Bold, BODY_SIZE, "Moms");
+        l.y -= LINE_HEIGHT;
+        let mut total_vat = Money::ZERO;
+        for line in &doc.vat {
+            let y = l.y;
+            let label = format!("Moms {}", line.rate.label());
+            l.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, &label);
+            l.text_right(
+                VAT_BASE_RIGHT,
+                y,
+                Font::Regular,
+                BODY_SIZE,
+                &line.base.to_swedish(),
+            );
+            l.text_right(RIGHT, y, Font::Regular, BODY_SIZE, &line.vat.to_swedish());
+            total_vat = total_vat.checked_add(line.vat).unwrap_or(total_vat);
+            l.y -= LINE_HEIGHT;
+        }
+        l.summary_row("Summa moms", total_vat, Font::Regular);
+        l.y -= 12.0;
+    }
 
     // Payment instructions (Bankgirot requires the OCR instruction on the invoice).
     let payment_rows = [
@@ -793,6 +837,11 @@ mod tests {
             discounts: vec![("Rabatt (kampanj)".to_string(), Money::sek(10))],
             previous_balance: Some(Money::sek(100)),
             total: Money::sek(1500),
+            vat: vec![VatLine {
+                rate: VatRate::STANDARD,
+                base: Money::sek(1200),
+                vat: Money::sek(300),
+            }],
             bankgiro: "991-2346".to_string(),
             notes: vec![
                 "Vid betalning efter förfallodagen debiteras dröjsmålsränta enligt räntelagen. \
@@ -947,6 +996,13 @@ mod tests {
             b"(1:05) Tj",
             b"(59,80 kr) Tj",
             b"(89,70 kr) Tj",
+            b"(Summa samtal inkl. moms) Tj",
+            // The VAT block (mervärdesskattelagen 17 kap.): rate, base, VAT.
+            b"(Momsspecifikation) Tj",
+            b"(Moms 25 %) Tj",
+            b"(1 200,00 kr) Tj",
+            b"(300,00 kr) Tj",
+            b"(Summa moms) Tj",
         ] {
             assert!(
                 contains(&pdf, needle),

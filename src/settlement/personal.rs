@@ -2,21 +2,30 @@
 //! everything held about a number, erasure, and the marketing opt-out.
 //!
 //! **Extract** (GDPR Art. 15, "registerutdrag"): everything in the ledger
-//! about the number — holder, invoices and their lines, payments, the calls
+//! about the number — holder, invoices and their lines, payments (each once,
+//! with where its money went), what we owe the holder (credit), the calls
 //! and the consent given for each, reminders and collection steps, plans,
 //! disputes — as JSON and as readable text. Free once a year (seed 000): an
 //! extract within 365 days of the previous one is marked as such.
 //!
-//! **Erasure** (Art. 17) is refused while a debt is open or disputed (Art.
-//! 17(3)(e): legal claims), while usage is not yet invoiced, or while an
-//! installment plan runs. Otherwise the holder's name, address, e-mail,
-//! personal number and marketing choices are erased and the consent records
-//! deleted; what bookkeeping law keeps for seven years (Bokföringslagen 7:2) —
-//! invoices with their specification (the calls), payments and the ledger —
-//! stays, with the number as the only identifier. The state-store account
-//! (money counters and the holder's own blocks) is kept: erasing it would
-//! also lift a block the holder asked for. A number that calls again is
-//! registered again (seed 000).
+//! **Erasure** (Art. 17) is of the holder: every number of the holder is
+//! checked and erased together. It is refused while a debt is open, held or
+//! disputed (Art. 17(3)(e): legal claims), while usage is not yet invoiced,
+//! while an installment plan runs, and while we owe the holder money (an
+//! overpayment held as credit: refunding it needs the holder's name and
+//! address). Otherwise every place that holds personal data is cleared:
+//! the holder's name, address, e-mail, personal number and marketing
+//! choices; the consent records; the contents of the number's events and
+//! dead letters; dispute reasons, resolutions and evidence; plan notes; the
+//! payer's name, alias, address and message on its payments; audit details;
+//! prepaid receipt addresses; the number on prepaid calls; applied store
+//! operations; earlier extracts. What bookkeeping law keeps for seven years
+//! (Bokföringslagen 7 kap. 2 §) stays with the number as the only
+//! identifier, and [`KEPT`] names each such table and why; the retention job
+//! (`retention.rs`) deletes it when the seven years are over. The
+//! state-store account (money counters and the holder's own blocks) is kept:
+//! erasing it would also lift a block the holder asked for. A number that
+//! calls again is registered again (seed 000).
 //!
 //! **Marketing** (R22): a holder may opt out of direct marketing from every
 //! merchant, or give another address for it; merchants query the list.
@@ -26,10 +35,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool, Row};
 
+use crate::domain::event::ids;
 use crate::domain::{Money, E164};
 use crate::settlement::context::{
     audit, ensure_number, holder_for, Settlement, SettlementError, SettlementResult,
 };
+use crate::settlement::ledger::{self, account};
 use crate::store::Store;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +112,9 @@ pub async fn upsert_holder(
     let id = holder_for(conn, number.as_str()).await?;
     sqlx::query(
         "update holders set name = $2, address_lines = $3, email = $4, invoice_delivery = $5,
-           personal_number = coalesce($6, personal_number), erased_at = null, updated_at = now()
+           personal_number = coalesce($6, personal_number), erased_at = null, updated_at = now(),
+           -- A new e-mail address is tried again; the same one stays marked bouncing (R13).
+           email_bounced_at = case when email is distinct from $4 then null else email_bounced_at end
          where id = $1",
     )
     .bind(id)
@@ -258,13 +271,21 @@ pub async fn extract(
         n,
     )
     .await?;
+    // Each payment once, with where its money went (an invoice, the credit).
     let payments = rows_json(
         &mut conn,
-        "select to_jsonb(p) - 'raw' || jsonb_build_object('allocated_ore', a.amount_ore, 'invoice_id', a.invoice_id)
-         from payment_allocations a join payments p on p.id = a.payment_id where a.number = $1 order by p.id",
+        "select to_jsonb(p) - 'raw' || jsonb_build_object('allocations',
+            (select jsonb_agg(jsonb_build_object('kind', a.kind, 'invoice_id', a.invoice_id, 'amount_ore', a.amount_ore)
+                              order by a.id)
+             from payment_allocations a where a.payment_id = p.id and a.number = $1))
+         from payments p
+         where p.id in (select a.payment_id from payment_allocations a where a.number = $1)
+         order by p.id",
         n,
     )
     .await?;
+    // What we owe the holder: overpayments not yet used or refunded.
+    let credit_ore = -ledger::balance(&mut conn, &account::caller_credit(n)).await?;
     let steps = rows_json(
         &mut conn,
         "select to_jsonb(s) from collection_steps s join invoices i on i.id = s.invoice_id where i.number = $1 order by s.id",
@@ -303,6 +324,7 @@ pub async fn extract(
         "calls": calls,
         "consents": consents,
         "payments": payments,
+        "credit_ore": credit_ore,
         "collection_steps": steps,
         "installment_plans": plans,
         "disputes": disputes,
@@ -442,14 +464,40 @@ fn readable(x: &Value, free: bool) -> String {
         },
     );
     section(&mut out, "Betalningar", &x["payments"], &|p| {
+        let went: Vec<String> = p["allocations"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|a| match a["kind"].as_str() {
+                        Some("invoice") => format!(
+                            "{} till faktura {}",
+                            ore(&a["amount_ore"]),
+                            a["invoice_id"].as_i64().unwrap_or(0)
+                        ),
+                        Some("credit") => format!("{} tillgodo", ore(&a["amount_ore"])),
+                        _ => ore(&a["amount_ore"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         format!(
-            "{} {}: {} (varav {} till faktura)",
+            "{} {}: {} ({})",
             p["paid_on"].as_str().unwrap_or(""),
             p["channel"].as_str().unwrap_or(""),
             ore(&p["amount_ore"]),
-            ore(&p["allocated_ore"])
+            went.join(", ")
         )
     });
+    let credit = x["credit_ore"].as_i64().unwrap_or(0);
+    out.push_str(&format!(
+        "\nTillgodohavande: {}{}\n",
+        ore(&x["credit_ore"]),
+        if credit > 0 {
+            " (överskjutande betalning; räknas av på nästa faktura eller betalas tillbaka)"
+        } else {
+            ""
+        }
+    ));
     section(
         &mut out,
         "Påminnelser och inkasso",
@@ -502,10 +550,61 @@ pub struct Erasure {
     pub consents_deleted: u64,
     /// What is kept, and why.
     pub kept: Vec<String>,
+    /// The tables named in `kept`: the only ones that may still hold the number.
+    pub kept_tables: Vec<&'static str>,
 }
 
-/// Erases what may be erased about a number (R21); refuses while a debt is
-/// open or disputed.
+/// What erasure keeps (table names, then why), for the holder and for the
+/// check that no other table holds the number afterwards.
+const KEPT: &[(&[&str], &str)] = &[
+    (
+        &["numbers"],
+        "the number itself: the identifier the kept records below refer to",
+    ),
+    (
+        &["invoices", "invoice_lines", "documents", "collection_steps"],
+        "the invoices, reminders and collection demands as issued, with their call specification: verifikationer (Bokföringslagen 5 kap. 6–7 §§), kept until the end of the 7th year after their year (7 kap. 2 §) and then deleted by the retention job; the copies sent (documents) keep the name and address they were sent to",
+    ),
+    (
+        &["usage"],
+        "the calls on those invoices (the call specification), kept likewise; prepaid calls lose the number",
+    ),
+    (
+        &["payments", "payment_allocations"],
+        "the payments and what they paid, kept likewise; the payer's name, alias, address and free text are removed",
+    ),
+    (
+        &["ledger_entries"],
+        "the ledger (the number names the caller's accounts), kept likewise",
+    ),
+    (
+        &["installment_plans", "installment_items", "disputes"],
+        "the history of the claims (plans, disputes and their outcome), kept likewise; free texts and the consent evidence are removed",
+    ),
+    (
+        &["events"],
+        "the processing history (behandlingshistorik, Bokföringslagen 5 kap. 11 §): the event ids stay, so that no event is ever booked twice; their contents are replaced by a redaction mark",
+    ),
+    (
+        &["audit_log"],
+        "who did what and when (GDPR Art. 5(2) accountability, this erasure included), kept likewise; the details are removed",
+    ),
+    (
+        &["store_ops"],
+        "account changes not yet pushed to the state store, until they are (applied ones are deleted)",
+    ),
+];
+
+/// The contents an erased event or dead letter keeps.
+const REDACTED: &str = "erased (R21)";
+
+/// Erases what may be erased about the holder of a number (R21, GDPR Art.
+/// 17): every number of the holder is checked and erased together, since
+/// the holder's name and address are shared by them. Refused while a debt
+/// is open or disputed (Art. 17(3)(e)), while usage is not yet invoiced or a
+/// plan runs, and while we owe the holder money (an overpayment held as
+/// credit: its refund needs the holder's name and address). See [`KEPT`]
+/// for what stays.
 pub async fn erase<S: Store>(
     s: &Settlement<S>,
     number: &str,
@@ -516,26 +615,30 @@ pub async fn erase<S: Store>(
     let n = number.as_str();
     let mut tx = s.pool.begin().await?;
     ensure_number(&mut tx, n).await?;
-    let open: i64 =
-        sqlx::query_scalar("select count(*) from invoices where number = $1 and status = 'open'")
+    let holder_id: Option<i64> =
+        sqlx::query_scalar("select holder_id from numbers where number = $1 for update")
             .bind(n)
             .fetch_one(&mut *tx)
             .await?;
-    let disputed: i64 = sqlx::query_scalar(
-        "select count(*) from disputes d join invoices i on i.id = d.invoice_id where i.number = $1 and d.status = 'open'",
+    let numbers: Vec<String> = match holder_id {
+        Some(id) => {
+            sqlx::query_scalar(
+                "select number from numbers where holder_id = $1 order by number for update",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        None => vec![n.to_string()],
+    };
+    let (open, disputed, uninvoiced, plans): (i64, i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from invoices where number = any($1) and status in ('open', 'held')),
+                (select count(*) from disputes d join invoices i on i.id = d.invoice_id
+                  where i.number = any($1) and d.status = 'open'),
+                (select count(*) from usage where number = any($1) and funding = 'postpaid' and invoice_id is null),
+                (select count(*) from installment_plans where number = any($1) and status = 'active')",
     )
-    .bind(n)
-    .fetch_one(&mut *tx)
-    .await?;
-    let uninvoiced: i64 =
-        sqlx::query_scalar("select count(*) from usage where number = $1 and funding = 'postpaid' and invoice_id is null")
-            .bind(n)
-            .fetch_one(&mut *tx)
-            .await?;
-    let plans: i64 = sqlx::query_scalar(
-        "select count(*) from installment_plans where number = $1 and status = 'active'",
-    )
-    .bind(n)
+    .bind(&numbers)
     .fetch_one(&mut *tx)
     .await?;
     if open + disputed + uninvoiced + plans > 0 {
@@ -544,40 +647,149 @@ pub async fn erase<S: Store>(
             number.masked()
         )));
     }
-    let account = s.store.account(&number).await?;
-    if account.pending > Money::ZERO
-        || account.unbilled > Money::ZERO
-        || account.invoiced_unpaid > Money::ZERO
-    {
+    let mut credit_ore = 0;
+    for num in &numbers {
+        credit_ore -= ledger::balance(&mut tx, &account::caller_credit(num)).await?;
+    }
+    if credit_ore > 0 {
         return Err(SettlementError::Refused(format!(
-            "cannot erase {}: the state store still holds money for it (calls in progress or not yet settled)",
-            number.masked()
+            "cannot erase {}: we owe the holder {} (an overpayment held as credit); refund it or let an invoice use it first, since the refund needs the holder's name and address",
+            number.masked(),
+            Money::ore_unchecked(credit_ore).to_swedish()
         )));
     }
-    let holder_id: Option<i64> =
-        sqlx::query_scalar("select holder_id from numbers where number = $1")
-            .bind(n)
-            .fetch_one(&mut *tx)
-            .await?;
+    for num in &numbers {
+        let parsed = E164::parse(num).map_err(|e| SettlementError::Invalid(e.to_string()))?;
+        let account = s.store.account(&parsed).await?;
+        if account.pending > Money::ZERO
+            || account.unbilled > Money::ZERO
+            || account.invoiced_unpaid > Money::ZERO
+        {
+            return Err(SettlementError::Refused(format!(
+                "cannot erase {}: the state store still holds money for it (calls in progress or not yet settled)",
+                parsed.masked()
+            )));
+        }
+    }
+
     let mut holder_erased = false;
     if let Some(id) = holder_id {
         sqlx::query(
             "update holders set name = null, address_lines = '{}', email = null, personal_number = null,
-               marketing_opt_out = false, marketing_address = null, erased_at = now(), updated_at = now()
+               marketing_opt_out = false, marketing_address = null, email_bounced_at = null,
+               erased_at = $2, updated_at = $2
              where id = $1",
         )
         .bind(id)
+        .bind(s.now())
         .execute(&mut *tx)
         .await?;
         holder_erased = true;
     }
-    let consents_deleted = sqlx::query("delete from consents where number = $1")
-        .bind(n)
+    let redacted = json!({ "redacted": REDACTED });
+    // Events keyed by the number's calls (collected before the consents go).
+    let call_ids: Vec<String> = sqlx::query_scalar(
+        "select call_id from usage where number = any($1) union select call_id from consents where number = any($1)",
+    )
+    .bind(&numbers)
+    .fetch_all(&mut *tx)
+    .await?;
+    let call_event_ids: Vec<String> = call_ids
+        .iter()
+        .flat_map(|c| {
+            [
+                ids::usage(c),
+                ids::consent(c),
+                ids::expired(c),
+                ids::voided(c),
+                ids::prepaid_debit(c),
+            ]
+        })
+        .collect();
+    sqlx::query("update events set payload = $2 where event_id = any($1)")
+        .bind(&call_event_ids)
+        .bind(&redacted)
+        .execute(&mut *tx)
+        .await?;
+    for num in &numbers {
+        for prefix in ids::number_prefixes(num) {
+            // The predicate of the partial index on the rare kinds' ids (migration 0006).
+            sqlx::query(
+                "update events set payload = $2
+                 where event_id like $1 and kind not in ('usage_posted', 'consent_recorded')",
+            )
+            .bind(format!("{}%", like_escape(&prefix)))
+            .bind(&redacted)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("update dead_letters set payload = $2 where strpos(payload, $1) > 0")
+            .bind(num)
+            .bind(REDACTED)
+            .execute(&mut *tx)
+            .await?;
+        // A prepaid order's receipt address may be the number.
+        let national = E164::parse(num)
+            .map(|e| e.national_display())
+            .unwrap_or_default();
+        sqlx::query(
+            "update prepaid_orders set deliver_to = '' where deliver_to = $1 or deliver_to = $2",
+        )
+        .bind(num)
+        .bind(&national)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let consents_deleted = sqlx::query("delete from consents where number = any($1)")
+        .bind(&numbers)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    sqlx::query("delete from data_extracts where number = $1")
-        .bind(n)
+    // Prepaid calls are not on any invoice: the number is not bookkeeping there.
+    sqlx::query("update usage set number = null where number = any($1) and funding = 'prepaid'")
+        .bind(&numbers)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update disputes set evidence = '[]'::jsonb, reason = $2,
+                resolution = case when resolution is null then null else $2 end
+         where invoice_id in (select id from invoices where number = any($1))",
+    )
+    .bind(&numbers)
+    .bind(REDACTED)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("update installment_plans set note = '' where number = any($1)")
+        .bind(&numbers)
+        .execute(&mut *tx)
+        .await?;
+    // The payments stay (with their amount, date, channel and reference);
+    // who paid, from where and with what message goes.
+    sqlx::query(
+        "update payments set payer_name = null, payer_alias = null,
+                raw = raw - array['payer_bankgiro', 'payer_name', 'payer_extra_name', 'address', 'postcode',
+                                  'city', 'country_code', 'info', 'payerAlias', 'payer_alias', 'payerSSN',
+                                  'message']
+         where id in (select payment_id from payment_allocations where number = any($1))",
+    )
+    .bind(&numbers)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update audit_log set details = $2
+         where subject = any($1)
+            or exists (select 1 from unnest($1::text[]) as m(num) where strpos(details::text, m.num) > 0)",
+    )
+    .bind(&numbers)
+    .bind(&redacted)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from store_ops where number = any($1) and applied_at is not null")
+        .bind(&numbers)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from data_extracts where number = any($1)")
+        .bind(&numbers)
         .execute(&mut *tx)
         .await?;
     audit(
@@ -585,20 +797,33 @@ pub async fn erase<S: Store>(
         actor,
         "erasure",
         n,
-        json!({ "holder_erased": holder_erased, "consents_deleted": consents_deleted }),
+        json!({ "holder_erased": holder_erased, "consents_deleted": consents_deleted,
+                "numbers": numbers.len() }),
     )
     .await?;
     tx.commit().await?;
+    let mut kept: Vec<String> = KEPT
+        .iter()
+        .map(|(tables, why)| format!("{}: {why}", tables.join(", ")))
+        .collect();
+    kept.push("the number's state-store account (money counters and the holder's own blocks): erasing it would lift a block the holder asked for".into());
     Ok(Erasure {
         number: n.to_string(),
         holder_erased,
         consents_deleted,
-        kept: vec![
-            "invoices, their call specification and payments: bookkeeping records, kept until the end of the 7th year after the financial year (Bokföringslagen 7 kap. 2 §)".into(),
-            "the ledger entries: bookkeeping records, kept likewise".into(),
-            "the number's state-store account (money counters and the holder's own blocks): erasing it would lift a block the holder asked for".into(),
-        ],
+        kept,
+        kept_tables: KEPT
+            .iter()
+            .flat_map(|(tables, _)| tables.iter().copied())
+            .collect(),
     })
+}
+
+/// `text` as a literal LIKE pattern (the default escape character is `\`).
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 #[cfg(test)]

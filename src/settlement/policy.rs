@@ -13,6 +13,10 @@ pub struct SettlementPolicy {
     pub threshold_due_days: u32,
     /// Fee on a paper invoice (R13; seed 001: 30 SEK). E-mail invoices have none.
     pub paper_invoice_fee: Money,
+    /// The VAT rate included in the paper-invoice fee: an invoicing fee is
+    /// part of what is paid for the supply it invoices (Skatteverket), and
+    /// one invoice may mix rates, so the general rate applies by default.
+    pub paper_invoice_fee_vat: crate::domain::VatRate,
     /// R14: below this an invoice is carried to the next period (None = off).
     pub minimum_invoice_amount: Option<Money>,
     /// R14: never carried for more than this many months.
@@ -49,6 +53,13 @@ pub struct SettlementPolicy {
     pub issuer_lines: Vec<String>,
     /// OCR references are the invoice id plus this offset (so they have a fixed-ish length).
     pub ocr_offset: u64,
+    /// Bookkeeping records are kept until the end of this many years after
+    /// their year (Bokföringslagen 7 kap. 2 §: 7, which is also the least).
+    pub bookkeeping_retention_years: u32,
+    /// Consent evidence and call detail are kept until the end of this many
+    /// years after the call (a consumer claim is time-barred after 3 years,
+    /// preskriptionslagen 2 §), and while the call's invoice is open.
+    pub evidence_retention_years: u32,
 }
 
 impl Default for SettlementPolicy {
@@ -57,6 +68,7 @@ impl Default for SettlementPolicy {
             invoice_day: 15,
             threshold_due_days: 14,
             paper_invoice_fee: Money::sek(30),
+            paper_invoice_fee_vat: crate::domain::VatRate::STANDARD,
             minimum_invoice_amount: None,
             max_carry_months: 3,
             payment_grace_bank_days: 3,
@@ -76,8 +88,11 @@ impl Default for SettlementPolicy {
                 "Callauth Fakturering AB".into(),
                 "Box 736, 114 79 Stockholm".into(),
                 "Org.nr 556000-0000".into(),
+                "Momsreg.nr SE556000000001".into(),
             ],
             ocr_offset: 100_000,
+            bookkeeping_retention_years: 7,
+            evidence_retention_years: 3,
         }
     }
 }

@@ -440,6 +440,7 @@ impl Inner {
             call.service.merchant_id.clone(),
             call.terms.terms_id.clone(),
             call.terms.tariff,
+            call.terms.vat,
             call.evidence.ivr_client.clone(),
             g,
             now_ms,
@@ -1647,6 +1648,7 @@ fn emit_usage(
             late: posting.late,
             authorized_at_ms: hold.authorized_at_ms,
             exposure_after_ore: exposure.ore(),
+            vat_rate: hold.vat_rate,
         }),
     );
 }

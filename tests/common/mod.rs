@@ -60,6 +60,7 @@ pub fn spec(
         category: "tarot".into(),
         tariff: Tariff::new(Money::ore_unchecked(price_ore), step, min).unwrap(),
         reminder_fee: Money::sek(60),
+        vat: callauth::domain::VatRate::STANDARD,
         active: true,
     }
 }

@@ -35,6 +35,11 @@ impl World {
                 .unwrap();
         }
         let db = super::pg::TestDb::new().await;
+        // Each number's holder with a postal address, on paper (R13): an
+        // invoice to a holder who cannot be reached is held, not sent.
+        for (i, num) in numbers.iter().enumerate() {
+            register_paper_holder(&db.pool, num, i).await;
+        }
         let clock = ManualClock::new(start_ms);
         let settlement = Arc::new(Settlement::new(
             db.pool.clone(),
@@ -117,4 +122,25 @@ impl World {
             .await
             .unwrap()
     }
+}
+
+/// Registers `number`'s holder with a name and a postal address, invoiced on
+/// paper (the default a holder gets when customer service gives no choice).
+pub async fn register_paper_holder(pool: &sqlx::PgPool, number: &str, i: usize) {
+    use callauth::settlement::personal::{self, HolderInput};
+    let mut conn = pool.acquire().await.unwrap();
+    personal::upsert_holder(
+        &mut conn,
+        &HolderInput {
+            number: number.into(),
+            name: Some(format!("Testinnehavare {}", i + 1)),
+            address_lines: vec![format!("Provgatan {}", i + 1), "123 45 Teststad".into()],
+            email: None,
+            invoice_delivery: "paper".into(),
+            personal_number: None,
+        },
+        "test",
+    )
+    .await
+    .unwrap();
 }

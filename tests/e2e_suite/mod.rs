@@ -86,7 +86,10 @@ pub async fn first_time_caller_gets_1500_and_consent_flow<S: Store>(g: TestGatew
     assert_eq!(terms.billing_step_seconds, 60);
     assert!(terms.separate_invoice);
     assert!(terms.own_number_confirmation_required);
-    assert!(terms.announcement_sv.contains("29,90 kr per minut"));
+    assert!(terms
+        .announcement_sv
+        .contains("29,90 kr per minut inklusive moms"));
+    assert_eq!(terms.vat_rate_percent, 25, "the general rate by default");
 
     // Only one of the two steps: still consent required.
     let mut r = authorize_req("c1", A, TAROT);
@@ -580,6 +583,36 @@ pub async fn merchants_are_confined_to_their_services<S: Store>(g: TestGateway<S
     assert_eq!(s.name, "Tarotlinjen");
     assert_eq!(s.merchant_name, "Stjärnlinjen AB");
     assert_eq!(s.service_number_national, "0900-100 10 10");
+    // A VAT rate is one of the Swedish rates (mervärdesskattelagen 9 kap.);
+    // an exempt service (0 %) is a new terms version and says no "moms".
+    let upsert = |vat: Option<u32>| pb::UpsertServiceRequest {
+        service_number: "+469001001010".into(),
+        merchant_id: "stjarnlinjen".into(),
+        name: "Tarotlinjen".into(),
+        category: "tarot".into(),
+        price_per_minute_ore: 2990,
+        minimum_minutes: 0,
+        billing_step_seconds: 60,
+        reminder_fee_ore: 6000,
+        active: true,
+        vat_rate_percent: vat,
+    };
+    let err = g
+        .catalog()
+        .upsert_service(req(upsert(Some(20)), ADMIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let exempt = g
+        .catalog()
+        .upsert_service(req(upsert(Some(0)), ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    let t = exempt.terms.unwrap();
+    assert_eq!(t.vat_rate_percent, 0);
+    assert_ne!(t.terms_id, "t-469001001010-1");
+    assert!(!t.announcement_sv.contains("moms"));
     g.stop().await;
 }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use callauth::domain::account::{BlockKind, LimitChange, LimitSource};
 use callauth::domain::decision::{ConsentReason, Decision, DenyReason, Grant, PrepaidReason};
 use callauth::domain::event::EventBody;
-use callauth::domain::{CodeHasher, Money, RecordId, Reference};
+use callauth::domain::{CodeHasher, Money, RecordId, Reference, VatRate};
 use callauth::store::*;
 
 use crate::common::*;
@@ -106,6 +106,7 @@ macro_rules! store_suite {
             concurrent_calls_share_credit,
             minimum_charge_applies,
             usage_is_rated_and_idempotent,
+            usage_carries_the_accepted_terms_vat_rate,
             bad_usage_changes_nothing,
             threshold_event_fires_once,
             limit_blocks_and_payment_lifts,

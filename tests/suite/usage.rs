@@ -80,3 +80,78 @@ pub async fn bad_usage_changes_nothing<S: Store>(s: S) {
     ));
     assert_eq!(s.account(&n(NUM_A)).await.unwrap(), before);
 }
+
+/// The VAT rate travels with the terms the caller accepted to the usage
+/// event (mervärdesskattelagen 9 kap.): settlement books each call at its
+/// own rate, even when the service's rate changed during the call.
+pub async fn usage_carries_the_accepted_terms_vat_rate<S: Store>(s: S) {
+    ready(&s).await;
+    const EXEMPT: &str = "+469006006060";
+    let mut exempt = spec(EXEMPT, OTHER_MERCHANT, "Psykologsamtal", 1995, 1, 0);
+    exempt.vat = VatRate::EXEMPT;
+    s.upsert_service(&exempt, T0).await.unwrap();
+    allowed(&s, NUM_A, "v1", TAROT, T0).await;
+    allowed(&s, NUM_A, "v2", EXEMPT, T0).await;
+    // The tarot line moves to 12 % while v1 is in progress: new terms.
+    let mut reduced = spec(TAROT, MERCHANT, "Tarotlinjen", 2990, 60, 0);
+    reduced.vat = VatRate::REDUCED_12;
+    let change = s.upsert_service(&reduced, T0 + 1000).await.unwrap();
+    assert_eq!(change.service.terms.vat, VatRate::REDUCED_12);
+    allowed(&s, NUM_B, "v3", TAROT, T0 + 2000).await;
+    // A prepaid call on the exempt line.
+    let IssueOutcome::Issued { view: code, .. } = s
+        .issue_prepaid(
+            &hasher(),
+            Money::sek(100),
+            &Reference::parse("vat-1").unwrap(),
+            T0,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let svc = service(&s, EXEMPT).await;
+    let mut c = call("v4", &svc, true);
+    c.consent.as_mut().unwrap().own_number_confirmed = false;
+    let d = s
+        .authorize_prepaid(
+            &LineKey::number(&n(NUM_B)),
+            Some(&n(NUM_B)),
+            &code.code_id,
+            &c,
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(d.decision, Decision::Allowed(_)), "{d:?}");
+    for (id, service, merchant) in [
+        ("v1", TAROT, MERCHANT),
+        ("v2", EXEMPT, OTHER_MERCHANT),
+        ("v3", TAROT, MERCHANT),
+        ("v4", EXEMPT, OTHER_MERCHANT),
+    ] {
+        let r = s
+            .post_usage(&usage_at(id, service, merchant, 60, T0 + 2000), T0 + 70_000)
+            .await
+            .unwrap();
+        assert!(matches!(r, UsageOutcome::Applied(_)), "{id}: {r:?}");
+    }
+    let rates: BTreeMap<String, VatRate> = events(&s)
+        .await
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::UsagePosted(u) => Some((u.call_id.clone(), u.vat_rate)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rates,
+        BTreeMap::from([
+            ("v1".to_string(), VatRate::STANDARD),
+            ("v2".to_string(), VatRate::EXEMPT),
+            ("v3".to_string(), VatRate::REDUCED_12),
+            ("v4".to_string(), VatRate::EXEMPT),
+        ])
+    );
+}

@@ -9,7 +9,7 @@ use tonic::Status;
 use crate::domain::account::{BlockKind, LimitChange, LimitSource};
 use crate::domain::catalog::{Merchant, Service, ServiceSpec, Terms};
 use crate::domain::decision::{Consent, Decision, Funding};
-use crate::domain::{CallId, MerchantId, Money, Reference, Tariff, TermsId, E164};
+use crate::domain::{CallId, MerchantId, Money, Reference, Tariff, TermsId, VatRate, E164};
 use crate::gateway::{AuthorizeInput, AuthorizeOutput, Caller, UsageInput};
 use crate::pb;
 use crate::store::{
@@ -127,6 +127,7 @@ pub fn terms(t: &Terms, prepaid: bool) -> pb::Terms {
         reminder_fee_ore: t.reminder_fee.ore(),
         announcement_sv: t.announcement_sv(prepaid).to_string(),
         own_number_confirmation_required: !prepaid,
+        vat_rate_percent: t.vat.percent(),
     }
 }
 
@@ -297,6 +298,10 @@ pub fn service_spec(r: pb::UpsertServiceRequest) -> Result<ServiceSpec, Status> 
         category: r.category,
         tariff,
         reminder_fee: money("reminder_fee_ore", r.reminder_fee_ore)?,
+        vat: match r.vat_rate_percent {
+            None => VatRate::STANDARD,
+            Some(p) => VatRate::from_percent(p).map_err(|e| invalid("vat_rate_percent", e))?,
+        },
         active: r.active,
     })
 }

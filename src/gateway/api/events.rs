@@ -60,6 +60,7 @@ impl From<&Event> for pb::Event {
                 authorized_at_ms: u.authorized_at_ms,
                 exposure_after_ore: u.exposure_after_ore,
                 uncollected_ore: u.uncollected_ore,
+                vat_rate_percent: Some(u.vat_rate.percent()),
             }),
             EventBody::HoldExpired(h) => Body::HoldExpired(pb::HoldExpired {
                 call_id: h.call_id.clone(),

@@ -118,6 +118,13 @@ local function code_of(hold)
   return ''
 end
 
+-- The VAT rate of the hold's terms; 25 (the general rate) for a hold made
+-- by an earlier library version, which did not record it.
+local function vat_of(hold)
+  if hold.v == nil or hold.v == '' then return 25 end
+  return tonumber(hold.v)
+end
+
 local function block_event(stream, partition, a_key, number, kind, target, blocked, reason, actor, now)
   local seq = redis.call('HINCRBY', a_key, 'sq_b', 1)
   xadd(stream, event('block:' .. number .. ':' .. seq, now, partition, 'block_changed', {
@@ -183,7 +190,7 @@ local function create_hold(h_key, exp_key, call_id, fields, granted, hold, now, 
   local expires = now + granted * 1000 + grace
   redis.call('HSET', h_key,
     'pk', fields.pk, 'pid', fields.pid, 'num', fields.num, 'svc', fields.svc, 'mer', fields.mer,
-    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m, 'cl', fields.cl,
+    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m, 'v', fields.v, 'cl', fields.cl,
     'og', granted, 'oh', hold, 'g', granted, 'h', hold, 'at', now, 'exp', expires, 'st', HOLD_PENDING,
     'xn', 0)
   -- TTLs are relative: `now` is the caller's clock, which Redis's own clock
@@ -239,7 +246,8 @@ end
 -- ARGV: now, call_id, number, service, merchant, terms_id, price, step, minimum,
 --       quota, max_call, grace_ms, retention_ms, first_time_limit, established_limit,
 --       consent_verdict (0 = both steps for these terms, else the reason code),
---       partition, ivr_client, with_consent (0/1), consent_event_json (appended when allowed)
+--       partition, ivr_client, with_consent (0/1), consent_event_json (appended when allowed),
+--       vat_rate_percent
 --       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns {0, reason} refused | {1, granted, hold, expires, terms_id} allowed |
 --         {2, granted, hold, expires, terms_id} replayed | {3} replayed, the call ended |
@@ -255,7 +263,9 @@ local function authorize(keys, args)
   local consent_verdict = tonumber(args[16])
   local client, with_consent = args[18], args[19] == '1'
 
-  if keys[5] and not claim_index(keys[5], args[21], tonumber(args[22])) then
+  local vat = tonumber(args[21])
+
+  if keys[5] and not claim_index(keys[5], args[22], tonumber(args[23])) then
     return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
   end
   if redis.call('EXISTS', h_key) == 1 then
@@ -277,7 +287,7 @@ local function authorize(keys, args)
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, INSUFFICIENT_CREDIT } end
   local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, cl = client },
+    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat, cl = client },
     granted, hold, now, grace, retention)
   redis.call('HINCRBY', a_key, 'pd', hold)
   redis.call('HINCRBY', a_key, 'pc', 1)
@@ -338,7 +348,7 @@ end
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, code_id, number ('' when withheld), service, merchant, terms_id,
 --       price, step, minimum, quota, max_call, grace_ms, retention_ms, consent_verdict,
---       partition, ivr_client, with_consent (0/1), consent_event_json
+--       partition, ivr_client, with_consent (0/1), consent_event_json, vat_rate_percent
 --       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns as authorize; {0, PREPAID_CODE_INVALID} for an unknown code.
 local function authorize_code(keys, args)
@@ -351,7 +361,9 @@ local function authorize_code(keys, args)
   local consent_verdict = tonumber(args[15])
   local client, with_consent = args[17], args[18] == '1'
 
-  if keys[5] and not claim_index(keys[5], args[20], tonumber(args[21])) then
+  local vat = tonumber(args[20])
+
+  if keys[5] and not claim_index(keys[5], args[21], tonumber(args[22])) then
     return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
   end
   local f = redis.call('HMGET', c_key, 'bal', 'pd')
@@ -366,7 +378,7 @@ local function authorize_code(keys, args)
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
   local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, cl = client },
+    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat, cl = client },
     granted, hold, now, grace, retention)
   redis.call('HINCRBY', c_key, 'pd', hold)
   redis.call('XADD', stream, '*', 'e', args[19])
@@ -555,7 +567,7 @@ local function post_usage(keys, args)
     started_at_ms = started, duration_seconds = duration, billed_seconds = billed,
     charge_ore = charge, granted_seconds = granted, overrun_seconds = overrun,
     late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure,
-    uncollected_ore = uncollected }))
+    uncollected_ore = uncollected, vat_rate_percent = vat_of(h) }))
   local thr, lim = 0, 0
   if h.pk == 'n' then
     thr, lim = after_rise(stream, partition, payer_key, h.num, first_time, established, percent, now)

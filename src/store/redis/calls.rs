@@ -114,7 +114,8 @@ impl RedisStore {
             .arg(p)
             .arg(&call.evidence.ivr_client)
             .arg(u8::from(call.consent.is_some()))
-            .arg(self.consent_json(call, Some(number), None, p, now_ms));
+            .arg(self.consent_json(call, Some(number), None, p, now_ms))
+            .arg(call.terms.vat.percent());
         if let Some(i) = index {
             cmd.arg(&i.payer).arg(i.ttl_ms);
         }
@@ -189,7 +190,8 @@ impl RedisStore {
             .arg(q)
             .arg(&call.evidence.ivr_client)
             .arg(u8::from(call.consent.is_some()))
-            .arg(self.consent_json(call, number, Some(code), q, now_ms));
+            .arg(self.consent_json(call, number, Some(code), q, now_ms))
+            .arg(call.terms.vat.percent());
         if let Some(i) = inline {
             cmd.arg(&i.payer).arg(i.ttl_ms);
         }
