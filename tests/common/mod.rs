@@ -112,6 +112,7 @@ pub fn call(id: &str, service: &Arc<Service>, consent: bool) -> CallSpec {
         },
     }
 }
+pub mod certs;
 pub mod pg;
 pub mod redis;
 pub mod server;
