@@ -20,8 +20,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && mkdir -p /out \
     && cp target/release/callauth-gateway target/release/callauth-settlement target/release/callauthctl /out/
 
-# Runtime: glibc and libgcc only (the binaries link nothing else: TLS-free,
-# pure-Rust dependencies), no shell, no package manager; user 65532
+# Runtime: glibc and libgcc only (the binaries link nothing else: TLS is
+# rustls on ring, compiled in), the distroless CA bundle for the system trust
+# store, no shell, no package manager; user 65532
 # ("nonroot") — the chart runs it with a read-only root filesystem.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/callauth-gateway /out/callauth-settlement /out/callauthctl /usr/local/bin/

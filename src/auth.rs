@@ -10,8 +10,18 @@
 //! depends only on that digest, which reveals nothing about any valid token;
 //! the final comparison is constant-time. Tokens must be long random strings
 //! (at least 128 bits); `callauthctl gen-token` makes one.
+//!
+//! Mutual TLS (`--tls-client-ca`, `crate::tls`): on a connection whose client
+//! presented a certificate, a token is accepted only if it belongs to the
+//! client the certificate names, so a stolen token is useless from another
+//! client's connection (UNAUTHENTICATED). A client marked
+//! `require_certificate` in the tokens file is refused on a connection
+//! without a certificate (for `--tls-client-auth optional`, while clients
+//! move to certificates one by one). A certificate alone authenticates
+//! nobody: the token still carries the role and stays the one credential to
+//! issue and revoke (docs/deployment.md "Mutual TLS").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,6 +31,7 @@ use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
 use crate::domain::MerchantId;
+use crate::tls::{ClientCertificate, PeerInfo};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -62,6 +73,10 @@ pub struct ClientConfig {
     /// The token in clear (development only).
     #[serde(default)]
     pub token: Option<String>,
+    /// Refuse this client's token on a connection without its client
+    /// certificate (mutual TLS; see the module doc).
+    #[serde(default)]
+    pub require_certificate: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -88,6 +103,8 @@ pub enum AuthConfigError {
 #[derive(Clone, Default)]
 pub struct TokenRegistry {
     by_digest: Arc<HashMap<[u8; 32], Principal>>,
+    /// Ids of the clients whose token needs their client certificate.
+    certificate_required: Arc<HashSet<String>>,
 }
 
 impl std::fmt::Debug for TokenRegistry {
@@ -120,6 +137,7 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 impl TokenRegistry {
     pub fn from_clients(clients: &[ClientConfig]) -> Result<TokenRegistry, AuthConfigError> {
         let mut by_digest = HashMap::new();
+        let mut certificate_required = HashSet::new();
         for c in clients {
             let err = |m: &str| AuthConfigError::Client(c.id.clone(), m.to_string());
             if c.id.trim().is_empty() {
@@ -159,9 +177,13 @@ impl TokenRegistry {
             if by_digest.insert(d, principal).is_some() {
                 return Err(err("two clients share a token"));
             }
+            if c.require_certificate {
+                certificate_required.insert(c.id.clone());
+            }
         }
         Ok(TokenRegistry {
             by_digest: Arc::new(by_digest),
+            certificate_required: Arc::new(certificate_required),
         })
     }
 
@@ -189,9 +211,31 @@ impl TokenRegistry {
         bool::from(stored.ct_eq(&d)).then(|| principal.clone())
     }
 
+    /// Whether `principal` may act on a connection whose client presented
+    /// `certificate` (None: no certificate, or no TLS); the refusal says why
+    /// without naming either client.
+    pub fn check_connection(
+        &self,
+        principal: &Principal,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<(), Status> {
+        match certificate {
+            Some(cert) if cert.client_id.as_deref() == Some(principal.client_id.as_str()) => Ok(()),
+            Some(_) => Err(Status::unauthenticated(
+                "this token does not belong to the client named by the connection's certificate",
+            )),
+            None if self.certificate_required.contains(&principal.client_id) => Err(
+                Status::unauthenticated("this client must connect with its client certificate"),
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// A tonic interceptor: a valid bearer token attaches its [`Principal`]
     /// to the request; an invalid one is refused at once; no token leaves the
-    /// request anonymous (the handler decides).
+    /// request anonymous (the handler decides). On a TLS connection with a
+    /// client certificate the token must be that client's
+    /// ([`TokenRegistry::check_connection`]).
     pub fn interceptor(
         &self,
     ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
@@ -211,6 +255,11 @@ impl TokenRegistry {
             let principal = registry
                 .authenticate(token.trim())
                 .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+            let certificate = req
+                .extensions()
+                .get::<PeerInfo>()
+                .and_then(|peer| peer.certificate.as_ref());
+            registry.check_connection(&principal, certificate)?;
             req.extensions_mut().insert(principal);
             Ok(req)
         }
@@ -266,6 +315,7 @@ mod tests {
             merchant_id: merchant.map(Into::into),
             token_sha256: None,
             token: Some(token.into()),
+            require_certificate: false,
         }
     }
 
@@ -332,5 +382,39 @@ mod tests {
         )
         .unwrap();
         assert!(TokenRegistry::from_clients(&file.clients).is_err());
+    }
+
+    /// Mutual TLS: a token is accepted on a certificate's connection only
+    /// when both name the same client; a client that requires its
+    /// certificate is refused without one; others keep working on tokens.
+    #[test]
+    fn binds_tokens_to_the_connection_certificate() {
+        let mut strict = client("ivr-2", "ivr", None, "ivr-token-2-0123456789");
+        strict.require_certificate = true;
+        let reg = TokenRegistry::from_clients(&[
+            client("ivr-1", "ivr", None, "ivr-token-1-0123456789"),
+            strict,
+        ])
+        .unwrap();
+        let ivr1 = reg.authenticate("ivr-token-1-0123456789").unwrap();
+        let ivr2 = reg.authenticate("ivr-token-2-0123456789").unwrap();
+        let cert = |id: Option<&str>| ClientCertificate {
+            client_id: id.map(Arc::from),
+        };
+        assert!(reg
+            .check_connection(&ivr1, Some(&cert(Some("ivr-1"))))
+            .is_ok());
+        assert!(reg.check_connection(&ivr1, None).is_ok());
+        for wrong in [cert(Some("ivr-2")), cert(Some("IVR-1")), cert(None)] {
+            let refused = reg.check_connection(&ivr1, Some(&wrong)).unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+        }
+        assert!(reg
+            .check_connection(&ivr2, Some(&cert(Some("ivr-2"))))
+            .is_ok());
+        assert_eq!(
+            reg.check_connection(&ivr2, None).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

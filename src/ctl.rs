@@ -4,7 +4,13 @@
 //!
 //! With `--demo` the client picks the public demo token for the role a
 //! command needs (IVR, merchant or admin), matching `callauth-gateway --demo`.
+//!
+//! An `https://` endpoint is reached over TLS, the gateway's certificate
+//! checked against `--ca-cert` (a private CA) or the system trust store;
+//! `--client-cert`/`--client-key` present a client certificate to a gateway
+//! that requires mutual TLS.
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -25,7 +31,7 @@ use crate::pb;
     about = "Command-line client for the callauth gateway"
 )]
 pub struct Cli {
-    /// Gateway gRPC endpoint.
+    /// Gateway gRPC endpoint: http://host:port, or https://host:port for TLS.
     #[arg(
         long,
         env = "CALLAUTH_ENDPOINT",
@@ -33,6 +39,26 @@ pub struct Cli {
         global = true
     )]
     pub endpoint: String,
+    /// PEM CA certificate(s) the gateway's certificate is checked against
+    /// (https:// only; default: the system trust store).
+    #[arg(long, env = "CALLAUTH_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for a gateway that asks for one (mutual TLS).
+    #[arg(
+        long,
+        env = "CALLAUTH_CLIENT_CERT",
+        global = true,
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "CALLAUTH_CLIENT_KEY",
+        global = true,
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Bearer token (role must fit the command).
     #[arg(long, env = "CALLAUTH_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
@@ -393,6 +419,30 @@ fn print_ack(a: &pb::UsageAck) {
     }
 }
 
+/// The channel to `--endpoint`: TLS for https://, with the CA and client
+/// certificate flags.
+async fn connect(cli: &Cli) -> anyhow::Result<Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut endpoint = Endpoint::from_shared(cli.endpoint.clone()).context("invalid --endpoint")?;
+    let tls = cli.endpoint.starts_with("https://");
+    if !tls && (cli.ca_cert.is_some() || cli.client_cert.is_some()) {
+        bail!("--ca-cert and --client-cert need an https:// endpoint");
+    }
+    if tls {
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let mut config = match &cli.ca_cert {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&cli.client_cert, &cli.client_key) {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(config).context("TLS configuration")?;
+    }
+    Ok(endpoint.connect().await?)
+}
+
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::GenToken = cli.command {
@@ -402,9 +452,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         println!("token_sha256 {}", crate::auth::token_sha256_hex(&token));
         return Ok(0);
     }
-    let channel = Channel::from_shared(cli.endpoint.clone())
-        .context("invalid --endpoint")?
-        .connect()
+    let channel = connect(&cli)
         .await
         .with_context(|| format!("cannot reach the gateway at {}", cli.endpoint))?;
     let c = Client {

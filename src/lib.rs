@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod process;
 pub mod settlement;
 pub mod status;
+pub mod tls;
 
 /// Generated protobuf and gRPC code for `callauth.v1`. Generated types stop at
 /// `api/`; everything else works with `domain` types.

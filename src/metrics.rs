@@ -74,6 +74,12 @@ pub const SETTLEMENT_DOCUMENTS_OLDEST_QUEUED_SECONDS: &str =
     "callauth_settlement_documents_oldest_queued_seconds";
 pub const SETTLEMENT_DOCUMENT_REPORTS_TOTAL: &str = "callauth_settlement_document_reports_total";
 
+// TLS listeners (src/tls.rs), both processes, only when TLS is on.
+pub const TLS_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS: &str =
+    "callauth_tls_certificate_expiry_timestamp_seconds";
+pub const TLS_RELOADS_TOTAL: &str = "callauth_tls_reloads_total";
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "callauth_tls_handshake_failures_total";
+
 pub const BUILD_INFO: &str = "callauth_build_info";
 
 /// Latency buckets in seconds: 50 µs … 1 s, with the 1 ms objective exact.
@@ -286,6 +292,19 @@ fn describe() {
     describe_gauge!(
         SETTLEMENT_READY,
         "1 when the worker's dependency (ledger_database, state_store) answers"
+    );
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "expiry (notAfter, Unix seconds) of the certificate the TLS listeners serve now"
+    );
+    describe_counter!(
+        TLS_RELOADS_TOTAL,
+        "changes of the TLS certificate, key or client CA files, by result (ok: in use; error: the previous one stays)"
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES_TOTAL,
+        "TLS handshakes that failed or timed out, by listener (grpc, http): plaintext clients, unknown CAs, missing client certificates"
     );
     describe_gauge!(BUILD_INFO, "build information");
 }
@@ -516,6 +535,17 @@ pub fn preregister_gateway(backend: &'static str) {
 }
 
 /// Registers the settlement worker's series at zero (see [`preregister_gateway`]).
+/// The TLS series, when a process serves TLS (the expiry gauge is set when
+/// the certificate loads: a zero would read as long expired).
+pub fn preregister_tls() {
+    for result in ["ok", "error"] {
+        metrics::counter!(TLS_RELOADS_TOTAL, "result" => result).increment(0);
+    }
+    for listener in ["grpc", "http"] {
+        metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "listener" => listener).increment(0);
+    }
+}
+
 pub fn preregister_settlement() {
     metrics::counter!(SETTLEMENT_EVENTS_COMMITTED_TOTAL).increment(0);
     metrics::counter!(SETTLEMENT_EVENTS_DUPLICATE_TOTAL).increment(0);

@@ -1,8 +1,11 @@
 //! What the two server processes (`callauth-gateway`, `callauth-settlement
 //! run`) share around their business: logging, the shutdown signal, the set
 //! of background tasks that stop together within a grace period, the gRPC
-//! health service that follows a readiness probe, reflection, and the
-//! operations HTTP router (`/metrics`, `/healthz`, `/readyz`).
+//! health service that follows a readiness probe, reflection, the
+//! operations HTTP router (`/metrics`, `/healthz`, `/readyz`), and serving
+//! gRPC and HTTP on a listener in plaintext or TLS (`crate::tls`: with
+//! `--tls-cert`/`--tls-key` both listeners of a process serve TLS only,
+//! reloading the certificate when its files change).
 //!
 //! Each process states only what differs: its services, its readiness probe
 //! and its tasks. Readiness is a probe answering why the process is not
@@ -26,6 +29,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+
+use crate::tls::{TlsServer, TlsSettings};
 
 /// Sets up `tracing`: `text` or `json` lines, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing(format: &str) {
@@ -256,15 +261,79 @@ async fn ready_handler(State(s): State<OpsState>) -> (StatusCode, String) {
     }
 }
 
-/// Serves `app` on `listener` until the process stops.
-pub fn serve_http(tasks: &mut Tasks, listener: TcpListener, app: axum::Router) {
+/// Serves `app` on `listener` until the process stops, over TLS when `tls`
+/// is given.
+pub fn serve_http(
+    tasks: &mut Tasks,
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<&Arc<TlsServer>>,
+) -> anyhow::Result<()> {
     let stopped = tasks.stopped();
-    tasks.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-            .context("HTTP server")
-    });
+    match tls {
+        None => tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+                .context("HTTP server")
+        }),
+        Some(tls) => {
+            let listener = tls.http_listener(tasks, listener)?;
+            tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                    .context("HTTPS server")
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Serves `router` on `listener` until the process stops, over TLS when
+/// `tls` is given (each request then carries the connection's
+/// [`crate::tls::PeerInfo`], which the token interceptor checks).
+pub fn serve_grpc(
+    tasks: &mut Tasks,
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    tls: Option<&Arc<TlsServer>>,
+) {
+    let stopped = tasks.stopped();
+    match tls {
+        None => {
+            let incoming = grpc_incoming(listener);
+            tasks.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped)
+                    .await
+                    .context("gRPC server")
+            })
+        }
+        Some(tls) => {
+            let incoming = tls.grpc_incoming(tasks, listener);
+            tasks.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped)
+                    .await
+                    .context("gRPC server (TLS)")
+            })
+        }
+    }
+}
+
+/// Loads the TLS configuration when `settings` asks for TLS and watches its
+/// files for changes until the process stops.
+pub fn tls_server(
+    tasks: &mut Tasks,
+    settings: Option<TlsSettings>,
+) -> anyhow::Result<Option<Arc<TlsServer>>> {
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let server = TlsServer::load(settings).context("loading the TLS certificate")?;
+    server.watch(tasks);
+    Ok(Some(server))
 }
 
 /// The accepted gRPC connections of `listener`, with TCP_NODELAY: tonic's

@@ -15,6 +15,7 @@ Runs with the tools venv's python (it needs PyYAML and kubernetes_validate):
 
     check-manifests.py rendered.yaml --kube 1.35.0 [--hpa] [--crds] [--shards N]
         [--existing-secret NAME] [--no-settlement] [--rules FILE] [--dashboard FILE]
+        [--tls SECRET]
 """
 import argparse
 import json
@@ -87,6 +88,32 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def check_tls(doc, pod_spec, container, secret):
+    """TLS on: the serving Secret mounted whole (a subPath mount would never
+    see a renewed certificate), the flags pointing into it, HTTPS probes."""
+    where = name_of(doc)
+    env = env_of(container)
+    mounts = {m["name"]: m for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    tls = mounts.get("tls")
+    if not tls or (volumes.get("tls", {}).get("secret") or {}).get("secretName") != secret:
+        fail(f"{where}: the TLS Secret {secret} is not mounted as volume 'tls'")
+    elif "subPath" in tls:
+        fail(f"{where}: the TLS Secret is mounted with subPath (renewals would not reach the pod)")
+    else:
+        for var, file in (("CALLAUTH_TLS_CERT", "tls.crt"), ("CALLAUTH_TLS_KEY", "tls.key")):
+            if env.get(var, {}).get("value") != f'{tls["mountPath"]}/{file}':
+                fail(f"{where}: {var} does not point to {file} in the mounted Secret")
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        if get.get("scheme") != "HTTPS" or get.get("path") != path:
+            fail(f"{where}: with TLS, {probe} must be an HTTPS GET of {path} (the kubelet's gRPC probe has no TLS)")
+    for m in container.get("volumeMounts", []):
+        v = volumes.get(m["name"], {})
+        if "secret" in v and "subPath" in m:
+            fail(f"{where}: Secret volume {m['name']} mounted with subPath")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("rendered")
@@ -100,6 +127,7 @@ def main():
     ap.add_argument("--runbook-base", default="docs/runbook.md",
                     help="metrics.prometheusRule.runbookBaseUrl of the case, if set")
     ap.add_argument("--dashboard", help="the dashboard JSON the ConfigMap must carry")
+    ap.add_argument("--tls", default="", help="tls.enabled with this tls.secretName")
     args = ap.parse_args()
 
     with open(args.rendered, encoding="utf-8") as f:
@@ -166,13 +194,18 @@ def main():
     for gw in gateways:
         spec = gw["spec"]["template"]["spec"]
         c = spec["containers"][0]
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            if "grpc" not in c.get(probe, {}):
-                fail(f"{name_of(gw)}: {probe} is not a native gRPC probe")
-        if c.get("livenessProbe", {}).get("grpc", {}).get("service") != "":
-            fail(f'{name_of(gw)}: liveness must check gRPC service ""')
-        if c.get("readinessProbe", {}).get("grpc", {}).get("service") != "callauth.v1.Authorization":
-            fail(f"{name_of(gw)}: readiness must check callauth.v1.Authorization")
+        if args.tls:
+            check_tls(gw, spec, c, args.tls)
+        else:
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                if "grpc" not in c.get(probe, {}):
+                    fail(f"{name_of(gw)}: {probe} is not a native gRPC probe")
+            if c.get("livenessProbe", {}).get("grpc", {}).get("service") != "":
+                fail(f'{name_of(gw)}: liveness must check gRPC service ""')
+            if c.get("readinessProbe", {}).get("grpc", {}).get("service") != "callauth.v1.Authorization":
+                fail(f"{name_of(gw)}: readiness must check callauth.v1.Authorization")
+            if any(e["name"].startswith("CALLAUTH_TLS_") for e in c.get("env", [])):
+                fail(f"{name_of(gw)}: TLS flags set although tls.enabled is off")
         cm = configmaps.get(c["envFrom"][0]["configMapRef"]["name"], {}).get("data", {})
         if not cm.get("CALLAUTH_GRPC_LISTEN", "").startswith("0.0.0.0:"):
             fail(f"{name_of(gw)}: CALLAUTH_GRPC_LISTEN is not 0.0.0.0:port")
@@ -225,6 +258,8 @@ def main():
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 if probe not in c:
                     fail(f"{name_of(d)}: no {probe}")
+            if args.tls:
+                check_tls(d, d["spec"]["template"]["spec"], c, args.tls)
             if d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30) <= 15:
                 fail(f"{name_of(d)}: terminationGracePeriodSeconds must exceed the worker's 15 s drain")
 
@@ -261,6 +296,15 @@ def main():
             plain = yaml.safe_load(f.read().replace("runbook_url: docs/runbook.md", f"runbook_url: {args.runbook_base}"))
         if by_kind["PrometheusRule"][0]["spec"] != plain:
             fail("the PrometheusRule's spec differs from the plain rules file")
+
+    # The ServiceMonitor scrapes HTTPS when the listeners serve TLS only.
+    for sm in by_kind.get("ServiceMonitor", []):
+        for ep in sm["spec"]["endpoints"]:
+            scheme = ep.get("scheme", "http")
+            if scheme != ("https" if args.tls else "http"):
+                fail(f"{name_of(sm)}: scrapes {scheme} although TLS is {'on' if args.tls else 'off'}")
+            if args.tls and (ep.get("tlsConfig", {}).get("ca", {}).get("secret", {}).get("name") != args.tls):
+                fail(f"{name_of(sm)}: does not trust the TLS Secret's ca.crt")
 
     # The dashboard ConfigMap for the Grafana sidecar.
     dash = [c for c in configmaps.values() if c["metadata"]["labels"].get("grafana_dashboard") == "1"]

@@ -28,7 +28,8 @@ pub struct GatewayConfig {
     pub http_listen: SocketAddr,
 
     /// State store: "memory" (embedded, nothing persists), "redis://host:port[/db]",
-    /// or "redis+cluster://host:port,host:port,…".
+    /// or "redis+cluster://host:port,host:port,…"; "rediss://" and
+    /// "rediss+cluster://" for TLS (see --redis-ca-file).
     #[arg(long, env = "CALLAUTH_STORE", default_value = "memory")]
     pub store: String,
 
@@ -122,6 +123,12 @@ pub struct GatewayConfig {
     /// Log format: "text" or "json".
     #[arg(long, env = "CALLAUTH_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+
+    #[command(flatten)]
+    pub redis_tls: crate::store::redis::RedisTlsArgs,
 }
 
 impl GatewayConfig {
@@ -134,6 +141,7 @@ impl GatewayConfig {
         c.prefix = self.redis_prefix.clone();
         c.response_timeout = Duration::from_millis(self.redis_timeout_ms);
         c.connection_timeout = Duration::from_millis(self.redis_connect_timeout_ms);
+        c.tls = self.redis_tls.files();
         c
     }
 
@@ -165,14 +173,23 @@ impl GatewayConfig {
             }
         }
         if self.store != "memory"
-            && !self.store.starts_with("redis://")
-            && !self.store.starts_with("redis+cluster://")
+            && ![
+                "redis://",
+                "rediss://",
+                "redis+cluster://",
+                "rediss+cluster://",
+            ]
+            .iter()
+            .any(|scheme| self.store.starts_with(scheme))
         {
-            return Err(format!(
-                "--store '{}' is not memory, redis://host:port or redis+cluster://host:port,…",
-                self.store
-            ));
+            // The URL may hold a password: name the scheme only.
+            return Err(
+                "--store is not memory, redis[s]://host:port or redis[s]+cluster://host:port,…"
+                    .into(),
+            );
         }
+        self.redis_tls.validate(&self.store)?;
+        self.tls.settings()?;
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}', ' ']) {
             return Err("--redis-prefix must be non-empty, without braces or spaces".into());
         }

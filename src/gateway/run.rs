@@ -164,7 +164,9 @@ pub async fn run_with<S: Store>(
     let http = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("binding HTTP to {}", cfg.http_listen))?;
-    let running = server::start(gateway, tokens, grpc, http, cfg.server_options()).await?;
+    let mut opts = cfg.server_options();
+    opts.tls = cfg.tls.settings().map_err(anyhow::Error::msg)?;
+    let running = server::start(gateway, tokens, grpc, http, opts).await?;
     crate::process::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown();

@@ -7,6 +7,9 @@
 //! NOT_SERVING, the listeners stop accepting, in-flight requests finish
 //! within `shutdown_grace`, then the process may exit.
 //!
+//! With `opts.tls` both listeners serve TLS only (`crate::tls`), the gRPC
+//! listener with optional client certificates.
+//!
 //! Health: the empty service name "" is SERVING while the process runs
 //! (liveness); `callauth.v1.Authorization` and the other services are
 //! SERVING only while the state store is ready (readiness).
@@ -26,6 +29,7 @@ use crate::metrics as m;
 use crate::pb;
 use crate::process::{self, ReadyProbe, Tasks};
 use crate::store::Store;
+use crate::tls::TlsSettings;
 
 /// The gRPC services whose health follows the store's readiness.
 pub const SERVICE_NAMES: [&str; 4] = [
@@ -48,6 +52,8 @@ pub struct ServerOptions {
     /// replicas behind a connection-level balancer (None: never).
     pub max_connection_age: Option<Duration>,
     pub http2_keepalive_interval: Duration,
+    /// TLS for both listeners (None: plaintext).
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ServerOptions {
@@ -60,6 +66,7 @@ impl Default for ServerOptions {
             catalog_refresh_interval: Duration::from_secs(1),
             max_connection_age: Some(Duration::from_secs(300)),
             http2_keepalive_interval: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -103,6 +110,7 @@ pub async fn start<S: Store>(
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
     let mut tasks = Tasks::new();
+    let tls = process::tls_server(&mut tasks, opts.tls.clone())?;
 
     let ready: ReadyProbe = {
         let gateway = gateway.clone();
@@ -144,7 +152,12 @@ pub async fn start<S: Store>(
         });
     }
 
-    process::serve_http(&mut tasks, http, process::ops_router(prometheus, ready));
+    process::serve_http(
+        &mut tasks,
+        http,
+        process::ops_router(prometheus, ready),
+        tls.as_ref(),
+    )?;
 
     // gRPC.
     {
@@ -182,17 +195,10 @@ pub async fn start<S: Store>(
                 AccountsApi(state),
                 intercept,
             ));
-        let incoming = process::grpc_incoming(grpc);
-        let stopped = tasks.stopped();
-        tasks.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, stopped)
-                .await
-                .context("gRPC server")
-        });
+        process::serve_grpc(&mut tasks, router, grpc, tls.as_ref());
     }
 
-    tracing::info!(%grpc_addr, %http_addr, backend = gateway.store().backend(), "gateway listening");
+    tracing::info!(%grpc_addr, %http_addr, backend = gateway.store().backend(), tls = tls.is_some(), "gateway listening");
     Ok(Running {
         grpc_addr,
         http_addr,

@@ -26,7 +26,10 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// PostgreSQL URL of the ledger.
+    /// PostgreSQL URL of the ledger. TLS: `?sslmode=require` (encrypted),
+    /// `verify-ca` or `verify-full` (the server's certificate checked against
+    /// `sslrootcert=/path/ca.crt`, or the system trust store; verify-full
+    /// also checks the host name); `sslcert=`/`sslkey=` for a client certificate.
     #[arg(
         long,
         env = "CALLAUTH_DATABASE_URL",
@@ -37,6 +40,7 @@ pub struct Common {
     pub database_url: String,
 
     /// The gateway's state store: redis://host:port or redis+cluster://host:port,…
+    /// (rediss:// and rediss+cluster:// for TLS).
     #[arg(
         long,
         env = "CALLAUTH_STORE",
@@ -76,6 +80,9 @@ pub struct Common {
 
     #[command(flatten)]
     pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub redis_tls: crate::store::redis::RedisTlsArgs,
 }
 
 /// The settlement rules (SPEC R11–R20); defaults from the seeds.
@@ -194,7 +201,7 @@ pub enum Command {
     Migrate,
     /// Run the worker: consume events, push account changes, run the daily
     /// calendar, serve the Settlement API, Swish callbacks and /metrics.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the calendar (monthly invoices on the invoice day, reminders and
     /// collection, installment checks, merchant settlements) for one date.
     RunOnce {
@@ -333,6 +340,9 @@ pub struct RunArgs {
     #[arg(long, env = "CALLAUTH_INGEST_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub ingest_concurrency: u32,
+    /// TLS for the gRPC and HTTP listeners (the Swish callback needs it).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 impl Common {
@@ -343,6 +353,7 @@ impl Common {
     pub fn redis_config(&self) -> crate::store::redis::RedisConfig {
         let mut c = crate::store::redis::RedisConfig::new(&self.store);
         c.prefix = self.redis_prefix.clone();
+        c.tls = self.redis_tls.files();
         c
     }
 }

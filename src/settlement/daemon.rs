@@ -3,7 +3,8 @@
 //! runs the daily calendar at the configured Stockholm time (one replica at
 //! a time), reconciles the store with the ledger after each daily run, and
 //! serves the Settlement gRPC API, the Swish callback, `/metrics`,
-//! `/healthz` and `/readyz`. Shutdown is graceful on SIGTERM.
+//! `/healthz` and `/readyz` (both listeners over TLS with `--tls-cert`).
+//! Shutdown is graceful on SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,11 @@ use crate::store::Store;
 
 pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     let policy = common.policy.policy()?;
+    let tls_settings = args.tls.settings().map_err(anyhow::Error::msg)?;
+    common
+        .redis_tls
+        .validate(&common.store)
+        .map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         args.replica_count >= 1 && args.replica_index < args.replica_count,
         "--replica-index must be below --replica-count"
@@ -138,7 +144,8 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
             }
         });
     }
-    serve(&mut tasks, &settlement, args, prometheus).await?;
+    let tls = process::tls_server(&mut tasks, tls_settings)?;
+    serve(&mut tasks, &settlement, args, prometheus, tls.as_ref()).await?;
     tracing::info!(grpc = %args.grpc_listen, http = %args.http_listen, consumer = %consumer_name, "settlement worker running");
     process::shutdown_signal().await;
     tracing::info!("shutting down");
@@ -153,6 +160,7 @@ async fn serve(
     settlement: &Arc<Settlement<RedisStore>>,
     args: &RunArgs,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    tls: Option<&Arc<crate::tls::TlsServer>>,
 ) -> anyhow::Result<()> {
     let tokens = match &args.tokens_file {
         Some(path) => TokenRegistry::from_file(path)?,
@@ -177,7 +185,7 @@ async fn serve(
         settlement.clone(),
         args.swish_callback_token.clone(),
     ));
-    process::serve_http(tasks, http, app);
+    process::serve_http(tasks, http, app, tls)?;
 
     let grpc = process::bind("gRPC", args.grpc_listen).await?;
     let health = process::health_following(
@@ -201,13 +209,7 @@ async fn serve(
         .add_service(health)
         .add_service(process::reflection()?)
         .add_service(api);
-    let (incoming, stopped) = (process::grpc_incoming(grpc), tasks.stopped());
-    tasks.spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, stopped)
-            .await
-            .context("gRPC server")
-    });
+    process::serve_grpc(tasks, router, grpc, tls);
     Ok(())
 }
 

@@ -134,6 +134,12 @@ securityContext:
 
 {{/* Validations that the schema cannot express. */}}
 {{- define "callauth.validate" -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
+{{- fail "tls.secretName is required with tls.enabled (a kubernetes.io/tls Secret, e.g. from a cert-manager Certificate)" -}}
+{{- end -}}
+{{- if and (ne .Values.tls.clientAuth "none") (not .Values.tls.enabled) -}}
+{{- fail "tls.clientAuth needs tls.enabled" -}}
+{{- end -}}
 {{- if not .Values.secrets.existingSecret -}}
 {{- if not .Values.secrets.redisUrl -}}
 {{- fail "secrets.redisUrl is required (or name an existingSecret)" -}}
@@ -159,4 +165,95 @@ securityContext:
 {{- fail "gateway.terminationGracePeriodSeconds must exceed preStopSleepSeconds + config.shutdownGraceSeconds" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* TLS (docs/deployment.md "TLS"): the serving certificate of both
+     listeners, the client CA for mutual TLS, and the CA files for Redis
+     (rediss://) and PostgreSQL (sslrootcert=). Secret volumes are mounted
+     whole, never with subPath, so that a renewed certificate reaches the
+     running pods (the processes re-read the files; no restart).
+     Called with (dict "ctx" $ "serve" true|false): hook Jobs serve nothing. */}}
+{{- define "callauth.tlsEnv" -}}
+{{- $t := .ctx.Values.tls -}}
+{{- if and .serve $t.enabled }}
+- name: CALLAUTH_TLS_CERT
+  value: /etc/callauth/tls/tls.crt
+- name: CALLAUTH_TLS_KEY
+  value: /etc/callauth/tls/tls.key
+- name: CALLAUTH_TLS_RELOAD_SECONDS
+  value: {{ int64 $t.reloadSeconds | quote }}
+{{- if ne $t.clientAuth "none" }}
+- name: CALLAUTH_TLS_CLIENT_CA
+  value: {{ ternary "/etc/callauth/client-ca/ca.crt" "/etc/callauth/tls/ca.crt" (ne $t.clientCaSecretName "") }}
+- name: CALLAUTH_TLS_CLIENT_AUTH
+  value: {{ $t.clientAuth | quote }}
+{{- with $t.clientTrustDomain }}
+- name: CALLAUTH_TLS_CLIENT_TRUST_DOMAIN
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $t.redisCaSecretName }}
+- name: CALLAUTH_REDIS_CA_FILE
+  value: /etc/callauth/redis-ca/ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "callauth.tlsVolumeMounts" -}}
+{{- $t := .ctx.Values.tls -}}
+{{- if and .serve $t.enabled }}
+- name: tls
+  mountPath: /etc/callauth/tls
+  readOnly: true
+{{- if and (ne $t.clientAuth "none") $t.clientCaSecretName }}
+- name: client-ca
+  mountPath: /etc/callauth/client-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- if $t.redisCaSecretName }}
+- name: redis-ca
+  mountPath: /etc/callauth/redis-ca
+  readOnly: true
+{{- end }}
+{{- if and .postgres $t.postgresCaSecretName }}
+- name: postgres-ca
+  mountPath: /etc/callauth/postgres-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "callauth.tlsVolumes" -}}
+{{- $t := .ctx.Values.tls -}}
+{{- if and .serve $t.enabled }}
+- name: tls
+  secret:
+    secretName: {{ $t.secretName }}
+{{- if and (ne $t.clientAuth "none") $t.clientCaSecretName }}
+- name: client-ca
+  secret:
+    secretName: {{ $t.clientCaSecretName }}
+{{- end }}
+{{- end }}
+{{- if $t.redisCaSecretName }}
+- name: redis-ca
+  secret:
+    secretName: {{ $t.redisCaSecretName }}
+{{- end }}
+{{- if and .postgres $t.postgresCaSecretName }}
+- name: postgres-ca
+  secret:
+    secretName: {{ $t.postgresCaSecretName }}
+{{- end }}
+{{- end -}}
+
+{{/* Probes over HTTPS when TLS is on: the kubelet's native gRPC probe has
+     no TLS, its HTTPS probe does (without verifying the certificate).
+     /healthz is liveness, /readyz readiness: the same readiness probe as
+     the gRPC health of the services. */}}
+{{- define "callauth.httpsProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: http
+  scheme: HTTPS
 {{- end -}}

@@ -1,6 +1,14 @@
 //! The connection to Redis: a `ConnectionManager` (one node, reconnecting by
-//! itself) or a cluster connection, with deliberate timeouts.
+//! itself) or a cluster connection, with deliberate timeouts, in plaintext
+//! (`redis://`, `redis+cluster://`) or TLS (`rediss://`, `rediss+cluster://`).
+//!
+//! TLS verifies the server's certificate and host name against the system
+//! trust store, or only against `--redis-ca-file` when given (a private CA);
+//! `--redis-client-cert`/`--redis-client-key` answer Redis's
+//! `tls-auth-clients`. A cluster's nodes are reached as announced by
+//! `CLUSTER SLOTS`, so their certificates must name those addresses.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -11,7 +19,7 @@ use ::redis::{Cmd, FromRedisValue, RedisResult};
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
     /// `redis://host:port[/db]` for one node, `redis+cluster://host:port,host:port,…`
-    /// for a cluster (`rediss://` and `rediss+cluster://` for TLS are not built in).
+    /// for a cluster; `rediss://` and `rediss+cluster://` for TLS.
     pub url: String,
     /// Prefix of every key, so that several deployments (or test runs) share a Redis.
     pub prefix: String,
@@ -20,6 +28,89 @@ pub struct RedisConfig {
     pub connection_timeout: Duration,
     /// Reconnection attempts per command before it fails (one node).
     pub reconnect_retries: usize,
+    /// Trust and client certificate for `rediss://` URLs.
+    pub tls: RedisTls,
+}
+
+/// PEM files for TLS to Redis; all optional (the system trust store, no
+/// client certificate).
+#[derive(Clone, Debug, Default)]
+pub struct RedisTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl RedisTls {
+    fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert.is_some()
+    }
+
+    fn certificates(&self) -> anyhow::Result<::redis::TlsCertificates> {
+        use anyhow::Context;
+        let read = |what: &str, p: &PathBuf| {
+            std::fs::read(p).with_context(|| format!("reading the Redis {what} {}", p.display()))
+        };
+        let client_tls = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(::redis::ClientTlsConfig {
+                client_cert: read("client certificate", cert)?,
+                client_key: read("client key", key)?,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("--redis-client-cert and --redis-client-key go together"),
+        };
+        let root_cert = match &self.ca_file {
+            Some(p) => Some(read("CA file", p)?),
+            None => None,
+        };
+        Ok(::redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
+}
+
+/// The Redis TLS flags, shared by the gateway and the settlement worker.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RedisTlsArgs {
+    /// PEM CA certificate(s) to trust for a rediss:// store instead of the
+    /// system trust store (a private CA).
+    #[arg(long, env = "CALLAUTH_REDIS_CA_FILE", global = true)]
+    pub redis_ca_file: Option<PathBuf>,
+    /// PEM client certificate for Redis's tls-auth-clients (with --redis-client-key).
+    #[arg(long, env = "CALLAUTH_REDIS_CLIENT_CERT", global = true)]
+    pub redis_client_cert: Option<PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(long, env = "CALLAUTH_REDIS_CLIENT_KEY", global = true)]
+    pub redis_client_key: Option<PathBuf>,
+}
+
+impl RedisTlsArgs {
+    pub fn files(&self) -> RedisTls {
+        RedisTls {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+        }
+    }
+
+    /// Checks the flags against the store URL (never echoed: it may hold a password).
+    pub fn validate(&self, store_url: &str) -> Result<(), String> {
+        if self.redis_client_cert.is_some() != self.redis_client_key.is_some() {
+            return Err("--redis-client-cert and --redis-client-key go together".into());
+        }
+        if self.files().is_set() && !is_tls(store_url) {
+            return Err(
+                "--redis-ca-file and --redis-client-cert need a rediss:// or rediss+cluster:// store"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn is_tls(url: &str) -> bool {
+    url.starts_with("rediss://") || url.starts_with("rediss+cluster://")
 }
 
 impl RedisConfig {
@@ -30,20 +121,28 @@ impl RedisConfig {
             response_timeout: Duration::from_millis(250),
             connection_timeout: Duration::from_millis(500),
             reconnect_retries: 1,
+            tls: RedisTls::default(),
         }
     }
 
     pub fn is_cluster(&self) -> bool {
-        self.url.starts_with("redis+cluster://")
+        self.url.starts_with("redis+cluster://") || self.url.starts_with("rediss+cluster://")
     }
 
-    /// The cluster's seed nodes as `redis://host:port` URLs.
+    /// Whether the connection is TLS (`rediss://`, `rediss+cluster://`).
+    pub fn is_tls(&self) -> bool {
+        is_tls(&self.url)
+    }
+
+    /// The cluster's seed nodes as `redis://host:port` URLs (`rediss://` for TLS).
     pub fn cluster_nodes(&self) -> Vec<String> {
-        self.url
-            .trim_start_matches("redis+cluster://")
-            .split(',')
+        let (scheme, rest) = match self.url.strip_prefix("rediss+cluster://") {
+            Some(rest) => ("rediss", rest),
+            None => ("redis", self.url.trim_start_matches("redis+cluster://")),
+        };
+        rest.split(',')
             .filter(|s| !s.trim().is_empty())
-            .map(|s| format!("redis://{}", s.trim()))
+            .map(|s| format!("{scheme}://{}", s.trim()))
             .collect()
     }
 }
@@ -64,16 +163,31 @@ impl Conn {
                 !nodes.is_empty(),
                 "redis+cluster:// needs at least one host:port"
             );
-            let client = ::redis::cluster::ClusterClient::builder(nodes)
+            anyhow::ensure!(
+                !config.tls.is_set() || config.is_tls(),
+                "Redis CA or client certificate files need a rediss+cluster:// URL"
+            );
+            let mut builder = ::redis::cluster::ClusterClient::builder(nodes)
                 .connection_timeout(config.connection_timeout)
                 .response_timeout(config.response_timeout)
                 .retries(2)
                 .min_retry_wait(10)
-                .max_retry_wait(100)
-                .build()?;
+                .max_retry_wait(100);
+            if config.tls.is_set() {
+                builder = builder.certs(config.tls.certificates()?);
+            }
+            let client = builder.build()?;
             Ok(Conn::Cluster(client.get_async_connection().await?))
         } else {
-            let client = ::redis::Client::open(config.url.as_str())?;
+            let client = if config.tls.is_set() {
+                anyhow::ensure!(
+                    config.is_tls(),
+                    "Redis CA or client certificate files need a rediss:// URL"
+                );
+                ::redis::Client::build_with_tls(config.url.as_str(), config.tls.certificates()?)?
+            } else {
+                ::redis::Client::open(config.url.as_str())?
+            };
             let cfg = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(config.response_timeout))
                 .set_connection_timeout(Some(config.connection_timeout))

@@ -38,7 +38,7 @@ use ::redis::Value;
 
 use calls::*;
 use catalog::ServiceRecord;
-pub use conn::{Conn, RedisConfig};
+pub use conn::{Conn, RedisConfig, RedisTls, RedisTlsArgs};
 use decode::*;
 use functions::*;
 pub use functions::{library_source, LIBRARY_VERSION};
