@@ -11,6 +11,7 @@
 
 use tonic::{Code, Status};
 
+use crate::domain::text::TextError;
 use crate::gateway::GatewayError;
 use crate::settlement::SettlementError;
 use crate::store::StoreError;
@@ -65,6 +66,13 @@ impl Classify for StoreError {
             StoreError::NotFound(_) => Failure::NotFound,
             StoreError::Corrupt(_) => Failure::Internal,
         }
+    }
+}
+
+/// Client text refused by [`crate::domain::text`]: the message names the field only.
+impl Classify for TextError {
+    fn failure(&self) -> Failure {
+        Failure::InvalidArgument
     }
 }
 

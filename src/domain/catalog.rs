@@ -21,9 +21,17 @@ use super::ids::{MerchantId, TermsId};
 use super::money::Money;
 use super::number::{NumberKind, E164};
 use super::rating::{Tariff, TariffError};
+use super::text;
 
 /// The statutory cap on a written payment reminder fee (lag 1981:739, 4 § p.1).
 pub const MAX_REMINDER_FEE: Money = Money::sek(60);
+
+/// The longest names and categories, in characters; all are one line of
+/// plain text ([`super::text`]), because they are read out in the
+/// announcement, printed on statements and kept in the terms.
+pub const MAX_MERCHANT_NAME_CHARS: usize = 200;
+pub const MAX_SERVICE_NAME_CHARS: usize = 100;
+pub const MAX_CATEGORY_CHARS: usize = 40;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Merchant {
@@ -104,12 +112,14 @@ pub struct ServiceSpec {
 pub enum CatalogError {
     #[error("unknown merchant '{0}'")]
     UnknownMerchant(String),
-    #[error("service name must be 1–100 characters")]
+    #[error("service name must be 1–100 characters of plain text on one line")]
     Name,
-    #[error("category must be at most 40 characters")]
+    #[error("category must be at most 40 characters of plain text on one line")]
     Category,
-    #[error("merchant name must be 1–200 characters")]
+    #[error("merchant name must be 1–200 characters of plain text on one line")]
     MerchantName,
+    #[error("organisation number must be empty or NNNNNN-NNNN")]
+    OrgNumber,
     #[error("fee must be at most 10000 basis points (100 %)")]
     Fee,
     #[error("reminder fee must be between 0 and 60 SEK (lag 1981:739)")]
@@ -208,9 +218,10 @@ fn spoken_price(m: Money) -> String {
 
 impl Merchant {
     pub fn validate(&self) -> Result<(), CatalogError> {
-        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
-            return Err(CatalogError::MerchantName);
-        }
+        text::required_text("name", &self.name, MAX_MERCHANT_NAME_CHARS)
+            .map_err(|_| CatalogError::MerchantName)?;
+        text::checked_org_number("org_number", &self.org_number)
+            .map_err(|_| CatalogError::OrgNumber)?;
         if self.fee_basis_points > 10_000 {
             return Err(CatalogError::Fee);
         }
@@ -259,13 +270,10 @@ impl CatalogSnapshot {
         spec: &ServiceSpec,
         now_ms: i64,
     ) -> Result<ServiceChange, CatalogError> {
-        let name = spec.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(CatalogError::Name);
-        }
-        if spec.category.chars().count() > 40 {
-            return Err(CatalogError::Category);
-        }
+        let name = text::required_text("name", &spec.name, MAX_SERVICE_NAME_CHARS)
+            .map_err(|_| CatalogError::Name)?;
+        text::checked_text("category", &spec.category, MAX_CATEGORY_CHARS)
+            .map_err(|_| CatalogError::Category)?;
         if spec.reminder_fee.is_negative() || spec.reminder_fee > MAX_REMINDER_FEE {
             return Err(CatalogError::ReminderFee);
         }

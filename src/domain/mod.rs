@@ -3,7 +3,7 @@
 //! `rating` and `decision` are the heart (SPEC R2–R10); `catalog` holds the
 //! services and their immutable terms (R4, R5); `account` the credit rules
 //! (R7–R9); `prepaid` the codes (R17); `event` the outbox contract with
-//! settlement (DESIGN invariant 6).
+//! settlement (DESIGN invariant 6); `text` the one rule for clients' free text.
 
 pub mod account;
 pub mod catalog;
@@ -15,6 +15,7 @@ pub mod money;
 pub mod number;
 pub mod prepaid;
 pub mod rating;
+pub mod text;
 
 pub use account::{BlockKind, CreditPolicy, LimitChange, LimitSource};
 pub use catalog::{CatalogSnapshot, Merchant, Service, ServiceSpec, Terms};

@@ -148,7 +148,12 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
         let r = async {
             let client = require_ivr(&req)?.client_id.clone();
             let gateway = &self.0.gateway;
-            let input = convert::authorize_input(req.into_inner(), client, gateway.now_ms())?;
+            let input = convert::authorize_input(
+                req.into_inner(),
+                client,
+                gateway.now_ms(),
+                gateway.limits(),
+            )?;
             let out = gw(gateway.authorize(input).await)?;
             Ok(Response::new(convert::authorize_response(&out)))
         }
