@@ -218,7 +218,12 @@ impl RedisStore {
             .arg("GET")
             .arg("PX")
             .arg(claim.ttl_ms);
-        let old: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let old: Option<String> = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(old.and_then(|s| Payer::decode(&s)))
     }
 
@@ -226,7 +231,12 @@ impl RedisStore {
         let p = self.partition(call_id.as_str());
         let mut cmd = ::redis::cmd("GET");
         cmd.arg(self.inner.keys.call(p, call_id.as_str()));
-        let v: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Option<String> = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(v.and_then(|s| Payer::decode(&s)))
     }
 
@@ -260,7 +270,7 @@ impl RedisStore {
                 .conn
                 .query::<Value>(&cmd)
                 .await
-                .map_err(unavailable)
+                .map_err(|e| self.unavailable(e))
         };
         let (answer, previous) = tokio::join!(answer, index);
         let result = parse_hold_answer(array(answer?)?)?;

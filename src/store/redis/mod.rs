@@ -66,6 +66,8 @@ struct Inner {
     keys: Keys,
     policy: StorePolicy,
     ready: AtomicBool,
+    /// The per-command response timeout, for the error that reports it.
+    response_timeout_ms: u64,
 }
 
 impl RedisStore {
@@ -78,6 +80,8 @@ impl RedisStore {
                 keys: Keys::new(&config.prefix),
                 policy,
                 ready: AtomicBool::new(false),
+                response_timeout_ms: u64::try_from(config.response_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
             }),
         };
         store.load_functions().await?;
@@ -90,6 +94,11 @@ impl RedisStore {
 
     pub fn conn(&self) -> &Conn {
         &self.inner.conn
+    }
+
+    /// A Redis error as a store error; a timeout names the configured timeout.
+    fn unavailable(&self, e: ::redis::RedisError) -> StoreError {
+        redis_error(e, self.inner.response_timeout_ms)
     }
 
     fn partition(&self, key: &str) -> u32 {
@@ -152,7 +161,12 @@ impl RedisStore {
     async fn hgetall(&self, key: &str) -> StoreResult<HashMap<String, String>> {
         let mut cmd = ::redis::cmd("HGETALL");
         cmd.arg(key);
-        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Value = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(flat_map(&v))
     }
 
@@ -822,7 +836,12 @@ impl Store for RedisStore {
     async fn catalog_version(&self) -> StoreResult<u64> {
         let mut cmd = ::redis::cmd("GET");
         cmd.arg(&self.inner.keys.catalog()[0]);
-        let v: Option<u64> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Option<u64> = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(v.unwrap_or(0))
     }
 
@@ -886,7 +905,7 @@ impl Store for RedisStore {
                     .conn
                     .query::<Value>(&cmd)
                     .await
-                    .map_err(unavailable)?,
+                    .map_err(|e| self.unavailable(e))?,
             )?;
             for entry in entries {
                 let parts = array(entry)?;
@@ -914,8 +933,8 @@ impl Store for RedisStore {
                 self.inner.conn.query::<u64>(&z),
                 self.inner.conn.query::<u64>(&x)
             );
-            stats.pending_holds += pending.map_err(unavailable)?;
-            stats.outbox_len.push(len.map_err(unavailable)?);
+            stats.pending_holds += pending.map_err(|e| self.unavailable(e))?;
+            stats.outbox_len.push(len.map_err(|e| self.unavailable(e))?);
         }
         Ok(stats)
     }

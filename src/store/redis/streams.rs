@@ -85,7 +85,7 @@ impl RedisStore {
         match self.inner.conn.query::<Value>(&cmd).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(self.unavailable(e)),
         }
     }
 
@@ -110,7 +110,12 @@ impl RedisStore {
                 ReadFrom::Pending => "0",
                 ReadFrom::New => ">",
             });
-        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Value = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         // [[stream, [entries…]]] or nil.
         Ok(match v {
             Value::Array(streams) => streams
@@ -135,7 +140,7 @@ impl RedisStore {
             .conn
             .query::<i64>(&cmd)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -170,7 +175,7 @@ impl RedisStore {
             .conn
             .query_pipeline::<()>(&pipe)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     /// Takes over for `consumer` up to `count` entries of partition `p` that
@@ -191,7 +196,12 @@ impl RedisStore {
             .arg("0-0")
             .arg("COUNT")
             .arg(count);
-        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Value = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(match v {
             Value::Array(parts) => parts.get(1).map(entries).unwrap_or_default(),
             _ => Vec::new(),
@@ -217,7 +227,12 @@ impl RedisStore {
             .arg(group)
             .arg(idle.as_millis() as u64)
             .arg(keep);
-        let removed: i64 = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let removed: i64 = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(removed.max(0) as usize)
     }
 
@@ -259,7 +274,7 @@ impl RedisStore {
                 .conn
                 .query::<i64>(&cmd)
                 .await
-                .map_err(unavailable)?
+                .map_err(|e| self.unavailable(e))?
                 .max(0) as u64;
         }
         Ok(removed)
@@ -273,7 +288,7 @@ impl RedisStore {
         let v: Value = match self.inner.conn.query(&cmd).await {
             Ok(v) => v,
             Err(e) if e.to_string().contains("no such key") => return Ok(vec![]),
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(self.unavailable(e)),
         };
         let mut out = Vec::new();
         for g in array(v)? {
@@ -297,7 +312,7 @@ impl RedisStore {
                         .conn
                         .query::<Value>(&x)
                         .await
-                        .map_err(unavailable)?,
+                        .map_err(|e| self.unavailable(e))?,
                 )?;
                 summary.get(1).map(text).map(|s| parse_stream_id(&s))
             } else {
@@ -330,7 +345,7 @@ impl RedisStore {
             Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
                 return Ok(vec![])
             }
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(self.unavailable(e)),
         };
         Ok(array(v)?
             .iter()
