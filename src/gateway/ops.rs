@@ -485,9 +485,12 @@ impl<S: Store> Gateway<S> {
             UsageStart::At(t) if t <= 0 => {
                 return Err(start_out_of_range("started_at is not after 1970".into()))
             }
-            UsageStart::At(_) => return Err(start_out_of_range(format!(
-                "started_at is in the future (more than {skew_s} s ahead of the gateway's clock)"
-            ))),
+            UsageStart::At(_) => {
+                let ahead = format!("more than {skew_s} s ahead of the gateway's clock");
+                return Err(start_out_of_range(format!(
+                    "started_at is in the future ({ahead})"
+                )));
+            }
             UsageStart::Invalid => {
                 return Err(start_out_of_range(
                     "started_at is not a valid timestamp".into(),
