@@ -222,12 +222,19 @@ mod tests {
     /// multiplication and panicked while loading the file.
     #[test]
     fn a_huge_fee_is_refused_not_a_panic() {
-        for fee in ["79228162514264337593543950335", "1e30", "-5", "12.345", "50000000"] {
-            let text = format!(
-                "[[merchant]]\nid = \"m\"\nname = \"M\"\nfee_percent = \"{fee}\"\n"
-            );
+        for fee in [
+            "79228162514264337593543950335",
+            "1e30",
+            "-5",
+            "12.345",
+            "50000000",
+        ] {
+            let text = format!("[[merchant]]\nid = \"m\"\nname = \"M\"\nfee_percent = \"{fee}\"\n");
             let e = CatalogFile::parse(&text).unwrap().merchants().unwrap_err();
-            assert!(e.to_string().starts_with("merchant m: fee_percent"), "{fee}: {e}");
+            assert!(
+                e.to_string().starts_with("merchant m: fee_percent"),
+                "{fee}: {e}"
+            );
         }
     }
 
