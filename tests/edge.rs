@@ -207,6 +207,19 @@ async fn control_characters_in_free_text_are_refused_at_the_edge_and_store_nothi
         assert!(err.message().contains(field), "{field}: {}", err.message());
     }
 
+    // A lookup's merchant filter is a merchant id, not free text.
+    let err = g
+        .catalog()
+        .list_services(req(
+            pb::ListServicesRequest {
+                merchant_id: "stjarnlinjen\u{0}".into(),
+            },
+            ADMIN,
+        ))
+        .await
+        .unwrap_err();
+    assert_invalid_naming(&err, "merchant_id", "stjarnlinjen");
+
     // Nothing was stored: no event, no hold, no block, no limit change, and
     // the catalogue still announces the same terms.
     assert_eq!(events(&g).await.len(), before_events);

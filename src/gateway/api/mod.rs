@@ -342,6 +342,9 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         let rpc = Rpc::begin(&self.0.limiter, method!("ListServices"), &req)?;
         let r = async {
             let filter = req.get_ref().merchant_id.clone();
+            if !filter.is_empty() {
+                convert::merchant_id("merchant_id", &filter)?;
+            }
             let catalog = self.0.gateway.catalog().snapshot();
             let mut services: Vec<_> = catalog
                 .services
@@ -541,7 +544,8 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
             let r = req.get_ref();
             let amount = convert::money("amount_ore", r.amount_ore)?;
             let topup = convert::reference("topup_ref", &r.topup_ref)?;
-            let view = gw(self.0.gateway.top_up_prepaid(&r.code, amount, &topup).await)?;
+            let code = convert::prepaid_code("code", &r.code)?;
+            let view = gw(self.0.gateway.top_up_prepaid(code, amount, &topup).await)?;
             Ok(Response::new(convert::prepaid_balance(&view)))
         }
         .await;
@@ -555,7 +559,8 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         let rpc = Rpc::begin(&self.0.limiter, method!("GetPrepaidBalance"), &req)?;
         let r = async {
             require_admin(&req)?;
-            let view = gw(self.0.gateway.prepaid_balance(&req.get_ref().code).await)?;
+            let code = convert::prepaid_code("code", &req.get_ref().code)?;
+            let view = gw(self.0.gateway.prepaid_balance(code).await)?;
             Ok(Response::new(convert::prepaid_balance(&view)))
         }
         .await;
