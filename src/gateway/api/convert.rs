@@ -101,23 +101,31 @@ pub fn checked_timestamp_ms(t: &Timestamp) -> Option<i64> {
 }
 
 /// The consent step times as evidence (R3): when the caller pressed the key,
-/// by the IVR's clock. Absent steps take the receive time. They must be valid
-/// timestamps, in order (step 1 ≤ step 2), not ahead of the receive time by
-/// more than the clock skew allowed, and step 1 not older than the consent
-/// window: anything else is not evidence of this call.
+/// by the IVR's clock. An absent step takes the receive time — an absent
+/// step 1 at most step 2's time, an absent step 2 at least step 1's, so that
+/// an IVR reporting one step only is not refused for the order of a time it
+/// did not send. They must be valid timestamps, in order (step 1 ≤ step 2),
+/// not ahead of the receive time by more than the clock skew allowed, and
+/// step 1 not older than the consent window: anything else is not evidence of
+/// this call.
 pub fn consent_time(
     step1: Option<&Timestamp>,
     step2: Option<&Timestamp>,
     now_ms: i64,
     limits: &GatewayLimits,
 ) -> Result<(i64, i64), Status> {
-    let read = |field: &str, t: Option<&Timestamp>| match t {
-        None => Ok(now_ms),
-        Some(t) => checked_timestamp_ms(t)
-            .ok_or_else(|| Status::invalid_argument(format!("{field} is not a valid timestamp"))),
+    let read = |field: &str, t: &Timestamp| {
+        checked_timestamp_ms(t)
+            .ok_or_else(|| Status::invalid_argument(format!("{field} is not a valid timestamp")))
     };
-    let step1_ms = read("consent.step1_at", step1)?;
-    let step2_ms = read("consent.step2_at", step2)?;
+    let given1 = step1.map(|t| read("consent.step1_at", t)).transpose()?;
+    let given2 = step2.map(|t| read("consent.step2_at", t)).transpose()?;
+    let (step1_ms, step2_ms) = match (given1, given2) {
+        (Some(s1), Some(s2)) => (s1, s2),
+        (Some(s1), None) => (s1, now_ms.max(s1)),
+        (None, Some(s2)) => (now_ms.min(s2), s2),
+        (None, None) => (now_ms, now_ms),
+    };
     if step1_ms > step2_ms {
         return Err(Status::invalid_argument(
             "consent.step1_at is after consent.step2_at: step 1 is confirmed first",
@@ -563,6 +571,15 @@ mod tests {
             check(at(now - 900_000), None).unwrap(),
             (now - 900_000, now)
         );
+        // One step given: the other is the receive time, kept in order.
+        assert_eq!(
+            check(None, at(now - 3_000)).unwrap(),
+            (now - 3_000, now - 3_000)
+        );
+        assert_eq!(
+            check(at(now + 2_000), None).unwrap(),
+            (now + 2_000, now + 2_000)
+        );
         assert_eq!(
             check(at(now - 1), at(now + 5_000)).unwrap(),
             (now - 1, now + 5_000)
@@ -571,7 +588,8 @@ mod tests {
             (at(now - 900_001), at(now), "consent.step1_at"),
             (at(now), at(now + 5_001), "consent.step2_at"),
             (at(now + 2), at(now + 1), "consent.step1_at"),
-            (at(now + 1), None, "consent.step1_at"),
+            (at(now + 5_001), None, "consent.step2_at"),
+            (None, at(now - 900_001), "consent.step1_at"),
         ] {
             let e = check(s1, s2).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument);
