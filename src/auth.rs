@@ -99,6 +99,12 @@ pub enum AuthConfigError {
     Client(String, String),
 }
 
+/// The longest bearer token looked at, in bytes; a longer one is refused
+/// (UNAUTHENTICATED) without hashing it. Real tokens are ~43 characters
+/// (`callauthctl gen-token`); the request's whole header block may be up to
+/// 64 KiB (`gateway::server::MAX_HEADER_LIST_BYTES`).
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 /// The configured clients, by token digest.
 #[derive(Clone, Default)]
 pub struct TokenRegistry {
@@ -252,6 +258,11 @@ impl TokenRegistry {
                         .or_else(|| v.strip_prefix("bearer "))
                 })
                 .ok_or_else(|| Status::unauthenticated("authorization must be 'Bearer <token>'"))?;
+            if token.len() > MAX_TOKEN_BYTES {
+                return Err(Status::unauthenticated(format!(
+                    "the bearer token is longer than {MAX_TOKEN_BYTES} bytes"
+                )));
+            }
             let principal = registry
                 .authenticate(token.trim())
                 .ok_or_else(|| Status::unauthenticated("unknown token"))?;

@@ -126,7 +126,7 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         GRPC_REQUESTS_TOTAL,
-        "gRPC requests by method and status code (cancelled requests included; a usage stream (Report) counts once, when it ends)"
+        "gRPC requests by method and status code, each once: requests refused before a handler ran included, a passed deadline as deadline_exceeded, a request abandoned by its client as cancelled; a usage stream (Report) counts once, when it ends"
     );
     describe_histogram!(
         GRPC_REQUEST_DURATION_SECONDS,

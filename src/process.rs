@@ -293,12 +293,26 @@ pub fn serve_http(
 /// Serves `router` on `listener` until the process stops, over TLS when
 /// `tls` is given (each request then carries the connection's
 /// [`crate::tls::PeerInfo`], which the token interceptor checks).
-pub fn serve_grpc(
+pub fn serve_grpc<L, ResBody>(
     tasks: &mut Tasks,
-    router: tonic::transport::server::Router,
+    router: tonic::transport::server::Router<L>,
     listener: TcpListener,
     tls: Option<&Arc<TlsServer>>,
-) {
+) where
+    L: tower::Layer<tonic::service::Routes> + Send + 'static,
+    L::Service: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<ResBody>,
+        > + Clone
+        + Send
+        + 'static,
+    <L::Service as tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>>>::Future:
+        Send,
+    <L::Service as tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>>>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    ResBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stopped = tasks.stopped();
     match tls {
         None => {

@@ -11,6 +11,7 @@
 
 use tonic::{Code, Status};
 
+use crate::domain::text::TextError;
 use crate::gateway::GatewayError;
 use crate::settlement::SettlementError;
 use crate::store::StoreError;
@@ -69,6 +70,13 @@ impl Classify for StoreError {
             StoreError::Corrupt(_) => Failure::Internal,
             StoreError::Forbidden(_) => Failure::PermissionDenied,
         }
+    }
+}
+
+/// Client text refused by [`crate::domain::text`]: the message names the field only.
+impl Classify for TextError {
+    fn failure(&self) -> Failure {
+        Failure::InvalidArgument
     }
 }
 

@@ -21,10 +21,18 @@ use super::ids::{MerchantId, TermsId};
 use super::money::Money;
 use super::number::{NumberKind, E164};
 use super::rating::{Tariff, TariffError};
+use super::text;
 use super::vat::VatRate;
 
 /// The statutory cap on a written payment reminder fee (lag 1981:739, 4 § p.1).
 pub const MAX_REMINDER_FEE: Money = Money::sek(60);
+
+/// The longest names and categories, in characters; all are one line of
+/// plain text ([`super::text`]), because they are read out in the
+/// announcement, printed on statements and kept in the terms.
+pub const MAX_MERCHANT_NAME_CHARS: usize = 200;
+pub const MAX_SERVICE_NAME_CHARS: usize = 100;
+pub const MAX_CATEGORY_CHARS: usize = 40;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Merchant {
@@ -111,12 +119,14 @@ pub struct ServiceSpec {
 pub enum CatalogError {
     #[error("unknown merchant '{0}'")]
     UnknownMerchant(String),
-    #[error("service name must be 1–100 characters")]
+    #[error("service name must be 1–100 characters of plain text on one line")]
     Name,
-    #[error("category must be at most 40 characters")]
+    #[error("category must be at most 40 characters of plain text on one line")]
     Category,
-    #[error("merchant name must be 1–200 characters")]
+    #[error("merchant name must be 1–200 characters of plain text on one line")]
     MerchantName,
+    #[error("organisation number must be empty or NNNNNN-NNNN")]
+    OrgNumber,
     #[error("fee must be at most 10000 basis points (100 %)")]
     Fee,
     #[error("reminder fee must be between 0 and 60 SEK (lag 1981:739)")]
@@ -150,12 +160,17 @@ impl Terms {
         }
     }
 
+    /// Every variant of this text is written out in the tests: Swedish needs
+    /// "1 minut" but "2 minuter", and a price in whole kronor is read without
+    /// ",00" ("30 kr", not "30,00 kr": read aloud, the decimals are noise).
+    /// Billing steps other than 1 and 60 s divide 60 (2–30 s), so "sekunder"
+    /// is always plural there.
     fn make_announcement_sv(&self, prepaid: bool) -> String {
         let t = &self.tariff;
         let mut s = format!(
             "Du ringer {}. Samtalet kostar {} per minut",
             self.service_name,
-            t.price_per_minute.to_swedish()
+            spoken_price(t.price_per_minute)
         );
         // Prices to consumers include VAT; say so unless there is none.
         if self.vat != VatRate::EXEMPT {
@@ -172,10 +187,15 @@ impl Terms {
             s.push_str(" och debiteras per påbörjad minut");
         }
         if t.minimum_minutes > 0 {
+            let unit = if t.minimum_minutes == 1 {
+                "minut"
+            } else {
+                "minuter"
+            };
             s.push_str(&format!(
-                ", med en minimidebitering om {} minuter ({})",
+                ", med en minimidebitering om {} {unit} ({})",
                 t.minimum_minutes,
-                t.minimum_charge().to_swedish()
+                spoken_price(t.minimum_charge())
             ));
         }
         s.push_str(". ");
@@ -198,11 +218,21 @@ impl Terms {
     }
 }
 
+/// A price as the announcement says it: "29,90 kr", but "30 kr" for whole kronor.
+fn spoken_price(m: Money) -> String {
+    let text = m.to_swedish();
+    match text.strip_suffix(",00 kr") {
+        Some(kronor) => format!("{kronor} kr"),
+        None => text,
+    }
+}
+
 impl Merchant {
     pub fn validate(&self) -> Result<(), CatalogError> {
-        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
-            return Err(CatalogError::MerchantName);
-        }
+        text::required_text("name", &self.name, MAX_MERCHANT_NAME_CHARS)
+            .map_err(|_| CatalogError::MerchantName)?;
+        text::checked_org_number("org_number", &self.org_number)
+            .map_err(|_| CatalogError::OrgNumber)?;
         if self.fee_basis_points > 10_000 {
             return Err(CatalogError::Fee);
         }
@@ -251,13 +281,10 @@ impl CatalogSnapshot {
         spec: &ServiceSpec,
         now_ms: i64,
     ) -> Result<ServiceChange, CatalogError> {
-        let name = spec.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(CatalogError::Name);
-        }
-        if spec.category.chars().count() > 40 {
-            return Err(CatalogError::Category);
-        }
+        let name = text::required_text("name", &spec.name, MAX_SERVICE_NAME_CHARS)
+            .map_err(|_| CatalogError::Name)?;
+        text::checked_text("category", &spec.category, MAX_CATEGORY_CHARS)
+            .map_err(|_| CatalogError::Category)?;
         if spec.reminder_fee.is_negative() || spec.reminder_fee > MAX_REMINDER_FEE {
             return Err(CatalogError::ReminderFee);
         }
@@ -426,6 +453,132 @@ mod tests {
             cat.plan_service(&s, 1).unwrap_err(),
             CatalogError::ServiceNumberKind(_)
         ));
+    }
+
+    /// Terms of a service with this tariff, as the catalogue makes them.
+    fn terms_with(name: &str, price_ore: i64, step: u32, minimum_minutes: u32) -> Arc<Terms> {
+        let cat = CatalogSnapshot::default().with_merchant(merchant());
+        let mut s = spec(price_ore);
+        s.name = name.into();
+        s.tariff = Tariff::new(Money::ore_unchecked(price_ore), step, minimum_minutes).unwrap();
+        cat.plan_service(&s, 1).unwrap().service.terms.clone()
+    }
+
+    const POSTPAID_TAIL: &str = "Kostnaden faktureras innehavaren av numret du ringer från, \
+        med en separat faktura. Tryck 1 om du är minst 18 år och ringer från ett nummer som är \
+        registrerat på dig. Tryck sedan 1 för att godkänna priset och att tjänsten startar \
+        direkt; ångerrätten upphör när tjänsten har utförts.";
+    const PREPAID_TAIL: &str = "Kostnaden dras från saldot på din förskottskod. Tryck 1 om du \
+        är minst 18 år. Tryck sedan 1 för att godkänna priset och att tjänsten startar direkt; \
+        ångerrätten upphör när tjänsten har utförts.";
+
+    /// The text the consent rests on (R3), every variant written out by hand:
+    /// "1 minut" but "2 minuter", per started minute, per second and per
+    /// started period, with and without a minimum, prices with öre and in
+    /// whole kronor (read without ",00"), thousands grouped, VAT included
+    /// (said unless the service is exempt).
+    #[test]
+    fn announcement_reads_as_correct_swedish_in_every_variant() {
+        let cases: [(&str, i64, u32, u32, &str); 9] = [
+            (
+                "Tarotlinjen",
+                2990,
+                60,
+                0,
+                "Du ringer Tarotlinjen. Samtalet kostar 29,90 kr per minut inklusive moms och debiteras per \
+                 påbörjad minut.",
+            ),
+            (
+                "Travtips",
+                2990,
+                60,
+                1,
+                "Du ringer Travtips. Samtalet kostar 29,90 kr per minut inklusive moms och debiteras per \
+                 påbörjad minut, med en minimidebitering om 1 minut (29,90 kr).",
+            ),
+            (
+                "Juristjouren",
+                2490,
+                60,
+                3,
+                "Du ringer Juristjouren. Samtalet kostar 24,90 kr per minut inklusive moms och debiteras per \
+                 påbörjad minut, med en minimidebitering om 3 minuter (74,70 kr).",
+            ),
+            (
+                "Chattlinjen",
+                1995,
+                1,
+                0,
+                "Du ringer Chattlinjen. Samtalet kostar 19,95 kr per minut inklusive moms och debiteras per \
+                 sekund.",
+            ),
+            (
+                "Chattlinjen",
+                1995,
+                1,
+                1,
+                "Du ringer Chattlinjen. Samtalet kostar 19,95 kr per minut inklusive moms och debiteras per \
+                 sekund, med en minimidebitering om 1 minut (19,95 kr).",
+            ),
+            (
+                "Samtalsstöd",
+                3000,
+                60,
+                2,
+                "Du ringer Samtalsstöd. Samtalet kostar 30 kr per minut inklusive moms och debiteras per \
+                 påbörjad minut, med en minimidebitering om 2 minuter (60 kr).",
+            ),
+            (
+                "Halvminuten",
+                1200,
+                30,
+                0,
+                "Du ringer Halvminuten. Samtalet kostar 12 kr per minut inklusive moms och debiteras per \
+                 påbörjad period om 30 sekunder.",
+            ),
+            (
+                "Expertrådet",
+                150_000,
+                60,
+                1,
+                "Du ringer Expertrådet. Samtalet kostar 1 500 kr per minut inklusive moms och debiteras per \
+                 påbörjad minut, med en minimidebitering om 1 minut (1 500 kr).",
+            ),
+            (
+                "Femöringen",
+                105,
+                60,
+                10,
+                "Du ringer Femöringen. Samtalet kostar 1,05 kr per minut inklusive moms och debiteras per \
+                 påbörjad minut, med en minimidebitering om 10 minuter (10,50 kr).",
+            ),
+        ];
+        for (name, price_ore, step, minimum, head) in cases {
+            let t = terms_with(name, price_ore, step, minimum);
+            assert_eq!(
+                t.announcement_sv(false),
+                format!("{head} {POSTPAID_TAIL}"),
+                "{name} postpaid"
+            );
+            assert_eq!(
+                t.announcement_sv(true),
+                format!("{head} {PREPAID_TAIL}"),
+                "{name} prepaid"
+            );
+        }
+        // A service exempt from VAT does not mention it.
+        let cat = CatalogSnapshot::default().with_merchant(merchant());
+        let mut exempt = spec(3000);
+        exempt.name = "Psykologsamtal".into();
+        exempt.vat = VatRate::EXEMPT;
+        let t = cat.plan_service(&exempt, 1).unwrap().service.terms.clone();
+        assert_eq!(
+            t.announcement_sv(false),
+            format!(
+                "Du ringer Psykologsamtal. Samtalet kostar 30 kr per minut och debiteras per \
+                 påbörjad minut, med en minimidebitering om 2 minuter (60 kr). {POSTPAID_TAIL}"
+            )
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! and their immutable terms (R4, R5); `account` the credit rules and the
 //! balance changes invoices and payments make (R7–R9, R15); `prepaid` the
 //! codes and `lockout` the wrong-code rule (R17); `event` the outbox contract
-//! with settlement; `vat` the VAT rates of the terms.
+//! with settlement; `vat` the VAT rates of the terms; `text` the one rule for
+//! clients' free text.
 
 pub mod account;
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod money;
 pub mod number;
 pub mod prepaid;
 pub mod rating;
+pub mod text;
 pub mod vat;
 
 pub use account::{Balances, BlockKind, CreditPolicy, LimitChange, LimitSource};

@@ -63,7 +63,11 @@ impl Money {
 
     /// Exact conversion from a decimal number of SEK; refuses sub-öre precision.
     pub fn from_sek_decimal(sek: Decimal) -> Result<Money, MoneyError> {
-        let ore = sek * Decimal::ONE_HUNDRED;
+        // Checked: SEK beyond ~7.9·10^26 has no öre in a decimal (it panicked).
+        let Some(ore) = sek.checked_mul(Decimal::ONE_HUNDRED) else {
+            let whole = i128::try_from(sek.trunc()).unwrap_or(i128::MAX);
+            return Err(MoneyError::OutOfRange(whole.saturating_mul(100)));
+        };
         if ore.fract() != Decimal::ZERO {
             return Err(MoneyError::TooPrecise(sek.to_string()));
         }
@@ -206,6 +210,24 @@ mod tests {
             "999999999999999".parse::<Money>(),
             Err(MoneyError::OutOfRange(_))
         ));
+    }
+
+    /// Found by tests/fuzz.rs (the catalogue's price_per_minute): a number
+    /// too large for öre overflowed the decimal multiplication and panicked.
+    #[test]
+    fn amounts_beyond_a_decimal_are_out_of_range_not_a_panic() {
+        for text in [
+            "79228162514264337593543950335",
+            "1000000000000000000000000000",
+            "-79228162514264337593543950335",
+        ] {
+            assert!(
+                matches!(text.parse::<Money>(), Err(MoneyError::OutOfRange(_))),
+                "{text}"
+            );
+        }
+        assert!(Money::from_sek_decimal(Decimal::MAX).is_err());
+        assert!(Money::from_sek_decimal(Decimal::MIN).is_err());
     }
 
     #[test]

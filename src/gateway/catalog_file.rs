@@ -134,8 +134,14 @@ impl CatalogFile {
                     .trim()
                     .parse()
                     .map_err(|_| entry_err(what(), "fee_percent must be a number"))?;
-                let bps = pct * rust_decimal::Decimal::ONE_HUNDRED;
-                if bps.fract() != rust_decimal::Decimal::ZERO || bps.is_sign_negative() {
+                if pct.is_sign_negative() {
+                    return Err(entry_err(what(), "fee_percent must not be negative"));
+                }
+                // Checked: a 29-digit percentage overflows the decimal.
+                let bps = pct
+                    .checked_mul(rust_decimal::Decimal::ONE_HUNDRED)
+                    .ok_or_else(|| entry_err(what(), "fee_percent out of range"))?;
+                if bps.fract() != rust_decimal::Decimal::ZERO {
                     return Err(entry_err(what(), "fee_percent has at most two decimals"));
                 }
                 Ok(Merchant {
@@ -221,6 +227,26 @@ mod tests {
         assert!(services.iter().any(|s| s.vat == VatRate::EXEMPT));
         assert!(!f.directory().unwrap().is_empty());
         crate::auth::TokenRegistry::from_clients(&f.clients).unwrap();
+    }
+
+    /// Found by tests/fuzz.rs: a fee with 29 digits overflowed the decimal
+    /// multiplication and panicked while loading the file.
+    #[test]
+    fn a_huge_fee_is_refused_not_a_panic() {
+        for fee in [
+            "79228162514264337593543950335",
+            "1e30",
+            "-5",
+            "12.345",
+            "50000000",
+        ] {
+            let text = format!("[[merchant]]\nid = \"m\"\nname = \"M\"\nfee_percent = \"{fee}\"\n");
+            let e = CatalogFile::parse(&text).unwrap().merchants().unwrap_err();
+            assert!(
+                e.to_string().starts_with("merchant m: fee_percent"),
+                "{fee}: {e}"
+            );
+        }
     }
 
     #[test]

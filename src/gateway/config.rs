@@ -90,6 +90,22 @@ pub struct GatewayConfig {
     #[arg(long)]
     pub record_policy: bool,
 
+    /// How far ahead of the gateway's clock a usage record may start and end
+    /// (started_at + duration), seconds: usage cannot have happened after it
+    /// was reported, so this is the merchants' clock skew.
+    #[arg(long, env = "CALLAUTH_USAGE_CLOCK_SKEW_SECONDS", default_value_t = 60)]
+    pub usage_clock_skew_seconds: u32,
+
+    /// How far ahead of the gateway's clock a consent step (step1_at,
+    /// step2_at) may be, milliseconds: the IVRs' clock skew.
+    #[arg(long, env = "CALLAUTH_CONSENT_CLOCK_SKEW_MS", default_value_t = 5_000)]
+    pub consent_clock_skew_ms: u32,
+
+    /// How long before the Authorize that carries it the caller's first
+    /// confirmation may be, seconds; older consent must be asked for again.
+    #[arg(long, env = "CALLAUTH_CONSENT_MAX_AGE_SECONDS", default_value_t = 900)]
+    pub consent_max_age_seconds: u32,
+
     /// Deadline for requests that carry none, milliseconds.
     #[arg(long, env = "CALLAUTH_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
     pub request_timeout_ms: u64,
@@ -148,6 +164,9 @@ impl GatewayConfig {
     pub fn limits(&self) -> GatewayLimits {
         GatewayLimits {
             max_call_seconds: self.store_policy.max_call_seconds,
+            usage_future_skew_ms: i64::from(self.usage_clock_skew_seconds) * 1000,
+            consent_future_skew_ms: i64::from(self.consent_clock_skew_ms),
+            consent_max_age_ms: i64::from(self.consent_max_age_seconds) * 1000,
             ..GatewayLimits::default()
         }
     }
@@ -167,6 +186,9 @@ impl GatewayConfig {
     /// Checks combinations clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         self.store_policy.validate()?;
+        if self.consent_max_age_seconds == 0 {
+            return Err("--consent-max-age-seconds must be positive".into());
+        }
         if let Some(k) = &self.prepaid_code_key {
             if k.len() < 32 {
                 return Err("--prepaid-code-key must be at least 32 bytes".into());
@@ -214,6 +236,11 @@ mod tests {
         assert_eq!(p.credit.established_limit, Money::sek(3000));
         assert_eq!(p.credit.threshold_percent, 80);
         assert_eq!(c.store, "memory");
+        // The flags' defaults are the library's (docs/api.md documents both).
+        let (flags, library) = (c.limits(), GatewayLimits::default());
+        assert_eq!(flags.usage_future_skew_ms, library.usage_future_skew_ms);
+        assert_eq!(flags.consent_future_skew_ms, library.consent_future_skew_ms);
+        assert_eq!(flags.consent_max_age_ms, library.consent_max_age_ms);
     }
 
     #[test]

@@ -88,8 +88,18 @@ pub struct UsageInput {
     pub record_id: String,
     pub call_id: String,
     pub service_number: String,
-    pub started_at_ms: Option<i64>,
+    pub started_at: UsageStart,
     pub duration_seconds: i64,
+}
+
+/// A usage record's `started_at` as received.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum UsageStart {
+    #[default]
+    Missing,
+    /// Not a valid timestamp (nanos out of range, or beyond milliseconds).
+    Invalid,
+    At(i64),
 }
 
 /// Limits on requests, from configuration.
@@ -97,17 +107,37 @@ pub struct UsageInput {
 pub struct GatewayLimits {
     /// The longest usage a record may report.
     pub max_call_seconds: u32,
-    /// How far in the future a usage record's start may be (clock skew).
+    /// How far ahead of the gateway's clock a usage record may start and,
+    /// above all, end (started_at + duration): usage cannot have happened
+    /// after it was reported, so this is the merchant's clock skew only.
     pub usage_future_skew_ms: i64,
+    /// How far ahead of the gateway's clock a consent step may be (the IVR's
+    /// clock skew; a key press precedes the request that reports it).
+    pub consent_future_skew_ms: i64,
+    /// How long before the request the caller's first confirmation may be.
+    pub consent_max_age_ms: i64,
     /// Holds expired per sweep batch.
     pub sweep_batch: usize,
 }
 
 impl Default for GatewayLimits {
+    /// The defaults and why (docs/api.md repeats them):
+    /// * usage skew 60 s: merchants' platforms keep NTP time (milliseconds
+    ///   apart); a minute tolerates a badly kept clock while capping what a
+    ///   record can claim beyond the time that has passed at one minute.
+    /// * consent skew 5 s: the key presses happen before the Authorize that
+    ///   carries them, so a correct clock puts them in the past; 5 s covers a
+    ///   drifting IVR clock and refuses evidence from the future.
+    /// * consent age 900 s: the announcement is read within 10 s of the call's
+    ///   start and both confirmations follow it; a quarter of an hour leaves
+    ///   room for a caller who has the menu repeated and for the IVR's retries
+    ///   of the same Authorize, and refuses clocks that are hours or days off.
     fn default() -> Self {
         GatewayLimits {
             max_call_seconds: 4 * 3600,
-            usage_future_skew_ms: 300_000,
+            usage_future_skew_ms: 60_000,
+            consent_future_skew_ms: 5_000,
+            consent_max_age_ms: 900_000,
             sweep_batch: 1000,
         }
     }
@@ -175,6 +205,10 @@ impl<S: Store> Gateway<S> {
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    pub fn limits(&self) -> &GatewayLimits {
+        &self.limits
     }
 
     /// Times a store step and counts its errors.
@@ -459,7 +493,7 @@ impl<S: Store> Gateway<S> {
         let record_id = RecordId::parse(&input.record_id).map_err(|e| malformed(e.to_string()))?;
         let call_id = CallId::parse(&input.call_id).map_err(|e| malformed(e.to_string()))?;
         let service_number = E164::parse(&input.service_number)
-            .map_err(|e| malformed(format!("service_number: {e}")))?;
+            .map_err(|e| malformed(format!("service_number {e}")))?;
         let service = self
             .catalog
             .snapshot()
@@ -484,21 +518,43 @@ impl<S: Store> Gateway<S> {
                 format!("duration_seconds must be between 0 and {max}"),
             ));
         }
-        let started_at_ms = match input.started_at_ms {
-            Some(t) if t > 0 && t <= self.now_ms() + self.limits.usage_future_skew_ms => t,
-            Some(_) => {
-                return Err(UsageOutcome::Rejected(
-                    UsageReject::StartOutOfRange,
-                    "started_at is in the future".into(),
+        // Usage cannot have happened after it was reported: neither its start
+        // nor its end (start + duration) may lie beyond the receive time plus
+        // the merchant's clock skew. (How long before the authorization it
+        // may start is the store's check, against the hold.)
+        let latest_ms = self
+            .now_ms()
+            .saturating_add(self.limits.usage_future_skew_ms);
+        let skew_s = self.limits.usage_future_skew_ms / 1000;
+        let start_out_of_range =
+            |what: String| UsageOutcome::Rejected(UsageReject::StartOutOfRange, what);
+        let started_at_ms = match input.started_at {
+            UsageStart::At(t) if t > 0 && t <= latest_ms => t,
+            UsageStart::At(t) if t <= 0 => {
+                return Err(start_out_of_range("started_at is not after 1970".into()))
+            }
+            UsageStart::At(_) => {
+                let ahead = format!("more than {skew_s} s ahead of the gateway's clock");
+                return Err(start_out_of_range(format!(
+                    "started_at is in the future ({ahead})"
+                )));
+            }
+            UsageStart::Invalid => {
+                return Err(start_out_of_range(
+                    "started_at is not a valid timestamp".into(),
                 ))
             }
-            None => {
-                return Err(UsageOutcome::Rejected(
-                    UsageReject::StartOutOfRange,
-                    "started_at is required".into(),
-                ))
-            }
+            UsageStart::Missing => return Err(start_out_of_range("started_at is required".into())),
         };
+        if started_at_ms.saturating_add(input.duration_seconds * 1000) > latest_ms {
+            return Err(UsageOutcome::Rejected(
+                UsageReject::DurationOutOfRange,
+                format!(
+                    "started_at + duration_seconds ends in the future (more than {skew_s} s \
+                     ahead of the gateway's clock): report a call when it has ended"
+                ),
+            ));
+        }
         Ok(UsagePost {
             merchant_id: merchant.clone(),
             record_id,

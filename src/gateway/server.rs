@@ -22,6 +22,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::api::edge::EdgeLayer;
 use super::api::{AccountsApi, ApiState, AuthorizationApi, CatalogApi, UsageApi};
 use super::Gateway;
 use crate::auth::TokenRegistry;
@@ -39,9 +40,17 @@ pub const SERVICE_NAMES: [&str; 4] = [
     "callauth.v1.Accounts",
 ];
 
+/// The largest header block a request may carry. hyper's default (16 KiB)
+/// refused a longer bearer token with HTTP 431 before any gRPC code ran, and
+/// clients reported UNKNOWN; up to this size the interceptor answers
+/// UNAUTHENTICATED. Envoy's default limit is 60 KiB; headers are held per
+/// request, like its message (at most 4 MiB), so this adds little.
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
-    /// Deadline for a request that carries none (a shorter client deadline wins).
+    /// Deadline for a request that carries none (a shorter client deadline
+    /// wins); when it passes the answer is DEADLINE_EXCEEDED.
     pub request_timeout: Duration,
     /// Requests served at once by the whole process; beyond it RESOURCE_EXHAUSTED.
     pub max_concurrent_requests: usize,
@@ -166,15 +175,18 @@ pub async fn start<S: Store>(
             limiter: Arc::new(Semaphore::new(opts.max_concurrent_requests)),
         });
         let intercept = tokens.interceptor();
+        // No tonic `timeout`: the edge layer keeps the deadlines, so that a
+        // deadline hit is DEADLINE_EXCEEDED and counted (api::edge).
         let mut builder = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .timeout(opts.request_timeout)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .http2_keepalive_interval(Some(opts.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         if let Some(age) = opts.max_connection_age {
             builder = builder.max_connection_age(age);
         }
         let router = builder
+            .layer(EdgeLayer::new(&SERVICE_NAMES, opts.request_timeout))
             .add_service(health_service)
             .add_service(process::reflection()?)
             .add_service(

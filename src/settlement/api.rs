@@ -1,6 +1,15 @@
 //! The `callauth.v1.Settlement` gRPC service. Merchants (merchant tokens)
 //! read their own statements and the marketing opt-out list; everything else
 //! needs an admin token. Generated types stop here.
+//!
+//! Every string field is checked here, before the ledger sees it (issue 10):
+//! numbers and merchant ids by their grammar, OCR references as digits, and
+//! free text (names, addresses, e-mail, reasons) by the one rule of
+//! [`crate::domain::text`] — a documented maximum length (the constants below,
+//! and the table in `docs/api.md`) and no control characters. PostgreSQL
+//! refuses NUL in `text` and `jsonb`: a NUL in a holder's name once reached
+//! the database and came back as INTERNAL. Errors name the field, never its
+//! value (names, addresses and numbers are personal data).
 
 use std::sync::Arc;
 
@@ -8,7 +17,8 @@ use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{principal, require_admin, Role};
-use crate::domain::{CodeHasher, CodeId, Money};
+use crate::domain::text::{self, TextError};
+use crate::domain::{CodeHasher, CodeId, MerchantId, Money, E164};
 use crate::pb;
 use crate::settlement::context::{Settlement, SettlementError};
 use crate::settlement::delivery::{self, Channel, Outcome};
@@ -29,9 +39,54 @@ pub fn to_status(e: SettlementError) -> Status {
     crate::status::to_status(e)
 }
 
+/// A holder's name, as printed on invoices.
+pub const MAX_HOLDER_NAME_CHARS: usize = 200;
+/// A postal address: at most this many lines of at most this many characters.
+pub const MAX_ADDRESS_LINES: usize = 6;
+pub const MAX_ADDRESS_LINE_CHARS: usize = 100;
+/// Another address for direct marketing (R22), one line.
+pub const MAX_MARKETING_ADDRESS_CHARS: usize = 300;
+/// A dispute's reason and its resolution.
+pub const MAX_DISPUTE_TEXT_CHARS: usize = 1000;
+/// Where a prepaid code or receipt goes: a number or an e-mail address.
+pub const MAX_DELIVER_TO_CHARS: usize = 200;
+/// A pick-up secret (48 hex digits when made here).
+pub const MAX_PICKUP_SECRET_CHARS: usize = 128;
+/// Bankgiro OCR references are at most 25 digits.
+pub const MAX_OCR_DIGITS: usize = 25;
+/// `invoice_delivery` ("email" or "paper") and `personal_number` (12 digits)
+/// as received, before their own checks.
+const MAX_DELIVERY_CHARS: usize = 16;
+const MAX_PERSONAL_NUMBER_CHARS: usize = 16;
+/// A phone number as written ("+46 (0)70-123 45 67" is 19 characters).
+const MAX_NUMBER_CHARS: usize = 32;
+
 fn date(field: &str, s: &str) -> Result<NaiveDate, Status> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| Status::invalid_argument(format!("{field}: a date like 2026-12-15")))
+}
+
+fn text_status(e: TextError) -> Status {
+    crate::status::to_status(e)
+}
+
+/// Free text of at most `max_chars`, trimmed (empty allowed).
+fn free_text<'a>(field: &'static str, s: &'a str, max_chars: usize) -> Result<&'a str, Status> {
+    Ok(text::checked_text(field, s, max_chars)
+        .map_err(text_status)?
+        .trim())
+}
+
+/// A phone number (E.164 or Swedish national form), never echoed in errors.
+fn number(field: &'static str, s: &str) -> Result<E164, Status> {
+    text::checked_text(field, s, MAX_NUMBER_CHARS).map_err(text_status)?;
+    E164::parse(s).map_err(|e| Status::invalid_argument(format!("{field} {e}")))
+}
+
+/// An OCR reference: 2–25 digits.
+fn ocr<'a>(field: &'static str, s: &'a str) -> Result<&'a str, Status> {
+    text::checked_digits(field, s.trim(), 2, MAX_OCR_DIGITS, "must be 2–25 digits")
+        .map_err(text_status)
 }
 
 fn actor<T>(req: &Request<T>) -> Result<String, Status> {
@@ -104,7 +159,12 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
         &self,
         req: Request<pb::ListStatementsRequest>,
     ) -> Result<Response<pb::ListStatementsResponse>, Status> {
-        let scope = merchant_scope(&req, &req.get_ref().merchant_id)?;
+        let asked = &req.get_ref().merchant_id;
+        if !asked.is_empty() {
+            MerchantId::parse(asked)
+                .map_err(|e| Status::invalid_argument(format!("merchant_id: {e}")))?;
+        }
+        let scope = merchant_scope(&req, asked)?;
         let list = merchants::statements(&self.settlement.pool, scope.as_deref())
             .await
             .map_err(to_status)?;
@@ -170,17 +230,44 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
     ) -> Result<Response<pb::Holder>, Status> {
         let actor = actor(&req)?;
         let r = req.into_inner();
+        let number = number("number", &r.number)?;
+        let name = free_text("name", &r.name, MAX_HOLDER_NAME_CHARS)?;
+        if r.address_lines.len() > MAX_ADDRESS_LINES {
+            return Err(Status::invalid_argument(format!(
+                "address_lines has more than {MAX_ADDRESS_LINES} lines"
+            )));
+        }
+        let address_lines = r
+            .address_lines
+            .iter()
+            .map(|l| free_text("address_lines", l, MAX_ADDRESS_LINE_CHARS).map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?;
+        let email = if r.email.trim().is_empty() {
+            None
+        } else {
+            Some(
+                text::checked_email("email", &r.email)
+                    .map_err(text_status)?
+                    .to_string(),
+            )
+        };
+        let delivery = free_text("invoice_delivery", &r.invoice_delivery, MAX_DELIVERY_CHARS)?;
+        let personal_number = free_text(
+            "personal_number",
+            &r.personal_number,
+            MAX_PERSONAL_NUMBER_CHARS,
+        )?;
         let input = HolderInput {
-            number: r.number,
-            name: (!r.name.trim().is_empty()).then(|| r.name.trim().to_string()),
-            address_lines: r.address_lines,
-            email: (!r.email.trim().is_empty()).then(|| r.email.trim().to_string()),
-            invoice_delivery: if r.invoice_delivery.is_empty() {
+            number: number.as_str().to_string(),
+            name: (!name.is_empty()).then(|| name.to_string()),
+            address_lines,
+            email,
+            invoice_delivery: if delivery.is_empty() {
                 "paper".into()
             } else {
-                r.invoice_delivery
+                delivery.to_string()
             },
-            personal_number: (!r.personal_number.is_empty()).then_some(r.personal_number),
+            personal_number: (!personal_number.is_empty()).then(|| personal_number.to_string()),
         };
         let mut conn = self
             .settlement
@@ -210,18 +297,22 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
     ) -> Result<Response<pb::Holder>, Status> {
         let actor = actor(&req)?;
         let r = req.into_inner();
+        let number = number("number", &r.number)?;
+        let address = free_text(
+            "marketing_address",
+            &r.marketing_address,
+            MAX_MARKETING_ADDRESS_CHARS,
+        )?;
+        let address = (!address.is_empty()).then_some(address);
         let mut conn = self
             .settlement
             .pool
             .acquire()
             .await
             .map_err(|e| to_status(e.into()))?;
-        let address = (!r.marketing_address.trim().is_empty())
-            .then(|| r.marketing_address.trim().to_string());
-        let h =
-            personal::set_marketing(&mut conn, &r.number, r.opt_out, address.as_deref(), &actor)
-                .await
-                .map_err(to_status)?;
+        let h = personal::set_marketing(&mut conn, number.as_str(), r.opt_out, address, &actor)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(holder_pb(h)))
     }
 
@@ -231,8 +322,7 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
     ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
         actor(&req)?;
         let r = req.into_inner();
-        let number = crate::domain::E164::parse(&r.number)
-            .map_err(|e| Status::invalid_argument(format!("number: {e}")))?;
+        let number = number("number", &r.number)?;
         let rows: Vec<(i64, String, String, String, NaiveDate, NaiveDate, i64, i64, String, String, bool)> = sqlx::query_as(
             "select id, number, kind, ocr, issue_date, due_date, total_ore, paid_ore, status, stage, disputed
              from invoices where number = $1 order by id",
@@ -304,9 +394,23 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
         let r = req.into_inner();
         use pb::match_payment_request::Target;
         let target = match r.target {
-            Some(Target::Invoice(i)) => MatchTarget::Invoice(i),
-            Some(Target::Number(n)) => MatchTarget::Number(n),
-            Some(Target::PrepaidOrder(o)) => MatchTarget::PrepaidOrder(o),
+            Some(Target::Invoice(i)) => MatchTarget::Invoice(
+                text::checked_digits(
+                    "invoice",
+                    i.trim(),
+                    1,
+                    MAX_OCR_DIGITS,
+                    "must be an OCR reference or an invoice id (digits)",
+                )
+                .map_err(text_status)?
+                .to_string(),
+            ),
+            Some(Target::Number(n)) => {
+                MatchTarget::Number(number("number", &n)?.as_str().to_string())
+            }
+            Some(Target::PrepaidOrder(o)) => {
+                MatchTarget::PrepaidOrder(ocr("prepaid_order", &o)?.to_string())
+            }
             None => {
                 return Err(Status::invalid_argument(
                     "give an invoice, a number or a prepaid order",
@@ -341,12 +445,13 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
     ) -> Result<Response<pb::InstallmentPlan>, Status> {
         let actor = actor(&req)?;
         let r = req.into_inner();
+        let number = number("number", &r.number)?;
         let monthly = Money::from_ore(r.monthly_ore)
             .map_err(|e| Status::invalid_argument(format!("monthly_ore: {e}")))?;
         let first = date("first_due_date", &r.first_due_date)?;
         let plan = plans::create_plan(
             &self.settlement,
-            &r.number,
+            number.as_str(),
             monthly,
             first,
             &actor,
@@ -377,7 +482,9 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
     ) -> Result<Response<pb::Dispute>, Status> {
         let actor = actor(&req)?;
         let r = req.into_inner();
-        let d = disputes::open_dispute(&self.settlement, r.invoice_id, &r.reason, &actor)
+        let reason = text::required_text("reason", &r.reason, MAX_DISPUTE_TEXT_CHARS)
+            .map_err(text_status)?;
+        let d = disputes::open_dispute(&self.settlement, r.invoice_id, reason, &actor)
             .await
             .map_err(to_status)?;
         Ok(Response::new(dispute_pb(d)))
@@ -389,15 +496,12 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
     ) -> Result<Response<pb::Dispute>, Status> {
         let actor = actor(&req)?;
         let r = req.into_inner();
-        let d = disputes::resolve_dispute(
-            &self.settlement,
-            r.dispute_id,
-            r.upheld,
-            &r.resolution,
-            &actor,
-        )
-        .await
-        .map_err(to_status)?;
+        let resolution = text::required_text("resolution", &r.resolution, MAX_DISPUTE_TEXT_CHARS)
+            .map_err(text_status)?;
+        let d =
+            disputes::resolve_dispute(&self.settlement, r.dispute_id, r.upheld, resolution, &actor)
+                .await
+                .map_err(to_status)?;
         Ok(Response::new(dispute_pb(d)))
     }
 
@@ -444,7 +548,8 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
             .begin()
             .await
             .map_err(|e| to_status(e.into()))?;
-        let order = prepaid_orders::create_order(&mut tx, kind, &r.deliver_to)
+        let deliver_to = free_text("deliver_to", &r.deliver_to, MAX_DELIVER_TO_CHARS)?;
+        let order = prepaid_orders::create_order(&mut tx, kind, deliver_to)
             .await
             .map_err(to_status)?;
         tx.commit().await.map_err(|e| to_status(e.into()))?;
@@ -466,14 +571,11 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
             )
         })?;
         let r = req.into_inner();
-        let out = prepaid_orders::pick_up(
-            &self.settlement,
-            OrderRef::Ocr(r.ocr),
-            &r.pickup_secret,
-            hasher,
-        )
-        .await
-        .map_err(to_status)?;
+        let order = ocr("ocr", &r.ocr)?.to_string();
+        let secret = free_text("pickup_secret", &r.pickup_secret, MAX_PICKUP_SECRET_CHARS)?;
+        let out = prepaid_orders::pick_up(&self.settlement, OrderRef::Ocr(order), secret, hasher)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(match out {
             PickedUp::Issued {
                 code,
@@ -500,9 +602,10 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
         req: Request<pb::PersonalDataExtractRequest>,
     ) -> Result<Response<pb::PersonalDataExtractResponse>, Status> {
         let actor = actor(&req)?;
+        let number = number("number", &req.get_ref().number)?;
         let x = personal::extract(
             &self.settlement.pool,
-            &req.get_ref().number,
+            number.as_str(),
             &actor,
             self.settlement.now(),
         )
@@ -520,7 +623,8 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
         req: Request<pb::ErasePersonalDataRequest>,
     ) -> Result<Response<pb::ErasePersonalDataResponse>, Status> {
         let actor = actor(&req)?;
-        let e = personal::erase(&self.settlement, &req.get_ref().number, &actor)
+        let number = number("number", &req.get_ref().number)?;
+        let e = personal::erase(&self.settlement, number.as_str(), &actor)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ErasePersonalDataResponse {

@@ -531,4 +531,41 @@ mod tests {
             .to_string();
         assert!(e.starts_with("malformed Swish callback"), "{e}");
     }
+    /// Part of the fuzz targets (tests/fuzz.rs fuzzes the public parsing): the
+    /// checks a callback goes through before anything is written
+    /// (`handle_callback`) never panic, whatever is posted to the callback URL.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::RngSeed;
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 1_000,
+                rng_seed: RngSeed::Fixed(10),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn callback_checks_never_panic(
+                id in prop_oneof![any::<String>(), "[A-Za-z0-9 -]{0,80}"],
+                paid in prop_oneof![
+                    any::<String>(),
+                    "[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}T[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\\.[0-9]{1,12})?(Z|[+-][0-9]{2}:?[0-9]{2})?",
+                ],
+                amount in prop_oneof![any::<String>(), "[0-9]{0,20}(\\.[0-9]{0,4})?"],
+                status in prop_oneof![any::<String>(), "(PAID|DECLINED|ERROR|CANCELLED|CREATED)"],
+            ) {
+                let mut c = cb(serde_json::Value::String(amount), "SEK");
+                c.id = id;
+                c.status = status;
+                c.date_paid = Some(paid);
+                let _ = c.check_id();
+                let _ = c.status();
+                let _ = c.amount();
+                let _ = c.paid_on(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap());
+            }
+        }
+    }
 }

@@ -197,6 +197,8 @@ pub async fn threshold_once_then_limit_block<S: Store>(g: TestGateway<S>) {
     let t0 = g.now();
     // 41 minutes of tarot = 1 225.90 ≥ 1 200 (80 %): the threshold event once.
     call_allowed(&g, "c1", A, TAROT).await;
+    // Usage is reported when the call has ended (its end may not lie in the future).
+    g.clock.advance_ms(41 * 60_000);
     let ack = report(&g, STJARN, usage_record("r1", "c1", TAROT, t0, 41 * 60)).await;
     assert_eq!(ack.result, pb::UsageResult::Applied as i32);
     assert_eq!(ack.overrun_seconds, 41 * 60 - 900);
@@ -210,12 +212,16 @@ pub async fn threshold_once_then_limit_block<S: Store>(g: TestGateway<S>) {
     assert_eq!(thresholds(&events(&g).await), 1);
     assert!(g.account(A).await.threshold_reached);
     // Another call in the same cycle: no second threshold event.
+    let t2 = g.now();
     call_allowed(&g, "c2", A, TAROT).await;
-    report(&g, STJARN, usage_record("r2", "c2", TAROT, t0, 60)).await;
+    g.clock.advance_ms(60_000);
+    report(&g, STJARN, usage_record("r2", "c2", TAROT, t2, 60)).await;
     assert_eq!(thresholds(&events(&g).await), 1);
     // A call that is not cut runs past 1 500 SEK: charged, and the number is blocked.
+    let t3 = g.now();
     call_allowed(&g, "c3", A, TAROT).await;
-    let ack = report(&g, STJARN, usage_record("r3", "c3", TAROT, t0, 10 * 60)).await;
+    g.clock.advance_ms(10 * 60_000);
+    let ack = report(&g, STJARN, usage_record("r3", "c3", TAROT, t3, 10 * 60)).await;
     assert_eq!(ack.charge_ore, 10 * 2990);
     let acct = g.account(A).await;
     assert!(acct.credit_blocked);
@@ -302,6 +308,7 @@ pub async fn callers_who_cannot_be_invoiced_need_a_code<S: Store>(g: TestGateway
     assert_eq!(ok.funding, pb::Funding::Prepaid as i32);
     assert_eq!(ok.granted_seconds, 180); // 100 SEK covers 3 minutes at 29.90
     let t0 = g.now();
+    g.clock.advance_ms(100_000);
     let ack = report(&g, STJARN, usage_record("r-w1", "w1", TAROT, t0, 100)).await;
     assert_eq!(ack.charge_ore, 5980);
     let bal = g
@@ -346,6 +353,7 @@ pub async fn holder_block_stops_prepaid_but_credit_block_does_not<S: Store>(g: T
 
     // A reaches the limit (credit block) but may still call with a code (R7).
     call_allowed(&g, "a1", A, TAROT).await;
+    g.clock.advance_ms(60 * 60_000);
     report(&g, STJARN, usage_record("ra1", "a1", TAROT, t0, 60 * 60)).await;
     assert!(g.account(A).await.credit_blocked);
     let mut r = authorize_req("a2", A, TAROT);
@@ -620,6 +628,7 @@ pub async fn usage_stream_acknowledges_each_record_in_order<S: Store>(g: TestGat
     let t0 = g.now();
     call_allowed(&g, "c1", A, TAROT).await;
     call_allowed(&g, "c2", B, TAROT).await;
+    g.clock.advance_ms(61_000);
     let records = vec![
         usage_record("r1", "c1", TAROT, t0, 61),
         usage_record("r1-again", "c1", TAROT, t0, 61), // duplicate

@@ -2,27 +2,67 @@
 //! "types at the edge"). Proto3 defaults (empty string, 0, absent message)
 //! are handled explicitly here, and every malformed field is reported by
 //! name as `INVALID_ARGUMENT`.
+//!
+//! Every string field is checked here before anything else sees it (issue
+//! 10): identifiers by their grammar (`CallId`, `MerchantId`, `TermsId`,
+//! `Reference`, E.164 numbers, prepaid codes), free text by the one rule of
+//! [`crate::domain::text`] — a documented maximum length and no control
+//! characters — because free text ends up in events that PostgreSQL stores as
+//! `jsonb`, which refuses NUL: a NUL in `ivr_id` once cost the consent
+//! evidence of a billed call. The limits are the constants below and the
+//! table in `docs/api.md`. Consent timestamps are checked against the
+//! receive time ([`consent_time`]). Errors name the field, never its value.
 
 use prost_types::Timestamp;
 use tonic::Status;
 
 use crate::domain::account::{BlockKind, LimitChange, LimitSource};
-use crate::domain::catalog::{Merchant, Service, ServiceSpec, Terms};
+use crate::domain::catalog::{
+    Merchant, Service, ServiceSpec, Terms, MAX_CATEGORY_CHARS, MAX_MERCHANT_NAME_CHARS,
+    MAX_SERVICE_NAME_CHARS,
+};
 use crate::domain::decision::{Consent, Decision, Funding};
+use crate::domain::text::{self, TextError};
 use crate::domain::{CallId, MerchantId, Money, Reference, Tariff, TermsId, VatRate, E164};
-use crate::gateway::{AuthorizeInput, AuthorizeOutput, Caller, UsageInput};
+use crate::gateway::{AuthorizeInput, AuthorizeOutput, Caller, GatewayLimits, UsageInput};
 use crate::pb;
 use crate::store::{
     AccountView, BlockChange, Evidence, ExtendOutcome, ExtendResult, PrepaidView, ReleaseOutcome,
     UsageOutcome, UsageReject,
 };
 
+/// The IVR node handling a call (free text, kept with the consent evidence).
+pub const MAX_IVR_ID_CHARS: usize = 128;
+/// The incoming line (free text; with a withheld number, the lockout key of R17).
+pub const MAX_LINE_REF_CHARS: usize = 128;
+/// Who asked for a block and how (free text, required, kept in the event).
+pub const MAX_BLOCK_REASON_CHARS: usize = 500;
+/// A credit check's reference (free text, required) and who decided (free text).
+pub const MAX_CREDIT_REFERENCE_CHARS: usize = 128;
+pub const MAX_DECIDED_BY_CHARS: usize = 128;
+/// A phone number as written: "+46 (0)70-123 45 67" is 19 characters.
+pub const MAX_NUMBER_CHARS: usize = 32;
+/// A prepaid code as typed: 16 digits, perhaps grouped by spaces or dashes.
+pub const MAX_PREPAID_CODE_CHARS: usize = 32;
+
 fn invalid(field: &str, e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {e}"))
 }
 
-pub fn number(field: &str, s: &str) -> Result<E164, Status> {
-    E164::parse(s).map_err(|e| invalid(field, e))
+/// `INVALID_ARGUMENT` for a text rule; the message names the field only.
+pub fn text_status(e: TextError) -> Status {
+    crate::status::to_status(e)
+}
+
+pub fn number(field: &'static str, s: &str) -> Result<E164, Status> {
+    text::checked_text(field, s, MAX_NUMBER_CHARS).map_err(text_status)?;
+    E164::parse(s).map_err(|e| Status::invalid_argument(format!("{field} {e}")))
+}
+
+/// A prepaid code as typed: bounded and printable here; its digits and check
+/// digit are checked by the gateway (a mistyped code counts against the line).
+pub fn prepaid_code<'a>(field: &'static str, s: &'a str) -> Result<&'a str, Status> {
+    text::checked_text(field, s, MAX_PREPAID_CODE_CHARS).map_err(text_status)
 }
 
 pub fn money(field: &str, ore: i64) -> Result<Money, Status> {
@@ -40,18 +80,85 @@ pub fn ms_to_timestamp(ms: i64) -> Timestamp {
     }
 }
 
+/// Milliseconds since the epoch, saturating: for timestamps the gateway made
+/// or that were checked with [`checked_timestamp_ms`].
 pub fn timestamp_to_ms(t: &Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000) + i64::from(t.nanos) / 1_000_000
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
+}
+
+/// Milliseconds since the epoch of a client's timestamp, or `None` when it is
+/// not a valid `google.protobuf.Timestamp` (nanos outside 0..1e9) or does not
+/// fit in milliseconds.
+pub fn checked_timestamp_ms(t: &Timestamp) -> Option<i64> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return None;
+    }
+    t.seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(t.nanos) / 1_000_000)
+}
+
+/// The consent step times as evidence (R3): when the caller pressed the key,
+/// by the IVR's clock. An absent step takes the receive time — an absent
+/// step 1 at most step 2's time, an absent step 2 at least step 1's, so that
+/// an IVR reporting one step only is not refused for the order of a time it
+/// did not send. They must be valid timestamps, in order (step 1 ≤ step 2),
+/// not ahead of the receive time by more than the clock skew allowed, and
+/// step 1 not older than the consent window: anything else is not evidence of
+/// this call.
+pub fn consent_time(
+    step1: Option<&Timestamp>,
+    step2: Option<&Timestamp>,
+    now_ms: i64,
+    limits: &GatewayLimits,
+) -> Result<(i64, i64), Status> {
+    let read = |field: &str, t: &Timestamp| {
+        checked_timestamp_ms(t)
+            .ok_or_else(|| Status::invalid_argument(format!("{field} is not a valid timestamp")))
+    };
+    let given1 = step1.map(|t| read("consent.step1_at", t)).transpose()?;
+    let given2 = step2.map(|t| read("consent.step2_at", t)).transpose()?;
+    let (step1_ms, step2_ms) = match (given1, given2) {
+        (Some(s1), Some(s2)) => (s1, s2),
+        (Some(s1), None) => (s1, now_ms.max(s1)),
+        (None, Some(s2)) => (now_ms.min(s2), s2),
+        (None, None) => (now_ms, now_ms),
+    };
+    if step1_ms > step2_ms {
+        return Err(Status::invalid_argument(
+            "consent.step1_at is after consent.step2_at: step 1 is confirmed first",
+        ));
+    }
+    if step2_ms > now_ms.saturating_add(limits.consent_future_skew_ms) {
+        return Err(Status::invalid_argument(format!(
+            "consent.step2_at is more than {} ms ahead of the gateway's clock",
+            limits.consent_future_skew_ms
+        )));
+    }
+    if step1_ms < now_ms.saturating_sub(limits.consent_max_age_ms) {
+        return Err(Status::invalid_argument(format!(
+            "consent.step1_at is more than {} s before the request: ask for consent again",
+            limits.consent_max_age_ms / 1000
+        )));
+    }
+    Ok((step1_ms, step2_ms))
 }
 
 /// An Authorize request as the gateway needs it. `ivr_client` is the
-/// authenticated client; `now_ms` stands in for missing consent timestamps.
+/// authenticated client; `now_ms` (the receive time) stands in for missing
+/// consent timestamps and bounds the given ones.
 pub fn authorize_input(
     r: pb::AuthorizeRequest,
     ivr_client: impl Into<String>,
     now_ms: i64,
+    limits: &GatewayLimits,
 ) -> Result<AuthorizeInput, Status> {
     let call_id = CallId::parse(&r.call_id).map_err(|e| invalid("call_id", e))?;
+    text::checked_text("ivr_id", &r.ivr_id, MAX_IVR_ID_CHARS).map_err(text_status)?;
+    text::checked_text("line_ref", &r.line_ref, MAX_LINE_REF_CHARS).map_err(text_status)?;
+    prepaid_code("prepaid_code", &r.prepaid_code)?;
     let caller = match (r.number_withheld, r.a_number.trim().is_empty()) {
         (true, true) => Caller::Withheld,
         (true, false) => {
@@ -67,11 +174,6 @@ pub fn authorize_input(
         (false, false) => Caller::Number(number("a_number", &r.a_number)?),
     };
     let service_number = number("service_number", &r.service_number)?;
-    if r.ivr_id.len() > 128 || r.line_ref.len() > 128 {
-        return Err(Status::invalid_argument(
-            "ivr_id and line_ref are at most 128 characters",
-        ));
-    }
     let consent = r
         .consent
         .map(|c| -> Result<Consent, Status> {
@@ -80,12 +182,14 @@ pub fn authorize_input(
             } else {
                 Some(TermsId::parse(&c.terms_id).map_err(|e| invalid("consent.terms_id", e))?)
             };
+            let (step1_at_ms, step2_at_ms) =
+                consent_time(c.step1_at.as_ref(), c.step2_at.as_ref(), now_ms, limits)?;
             Ok(Consent {
                 age_confirmed: c.age_confirmed,
                 own_number_confirmed: c.own_number_confirmed,
-                step1_at_ms: c.step1_at.as_ref().map_or(now_ms, timestamp_to_ms),
+                step1_at_ms,
                 terms_accepted: c.terms_accepted,
-                step2_at_ms: c.step2_at.as_ref().map_or(now_ms, timestamp_to_ms),
+                step2_at_ms,
                 terms_id,
             })
         })
@@ -195,12 +299,18 @@ pub fn release_response(r: ReleaseOutcome) -> pb::ReleaseResponse {
     }
 }
 
+/// A usage record as received; the gateway validates it (so that the stream
+/// and the unary RPC answer the same, with a rejection rather than an error).
 pub fn usage_input(r: &pb::UsageRecord) -> UsageInput {
+    use crate::gateway::UsageStart;
     UsageInput {
         record_id: r.record_id.clone(),
         call_id: r.call_id.clone(),
         service_number: r.service_number.clone(),
-        started_at_ms: r.started_at.as_ref().map(timestamp_to_ms),
+        started_at: match &r.started_at {
+            None => UsageStart::Missing,
+            Some(t) => checked_timestamp_ms(t).map_or(UsageStart::Invalid, UsageStart::At),
+        },
         duration_seconds: i64::from(r.duration_seconds),
     }
 }
@@ -259,11 +369,18 @@ pub fn service_info(s: &Service, merchant_name: &str) -> pb::ServiceInfo {
     }
 }
 
+pub fn merchant_id(field: &str, s: &str) -> Result<MerchantId, Status> {
+    MerchantId::parse(s).map_err(|e| invalid(field, e))
+}
+
 pub fn merchant_in(m: pb::Merchant) -> Result<Merchant, Status> {
+    let name =
+        text::required_text("name", &m.name, MAX_MERCHANT_NAME_CHARS).map_err(text_status)?;
+    let org_number = text::checked_org_number("org_number", &m.org_number).map_err(text_status)?;
     Ok(Merchant {
-        id: MerchantId::parse(&m.merchant_id).map_err(|e| invalid("merchant_id", e))?,
-        name: m.name,
-        org_number: m.org_number,
+        id: merchant_id("merchant_id", &m.merchant_id)?,
+        name: name.to_string(),
+        org_number: org_number.to_string(),
         fee_basis_points: m.fee_basis_points,
         active: m.active,
     })
@@ -291,11 +408,14 @@ pub fn service_spec(r: pb::UpsertServiceRequest) -> Result<ServiceSpec, Status> 
         r.minimum_minutes,
     )
     .map_err(|e| invalid("terms", e))?;
+    let name = text::required_text("name", &r.name, MAX_SERVICE_NAME_CHARS).map_err(text_status)?;
+    let category =
+        text::checked_text("category", &r.category, MAX_CATEGORY_CHARS).map_err(text_status)?;
     Ok(ServiceSpec {
         number: number("service_number", &r.service_number)?,
-        merchant_id: MerchantId::parse(&r.merchant_id).map_err(|e| invalid("merchant_id", e))?,
-        name: r.name,
-        category: r.category,
+        merchant_id: merchant_id("merchant_id", &r.merchant_id)?,
+        name: name.to_string(),
+        category: category.trim().to_string(),
         tariff,
         reminder_fee: money("reminder_fee_ore", r.reminder_fee_ore)?,
         vat: match r.vat_rate_percent {
@@ -348,21 +468,32 @@ pub fn block_change(r: &pb::SetBlockRequest, actor: &str) -> Result<BlockChange,
             ))
         }
     };
-    if kind != BlockKind::HolderAllServices && r.target.trim().is_empty() {
-        return Err(Status::invalid_argument(
-            "target is required for MERCHANT and SERVICE blocks",
-        ));
-    }
-    if r.reason.trim().is_empty() {
-        return Err(Status::invalid_argument(
-            "reason is required (who asked, and how)",
-        ));
-    }
+    // The target's grammar follows the scope: a merchant id or a service number.
+    let target = match kind {
+        _ if kind != BlockKind::HolderAllServices && r.target.trim().is_empty() => {
+            return Err(Status::invalid_argument(
+                "target is required for MERCHANT and SERVICE blocks",
+            ))
+        }
+        BlockKind::HolderMerchant => merchant_id("target", r.target.trim())?.to_string(),
+        BlockKind::HolderService => number("target", &r.target)?.as_str().to_string(),
+        _ => {
+            text::checked_text("target", &r.target, MAX_NUMBER_CHARS).map_err(text_status)?;
+            r.target.trim().to_string()
+        }
+    };
+    let reason =
+        text::required_text("reason", &r.reason, MAX_BLOCK_REASON_CHARS).map_err(|e| match e {
+            TextError::Missing { .. } => {
+                Status::invalid_argument("reason is required (who asked, and how)")
+            }
+            other => text_status(other),
+        })?;
     Ok(BlockChange {
         kind,
-        target: r.target.trim().to_string(),
+        target,
         blocked: r.blocked,
-        reason: r.reason.clone(),
+        reason: reason.to_string(),
         actor: actor.to_string(),
     })
 }
@@ -376,8 +507,21 @@ pub fn limit_change(r: pb::SetCreditLimitRequest) -> Result<LimitChange, Status>
         )?)),
         Some(Change::CreditDecision(d)) => Ok(LimitChange::CreditDecision {
             limit: money("credit_decision.limit_ore", d.limit_ore)?,
-            credit_check_reference: d.credit_check_reference,
-            decided_by: d.decided_by,
+            credit_check_reference: text::required_text(
+                "credit_decision.credit_check_reference",
+                &d.credit_check_reference,
+                MAX_CREDIT_REFERENCE_CHARS,
+            )
+            .map_err(text_status)?
+            .to_string(),
+            decided_by: text::checked_text(
+                "credit_decision.decided_by",
+                &d.decided_by,
+                MAX_DECIDED_BY_CHARS,
+            )
+            .map_err(text_status)?
+            .trim()
+            .to_string(),
         }),
         Some(Change::ResetToDefault(true)) => Ok(LimitChange::ResetToDefault),
         _ => Err(Status::invalid_argument(
@@ -408,6 +552,58 @@ mod tests {
     }
 
     #[test]
+    fn client_timestamps_are_checked() {
+        let t = |seconds, nanos| Timestamp { seconds, nanos };
+        assert_eq!(checked_timestamp_ms(&t(1, 999_999_999)), Some(1_999));
+        assert_eq!(checked_timestamp_ms(&t(-1, 0)), Some(-1_000));
+        assert_eq!(checked_timestamp_ms(&t(1, -1)), None);
+        assert_eq!(checked_timestamp_ms(&t(1, 1_000_000_000)), None);
+        assert_eq!(checked_timestamp_ms(&t(i64::MAX / 1000 + 1, 0)), None);
+        assert_eq!(checked_timestamp_ms(&t(i64::MIN, 0)), None);
+        // The saturating form never panics either.
+        assert_eq!(timestamp_to_ms(&t(i64::MAX, 999_999_999)), i64::MAX);
+    }
+
+    #[test]
+    fn consent_times_are_in_order_recent_and_not_ahead() {
+        let limits = GatewayLimits::default();
+        let now = 1_800_000_000_000;
+        let at = |ms| Some(ms_to_timestamp(ms));
+        let check = |s1: Option<Timestamp>, s2: Option<Timestamp>| {
+            consent_time(s1.as_ref(), s2.as_ref(), now, &limits)
+        };
+        assert_eq!(check(None, None).unwrap(), (now, now));
+        assert_eq!(
+            check(at(now - 900_000), None).unwrap(),
+            (now - 900_000, now)
+        );
+        // One step given: the other is the receive time, kept in order.
+        assert_eq!(
+            check(None, at(now - 3_000)).unwrap(),
+            (now - 3_000, now - 3_000)
+        );
+        assert_eq!(
+            check(at(now + 2_000), None).unwrap(),
+            (now + 2_000, now + 2_000)
+        );
+        assert_eq!(
+            check(at(now - 1), at(now + 5_000)).unwrap(),
+            (now - 1, now + 5_000)
+        );
+        for (s1, s2, field) in [
+            (at(now - 900_001), at(now), "consent.step1_at"),
+            (at(now), at(now + 5_001), "consent.step2_at"),
+            (at(now + 2), at(now + 1), "consent.step1_at"),
+            (at(now + 5_001), None, "consent.step2_at"),
+            (None, at(now - 900_001), "consent.step1_at"),
+        ] {
+            let e = check(s1, s2).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().starts_with(field), "{}", e.message());
+        }
+    }
+
+    #[test]
     fn authorize_request_validation() {
         let base = pb::AuthorizeRequest {
             call_id: "c1".into(),
@@ -415,7 +611,7 @@ mod tests {
             service_number: "0900-100 10 10".into(),
             ..Default::default()
         };
-        let ok = authorize_input(base.clone(), "ivr", 5).unwrap();
+        let ok = authorize_input(base.clone(), "ivr", 5, &GatewayLimits::default()).unwrap();
         assert_eq!(
             ok.caller,
             Caller::Number(E164::parse("+46701234567").unwrap())
@@ -424,25 +620,27 @@ mod tests {
 
         let mut r = base.clone();
         r.call_id.clear();
-        assert!(authorize_input(r, "ivr", 5)
+        assert!(authorize_input(r, "ivr", 5, &GatewayLimits::default())
             .unwrap_err()
             .message()
             .contains("call_id"));
         let mut r = base.clone();
         r.a_number = "12".into();
-        assert!(authorize_input(r, "ivr", 5)
+        assert!(authorize_input(r, "ivr", 5, &GatewayLimits::default())
             .unwrap_err()
             .message()
             .contains("a_number"));
         let mut r = base.clone();
         r.number_withheld = true;
-        assert!(authorize_input(r, "ivr", 5).is_err());
+        assert!(authorize_input(r, "ivr", 5, &GatewayLimits::default()).is_err());
         let mut r = base.clone();
         r.a_number.clear();
-        assert!(authorize_input(r.clone(), "ivr", 5).is_err());
+        assert!(authorize_input(r.clone(), "ivr", 5, &GatewayLimits::default()).is_err());
         r.number_withheld = true;
         assert_eq!(
-            authorize_input(r, "ivr", 5).unwrap().caller,
+            authorize_input(r, "ivr", 5, &GatewayLimits::default())
+                .unwrap()
+                .caller,
             Caller::Withheld
         );
         let mut r = base;
@@ -450,7 +648,10 @@ mod tests {
             age_confirmed: true,
             ..Default::default()
         });
-        let c = authorize_input(r, "ivr", 5).unwrap().consent.unwrap();
+        let c = authorize_input(r, "ivr", 5, &GatewayLimits::default())
+            .unwrap()
+            .consent
+            .unwrap();
         assert_eq!(c.step1_at_ms, 5);
         assert!(c.terms_id.is_none());
     }

@@ -6,9 +6,13 @@
 //! process-wide concurrency limit (refusing with `RESOURCE_EXHAUSTED` when
 //! none is free, rather than queueing behind a slow store) and records the
 //! request count and latency when it is dropped — so a request cancelled by
-//! its client or its deadline is still counted (as `cancelled`).
+//! its client is still counted (as `cancelled`), and one whose deadline
+//! passed as `deadline_exceeded`. The [`edge`] layer around the services
+//! gives each request its deadline and counts the requests no guard saw
+//! (undecodable messages, refused tokens).
 
 pub mod convert;
+pub mod edge;
 pub mod events;
 
 use std::pin::Pin;
@@ -20,6 +24,7 @@ use metrics::{Counter, Histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use self::edge::RequestEdge;
 use crate::auth::{require_admin, require_ivr, require_merchant};
 use crate::gateway::{Gateway, GatewayError};
 use crate::metrics as m;
@@ -72,11 +77,19 @@ pub struct Rpc {
     metrics: &'static RpcMetrics,
     start: Instant,
     code: Option<Code>,
+    /// The request's deadline, shared with the [`edge`] layer (absent when a
+    /// service is called without it, as in unit tests).
+    edge: Option<RequestEdge>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Rpc {
-    pub fn begin(limiter: &Arc<Semaphore>, metrics: &'static RpcMetrics) -> Result<Rpc, Status> {
+    pub fn begin<T>(
+        limiter: &Arc<Semaphore>,
+        metrics: &'static RpcMetrics,
+        req: &Request<T>,
+    ) -> Result<Rpc, Status> {
+        let edge = req.extensions().get::<RequestEdge>();
         let permit = limiter.clone().try_acquire_owned().map_err(|_| {
             let method = metrics.method;
             metrics
@@ -84,6 +97,9 @@ impl Rpc {
                 .get(|| metrics::counter!(m::GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method))
                 .increment(1);
             metrics.requests(Code::ResourceExhausted).increment(1);
+            if let Some(edge) = edge {
+                edge.mark_counted();
+            }
             Status::resource_exhausted("the gateway is at its concurrency limit; retry shortly")
         })?;
         crate::cached_gauge!(m::GRPC_REQUESTS_IN_FLIGHT).increment(1.0);
@@ -91,6 +107,7 @@ impl Rpc {
             metrics,
             start: Instant::now(),
             code: None,
+            edge: edge.cloned(),
             _permit: Some(permit),
         })
     }
@@ -106,7 +123,15 @@ impl Rpc {
 
 impl Drop for Rpc {
     fn drop(&mut self) {
-        let code = self.code.unwrap_or(Code::Cancelled);
+        // Dropped unanswered: by the edge layer when the deadline passed, or
+        // because the client went away (cancelled).
+        let code = self.code.unwrap_or_else(|| match &self.edge {
+            Some(edge) if edge.expired() => Code::DeadlineExceeded,
+            _ => Code::Cancelled,
+        });
+        if let Some(edge) = &self.edge {
+            edge.mark_counted();
+        }
         crate::cached_gauge!(m::GRPC_REQUESTS_IN_FLIGHT).decrement(1.0);
         self.metrics.requests(code).increment(1);
         let method = self.metrics.method;
@@ -144,11 +169,16 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
         &self,
         req: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("Authorize"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("Authorize"), &req)?;
         let r = async {
             let client = require_ivr(&req)?.client_id.clone();
             let gateway = &self.0.gateway;
-            let input = convert::authorize_input(req.into_inner(), client, gateway.now_ms())?;
+            let input = convert::authorize_input(
+                req.into_inner(),
+                client,
+                gateway.now_ms(),
+                gateway.limits(),
+            )?;
             let out = gw(gateway.authorize(input).await)?;
             Ok(Response::new(convert::authorize_response(&out)))
         }
@@ -160,7 +190,7 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
         &self,
         req: Request<pb::ExtendRequest>,
     ) -> Result<Response<pb::ExtendResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("Extend"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("Extend"), &req)?;
         let r = async {
             let client = require_ivr(&req)?.client_id.clone();
             let r = req.into_inner();
@@ -177,7 +207,7 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("Release"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("Release"), &req)?;
         let r = async {
             let client = require_ivr(&req)?.client_id.clone();
             let call_id = crate::domain::CallId::parse(&req.get_ref().call_id)
@@ -215,6 +245,17 @@ impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
             while let Some(next) = inbound.next().await {
                 let record = match next {
                     Ok(r) => r,
+                    // tonic could not decode the record: the merchant's bytes.
+                    // Tell it (after the acknowledgements before), then end.
+                    Err(status) if status.code() == Code::Internal => {
+                        let status = Status::invalid_argument(crate::status::bounded(&format!(
+                            "a record is not a valid callauth.v1.UsageRecord: {}",
+                            status.message()
+                        )));
+                        end = status.code();
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
                     Err(status) => {
                         tracing::debug!(merchant = %merchant, error = %status, "usage stream ended by client error");
                         end = status.code();
@@ -252,7 +293,7 @@ impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
         &self,
         req: Request<pb::UsageRecord>,
     ) -> Result<Response<pb::UsageAck>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("ReportOne"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("ReportOne"), &req)?;
         let r = async {
             let merchant = require_merchant(&req)?;
             let record = req.into_inner();
@@ -274,7 +315,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::LookupServiceRequest>,
     ) -> Result<Response<pb::ServiceInfo>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("LookupService"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("LookupService"), &req)?;
         let r = async {
             let number = convert::number("service_number", &req.get_ref().service_number)?;
             let catalog = self.0.gateway.catalog().snapshot();
@@ -298,9 +339,12 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("ListServices"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("ListServices"), &req)?;
         let r = async {
             let filter = req.get_ref().merchant_id.clone();
+            if !filter.is_empty() {
+                convert::merchant_id("merchant_id", &filter)?;
+            }
             let catalog = self.0.gateway.catalog().snapshot();
             let mut services: Vec<_> = catalog
                 .services
@@ -325,7 +369,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::GetTermsRequest>,
     ) -> Result<Response<pb::Terms>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("GetTerms"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("GetTerms"), &req)?;
         let r = async {
             let id = crate::domain::TermsId::parse(&req.get_ref().terms_id)
                 .map_err(|e| Status::invalid_argument(format!("terms_id: {e}")))?;
@@ -343,7 +387,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::Merchant>,
     ) -> Result<Response<pb::Merchant>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("UpsertMerchant"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("UpsertMerchant"), &req)?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let merchant = convert::merchant_in(req.into_inner())?;
@@ -359,7 +403,7 @@ impl<S: Store> pb::catalog_server::Catalog for CatalogApi<S> {
         &self,
         req: Request<pb::UpsertServiceRequest>,
     ) -> Result<Response<pb::ServiceInfo>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("UpsertService"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("UpsertService"), &req)?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let spec = convert::service_spec(req.into_inner())?;
@@ -392,7 +436,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::DirectoryEntry>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("PutDirectoryEntry"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("PutDirectoryEntry"), &req)?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let number = convert::number("number", &req.get_ref().number)?;
@@ -411,7 +455,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::SetBlockRequest>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("SetBlock"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("SetBlock"), &req)?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let number = convert::number("number", &req.get_ref().number)?;
@@ -428,7 +472,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::SetCreditLimitRequest>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("SetCreditLimit"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("SetCreditLimit"), &req)?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let r = req.into_inner();
@@ -446,7 +490,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::AccountView>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("GetAccount"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("GetAccount"), &req)?;
         let r = async {
             require_admin(&req)?;
             let number = convert::number("number", &req.get_ref().number)?;
@@ -461,7 +505,7 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::IssuePrepaidCodeRequest>,
     ) -> Result<Response<pb::IssuePrepaidCodeResponse>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("IssuePrepaidCode"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("IssuePrepaidCode"), &req)?;
         let r = async {
             let actor = require_admin(&req)?.client_id.clone();
             let amount = convert::money("amount_ore", req.get_ref().amount_ore)?;
@@ -494,13 +538,14 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::TopUpPrepaidCodeRequest>,
     ) -> Result<Response<pb::PrepaidBalance>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("TopUpPrepaidCode"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("TopUpPrepaidCode"), &req)?;
         let r = async {
             require_admin(&req)?;
             let r = req.get_ref();
             let amount = convert::money("amount_ore", r.amount_ore)?;
             let topup = convert::reference("topup_ref", &r.topup_ref)?;
-            let view = gw(self.0.gateway.top_up_prepaid(&r.code, amount, &topup).await)?;
+            let code = convert::prepaid_code("code", &r.code)?;
+            let view = gw(self.0.gateway.top_up_prepaid(code, amount, &topup).await)?;
             Ok(Response::new(convert::prepaid_balance(&view)))
         }
         .await;
@@ -511,10 +556,11 @@ impl<S: Store> pb::accounts_server::Accounts for AccountsApi<S> {
         &self,
         req: Request<pb::GetPrepaidBalanceRequest>,
     ) -> Result<Response<pb::PrepaidBalance>, Status> {
-        let rpc = Rpc::begin(&self.0.limiter, method!("GetPrepaidBalance"))?;
+        let rpc = Rpc::begin(&self.0.limiter, method!("GetPrepaidBalance"), &req)?;
         let r = async {
             require_admin(&req)?;
-            let view = gw(self.0.gateway.prepaid_balance(&req.get_ref().code).await)?;
+            let code = convert::prepaid_code("code", &req.get_ref().code)?;
+            let view = gw(self.0.gateway.prepaid_balance(code).await)?;
             Ok(Response::new(convert::prepaid_balance(&view)))
         }
         .await;

@@ -259,7 +259,12 @@ impl RedisStore {
         let p = self.partition(call_id.as_str());
         let mut cmd = ::redis::cmd("GET");
         cmd.arg(self.inner.keys.call(p, call_id.as_str()));
-        let v: Option<String> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Option<String> = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         v.map(|s| {
             Payer::decode(&s)
                 .ok_or_else(|| StoreError::Corrupt(format!("call index entry of {call_id}")))
@@ -302,7 +307,7 @@ impl RedisStore {
             .conn
             .query::<Value>(&a.cmd)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         parse_hold_answer(array(answer)?)
     }
 }

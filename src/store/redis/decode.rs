@@ -3,10 +3,13 @@
 
 use super::*;
 
-pub(super) fn unavailable(e: ::redis::RedisError) -> StoreError {
+/// A Redis error as a store error. A timeout is reported with the
+/// per-command timeout that expired (`timeout_ms`), which the error itself
+/// does not carry.
+pub(super) fn redis_error(e: ::redis::RedisError, timeout_ms: u64) -> StoreError {
     let text = e.to_string();
     if e.is_timeout() {
-        StoreError::Timeout(0)
+        StoreError::Timeout(timeout_ms)
     } else if text.contains("@user_function") || text.contains("script:") {
         // A Function failed at run time: a bug, not an outage. Not transient.
         StoreError::Corrupt(format!("redis function error: {text}"))

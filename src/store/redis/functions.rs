@@ -98,7 +98,11 @@ impl RedisStore {
     ) -> StoreResult<Value> {
         let mut cmd = ::redis::cmd("FCALL");
         cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
-        self.inner.conn.query(&cmd).await.map_err(unavailable)
+        self.inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))
     }
 
     pub(super) async fn fcall_ro(
@@ -109,7 +113,11 @@ impl RedisStore {
     ) -> StoreResult<Value> {
         let mut cmd = ::redis::cmd("FCALL_RO");
         cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
-        self.inner.conn.query(&cmd).await.map_err(unavailable)
+        self.inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))
     }
 
     pub(super) fn grant_args(&self) -> [String; 4] {

@@ -67,23 +67,32 @@ struct Inner {
     keys: Keys,
     policy: StorePolicy,
     ready: AtomicBool,
+    /// The per-command response timeout, for the error that reports it.
+    response_timeout_ms: u64,
 }
 
 impl RedisStore {
     /// Connects, loads the Function library and checks it.
     pub async fn connect(config: &RedisConfig, policy: StorePolicy) -> anyhow::Result<RedisStore> {
+        let store = RedisStore::open(config, policy).await?;
+        store.load_functions().await?;
+        store.ensure_policy(false).await?;
+        Ok(store)
+    }
+
+    /// A connection, before the library is loaded or the policy checked.
+    async fn open(config: &RedisConfig, policy: StorePolicy) -> anyhow::Result<RedisStore> {
         let conn = Conn::connect(config).await?;
-        let store = RedisStore {
+        Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 keys: Keys::new(&config.prefix),
                 policy,
                 ready: AtomicBool::new(false),
+                response_timeout_ms: u64::try_from(config.response_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
             }),
-        };
-        store.load_functions().await?;
-        store.ensure_policy(false).await?;
-        Ok(store)
+        })
     }
 
     /// Connects and records this process's policy even when another one is
@@ -92,15 +101,7 @@ impl RedisStore {
         config: &RedisConfig,
         policy: StorePolicy,
     ) -> anyhow::Result<RedisStore> {
-        let conn = Conn::connect(config).await?;
-        let store = RedisStore {
-            inner: Arc::new(Inner {
-                conn,
-                keys: Keys::new(&config.prefix),
-                policy,
-                ready: AtomicBool::new(false),
-            }),
-        };
+        let store = RedisStore::open(config, policy).await?;
         store.load_functions().await?;
         store.ensure_policy(true).await?;
         Ok(store)
@@ -110,7 +111,11 @@ impl RedisStore {
     async fn recorded_policy(&self) -> StoreResult<Option<String>> {
         let mut cmd = ::redis::cmd("HGET");
         cmd.arg(self.inner.keys.meta()).arg("policy");
-        self.inner.conn.query(&cmd).await.map_err(unavailable)
+        self.inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))
     }
 
     /// Records this process's policy when none is (a new or emptied store),
@@ -139,6 +144,11 @@ impl RedisStore {
 
     pub fn conn(&self) -> &Conn {
         &self.inner.conn
+    }
+
+    /// A Redis error as a store error; a timeout names the configured timeout.
+    fn unavailable(&self, e: ::redis::RedisError) -> StoreError {
+        redis_error(e, self.inner.response_timeout_ms)
     }
 
     fn partition(&self, key: &str) -> u32 {
@@ -206,7 +216,12 @@ impl RedisStore {
     async fn hgetall(&self, key: &str) -> StoreResult<HashMap<String, String>> {
         let mut cmd = ::redis::cmd("HGETALL");
         cmd.arg(key);
-        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Value = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(flat_map(&v))
     }
 
@@ -812,7 +827,12 @@ impl Store for RedisStore {
     async fn catalog_version(&self) -> StoreResult<u64> {
         let mut cmd = ::redis::cmd("GET");
         cmd.arg(&self.inner.keys.catalog()[0]);
-        let v: Option<u64> = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Option<u64> = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(v.unwrap_or(0))
     }
 
@@ -877,7 +897,7 @@ impl Store for RedisStore {
                     .conn
                     .query::<Value>(&cmd)
                     .await
-                    .map_err(unavailable)?,
+                    .map_err(|e| self.unavailable(e))?,
             )?;
             for entry in entries.into_iter().rev() {
                 let parts = array(entry)?;
@@ -905,8 +925,8 @@ impl Store for RedisStore {
                 self.inner.conn.query::<u64>(&z),
                 self.inner.conn.query::<u64>(&x)
             );
-            stats.pending_holds += pending.map_err(unavailable)?;
-            stats.outbox_len.push(len.map_err(unavailable)?);
+            stats.pending_holds += pending.map_err(|e| self.unavailable(e))?;
+            stats.outbox_len.push(len.map_err(|e| self.unavailable(e))?);
         }
         Ok(stats)
     }

@@ -85,7 +85,7 @@ impl RedisStore {
         match self.inner.conn.query::<Value>(&cmd).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(self.unavailable(e)),
         }
     }
 
@@ -110,7 +110,12 @@ impl RedisStore {
                 ReadFrom::Pending => "0",
                 ReadFrom::New => ">",
             });
-        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Value = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         // [[stream, [entries…]]] or nil.
         Ok(match v {
             Value::Array(streams) => streams
@@ -133,7 +138,12 @@ impl RedisStore {
             .arg("-")
             .arg("COUNT")
             .arg(1);
-        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Value = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(entries(&v).first().map(|e| parse_stream_id(&e.id)))
     }
 
@@ -148,7 +158,7 @@ impl RedisStore {
             .conn
             .query::<i64>(&cmd)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -183,7 +193,7 @@ impl RedisStore {
             .conn
             .query_pipeline::<()>(&pipe)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     /// Takes over for `consumer` up to `count` entries of partition `p` that
@@ -204,7 +214,12 @@ impl RedisStore {
             .arg("0-0")
             .arg("COUNT")
             .arg(count);
-        let v: Value = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let v: Value = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(match v {
             Value::Array(parts) => parts.get(1).map(entries).unwrap_or_default(),
             _ => Vec::new(),
@@ -230,7 +245,12 @@ impl RedisStore {
             .arg(group)
             .arg(idle.as_millis() as u64)
             .arg(keep);
-        let removed: i64 = self.inner.conn.query(&cmd).await.map_err(unavailable)?;
+        let removed: i64 = self
+            .inner
+            .conn
+            .query(&cmd)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(removed.max(0) as usize)
     }
 
@@ -272,7 +292,7 @@ impl RedisStore {
                 .conn
                 .query::<i64>(&cmd)
                 .await
-                .map_err(unavailable)?
+                .map_err(|e| self.unavailable(e))?
                 .max(0) as u64;
         }
         Ok(removed)
@@ -286,7 +306,7 @@ impl RedisStore {
         let v: Value = match self.inner.conn.query(&cmd).await {
             Ok(v) => v,
             Err(e) if e.to_string().contains("no such key") => return Ok(vec![]),
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(self.unavailable(e)),
         };
         let mut out = Vec::new();
         for g in array(v)? {
@@ -310,7 +330,7 @@ impl RedisStore {
                         .conn
                         .query::<Value>(&x)
                         .await
-                        .map_err(unavailable)?,
+                        .map_err(|e| self.unavailable(e))?,
                 )?;
                 summary.get(1).map(field_text).map(|s| parse_stream_id(&s))
             } else {
@@ -343,7 +363,7 @@ impl RedisStore {
             Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
                 return Ok(vec![])
             }
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(self.unavailable(e)),
         };
         Ok(array(v)?
             .iter()
