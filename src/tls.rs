@@ -101,7 +101,7 @@ pub struct TlsArgs {
     pub tls_client_auth: ClientAuth,
 
     /// With --tls-client-ca: the SPIFFE trust domain client certificates
-    /// must name (spiffe://<this>/…/<client-id>); any trust domain if unset.
+    /// must name (`spiffe://<this>/…/<client-id>`); any trust domain if unset.
     #[arg(long, env = "CALLAUTH_TLS_CLIENT_TRUST_DOMAIN")]
     pub tls_client_trust_domain: Option<String>,
 

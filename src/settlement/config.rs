@@ -263,7 +263,7 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DocumentsAction {
-    /// List queued documents, oldest first; with --out, write each PDF to DIR/<id>.pdf.
+    /// List queued documents, oldest first; with --out, write each PDF to `DIR/<id>.pdf`.
     List {
         /// email or paper (both when absent).
         #[arg(long)]

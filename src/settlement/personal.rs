@@ -21,7 +21,7 @@
 //! prepaid receipt addresses; the number on prepaid calls; applied store
 //! operations; earlier extracts. What bookkeeping law keeps for seven years
 //! (Bokföringslagen 7 kap. 2 §) stays with the number as the only
-//! identifier, and [`KEPT`] names each such table and why; the retention job
+//! identifier, and `KEPT` names each such table and why; the retention job
 //! (`retention.rs`) deletes it when the seven years are over. The
 //! state-store account (money counters and the holder's own blocks) is kept:
 //! erasing it would also lift a block the holder asked for. A number that
@@ -603,7 +603,7 @@ const REDACTED: &str = "erased (R21)";
 /// the holder's name and address are shared by them. Refused while a debt
 /// is open or disputed (Art. 17(3)(e)), while usage is not yet invoiced or a
 /// plan runs, and while we owe the holder money (an overpayment held as
-/// credit: its refund needs the holder's name and address). See [`KEPT`]
+/// credit: its refund needs the holder's name and address). See `KEPT`
 /// for what stays.
 pub async fn erase<S: Store>(
     s: &Settlement<S>,
