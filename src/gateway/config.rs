@@ -76,6 +76,12 @@ pub struct GatewayConfig {
     #[arg(long)]
     pub load_functions_only: bool,
 
+    /// Print the Redis Function library (the exact source `FUNCTION LOAD`
+    /// receives) and exit: for a managed Redis whose functions are loaded by
+    /// other tooling, and for benchmarks of the Functions alone.
+    #[arg(long)]
+    pub print_function_library: bool,
+
     /// Also write every outbox event to this JSON-lines file (memory store).
     #[arg(long, env = "CALLAUTH_OUTBOX_JSONL")]
     pub outbox_jsonl: Option<PathBuf>,

@@ -19,6 +19,10 @@ use crate::store::redis::RedisStore;
 use crate::store::Store;
 
 pub async fn gateway(cfg: GatewayConfig) -> anyhow::Result<()> {
+    if cfg.print_function_library {
+        print!("{}", crate::store::redis::library_source());
+        return Ok(());
+    }
     cfg.validate().map_err(anyhow::Error::msg)?;
     crate::metrics::install();
     let policy = cfg.store_policy();
