@@ -21,6 +21,11 @@ mod redis_single {
     }
 
     crate::store_suite!(fresh());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_3_holds_are_still_served() {
+        crate::suite::version_3_holds_are_still_served(fresh().await).await;
+    }
 }
 
 mod redis_cluster {
@@ -29,4 +34,9 @@ mod redis_cluster {
     }
 
     crate::store_suite!(fresh());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_3_holds_are_still_served() {
+        crate::suite::version_3_holds_are_still_served(fresh().await).await;
+    }
 }

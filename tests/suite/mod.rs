@@ -79,6 +79,7 @@ mod catalog;
 mod holds;
 mod interleavings;
 mod prepaid;
+mod upgrade;
 mod usage;
 
 pub use accounts::*;
@@ -87,6 +88,7 @@ pub use catalog::*;
 pub use holds::*;
 pub use interleavings::*;
 pub use prepaid::*;
+pub use upgrade::*;
 pub use usage::*;
 
 /// Every test of the suite, instantiated for one backend. `$factory` is an

@@ -121,8 +121,7 @@ end
 -- The VAT rate of the hold's terms; 25 (the general rate) for a hold made
 -- by an earlier library version, which did not record it.
 local function vat_of(hold)
-  if hold.v == nil or hold.v == '' then return 25 end
-  return tonumber(hold.v)
+  return hold.v or 25
 end
 
 local function block_event(stream, partition, a_key, number, kind, target, blocked, reason, actor, now)
@@ -185,17 +184,54 @@ local function limit_changed_event(stream, partition, a_key, number, first_time,
     source = names[source], reference = reference, actor = actor, sequence = seq }))
 end
 
--- Writes a new pending hold. Returns its expiry.
-local function create_hold(h_key, exp_key, call_id, fields, granted, hold, now, grace, retention)
+-- A hold is one string key: the MessagePack of a table with the fields of
+-- hold.rs Hold — pk ('n' postpaid, 'c' prepaid), pid (the payer's number or
+-- code id), num (the caller), svc, mer, tid, p, b, m (the tariff), v (VAT %),
+-- cl (the IVR client), og, oh (the original grant and hold), g, h (the grant
+-- and hold now), at (authorized), exp (expiry), st (HOLD_*), x (every
+-- extension's answer, by sequence) and, once posted, u = {duration, charge,
+-- billed, overrun, late, uncollected}. One SET with its time to live writes
+-- it (a hash of twenty fields cost more Redis CPU than anything else in an
+-- Authorize); numbers stay numbers.
+-- A hold written by library version 3 (a hash of strings), read into the
+-- version 4 shape so that calls authorized before an upgrade can still be
+-- extended, released, posted and expired. The next write stores it as a
+-- string (SET replaces a key of any type). Remove after every deployment has
+-- run version 4 for longer than --hold-retention-hours.
+local function legacy_hold(key)
+  local f = hgetall(key)
+  local h = { pk = f.pk, pid = f.pid, num = f.num, svc = f.svc, mer = f.mer, tid = f.tid, cl = f.cl, st = f.st, x = {} }
+  for _, n in ipairs({ 'p', 'b', 'm', 'v', 'og', 'oh', 'g', 'h', 'at', 'exp' }) do h[n] = num(f[n]) end
+  for seq = 1, num(f.xn) do h.x[seq] = cjson.decode(f['x' .. seq]) end
+  if f.u_d then
+    h.u = { num(f.u_d), num(f.u_c), num(f.u_b), num(f.u_o), num(f.u_l), num(f.u_u) }
+  end
+  return h
+end
+
+local function load_hold(key)
+  local raw = redis.pcall('GET', key)
+  if type(raw) == 'table' and raw.err then return legacy_hold(key) end
+  if not raw then return nil end
+  return cmsgpack.unpack(raw)
+end
+
+-- ttl_ms nil keeps the key's time to live.
+local function store_hold(key, h, ttl_ms)
+  if ttl_ms then
+    redis.call('SET', key, cmsgpack.pack(h), 'PX', ttl_ms)
+  else
+    redis.call('SET', key, cmsgpack.pack(h), 'KEEPTTL')
+  end
+end
+
+-- Writes a new pending hold (hold.rs Hold::new). Returns its expiry.
+local function create_hold(h_key, exp_key, call_id, h, granted, hold, now, grace, retention)
   local expires = now + granted * 1000 + grace
-  redis.call('HSET', h_key,
-    'pk', fields.pk, 'pid', fields.pid, 'num', fields.num, 'svc', fields.svc, 'mer', fields.mer,
-    'tid', fields.tid, 'p', fields.p, 'b', fields.b, 'm', fields.m, 'v', fields.v, 'cl', fields.cl,
-    'og', granted, 'oh', hold, 'g', granted, 'h', hold, 'at', now, 'exp', expires, 'st', HOLD_PENDING,
-    'xn', 0)
+  h.og, h.oh, h.g, h.h, h.at, h.exp, h.st, h.x = granted, hold, granted, hold, now, expires, HOLD_PENDING, {}
   -- TTLs are relative: `now` is the caller's clock, which Redis's own clock
   -- need not match (and a test's clock may be years away).
-  redis.call('PEXPIRE', h_key, (expires - now) + retention)
+  store_hold(h_key, h, (expires - now) + retention)
   redis.call('ZADD', exp_key, expires, call_id)
   return expires
 end
@@ -213,8 +249,8 @@ local function replay(h, kind, pid, call_id, service, client, now, with_consent)
   if h.svc ~= service or h.cl ~= client then
     return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
   end
-  if h.st == HOLD_PENDING and num(h.exp) > now then
-    return { 2, num(h.og), num(h.oh), num(h.exp), h.tid }
+  if h.st == HOLD_PENDING and h.exp > now then
+    return { 2, h.og, h.oh, h.exp, h.tid }
   end
   return { 3 }
 end
@@ -225,30 +261,36 @@ end
 -- consent, allowed or not, and refreshed by the same payer's claims, so that
 -- it outlives every hold it names. On a single node inside the authorize
 -- step (KEYS[5]); on a cluster it lives in another slot and the gateway
--- claims it first with claim_call. False when the call id belongs to another payer.
+-- claims it first with claim_call. Returns 'fresh' (no one had it: no hold
+-- of this call id can exist), 'again' (this payer's, refreshed) or false
+-- (another payer's).
 local function claim_index(index_key, payer, ttl)
-  local prev = redis.call('GET', index_key)
-  if prev and prev ~= payer then return false end
-  redis.call('SET', index_key, payer, 'PX', ttl)
-  return true
+  local prev = redis.call('SET', index_key, payer, 'NX', 'GET', 'PX', ttl)
+  if not prev then return 'fresh' end
+  if prev ~= payer then return false end
+  redis.call('PEXPIRE', index_key, ttl)
+  return 'again'
 end
 
 -- Claims the call index on a cluster, before the authorize step.
--- KEYS[1] call index entry   ARGV: payer, ttl_ms   Returns 1 | 0 reused.
+-- KEYS[1] call index entry   ARGV: payer, ttl_ms
+-- Returns 1 fresh | 2 this payer's again | 0 reused.
 local function claim_call(keys, args)
-  if claim_index(keys[1], args[1], tonumber(args[2])) then return 1 end
+  local claim = claim_index(keys[1], args[1], tonumber(args[2]))
+  if claim == 'fresh' then return 1 end
+  if claim == 'again' then return 2 end
   return 0
 end
 
 -- Postpaid authorize (decision.rs decide_postpaid + hold.rs Hold::new).
--- KEYS[1] account hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- KEYS[1] account hash   KEYS[2] hold   KEYS[3] expiry zset   KEYS[4] event stream
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, number, service, merchant, terms_id, price, step, minimum,
 --       quota, max_call, grace_ms, retention_ms, first_time_limit, established_limit,
 --       consent_verdict (0 = both steps for these terms, else the reason code),
 --       partition, ivr_client, with_consent (0/1), consent_event_json (appended when allowed),
---       vat_rate_percent
---       [, index_payer, index_ttl_ms with KEYS[5]]
+--       vat_rate_percent, claimed ('fresh' when the gateway claimed the index fresh on a
+--       cluster, else '') [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns {0, reason} refused | {1, granted, hold, expires, terms_id} allowed |
 --         {2, granted, hold, expires, terms_id} replayed | {3} replayed, the call ended |
 --         {-1, message} call id reused.
@@ -262,18 +304,22 @@ local function authorize(keys, args)
   local first_time, established = tonumber(args[14]), tonumber(args[15])
   local consent_verdict = tonumber(args[16])
   local client, with_consent = args[18], args[19] == '1'
+  local vat, claim = tonumber(args[21]), args[22]
 
-  local vat = tonumber(args[21])
-
-  if keys[5] and not claim_index(keys[5], args[22], tonumber(args[23])) then
-    return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
+  if keys[5] then
+    claim = claim_index(keys[5], args[23], tonumber(args[24]))
+    if not claim then return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED } end
   end
-  if redis.call('EXISTS', h_key) == 1 then
-    local r = replay(hgetall(h_key), 'n', number, call_id, service, client, now, with_consent)
-    if r then return r end
+  -- A fresh claim of the index means no hold of this call id exists.
+  if claim ~= 'fresh' then
+    local existing = load_hold(h_key)
+    if existing then
+      local r = replay(existing, 'n', number, call_id, service, client, now, with_consent)
+      if r then return r end
+    end
   end
   local f = redis.call('HMGET', a_key, 'dir', 'ls', 'lf', 'est', 'ub', 'iu', 'pd', 'bo', 'bc', 'bd',
-    'bm:' .. merchant, 'bs:' .. service)
+    'bm:' .. merchant, 'bs:' .. service, 'pc')
   local dir = f[1]
   if not dir then return { 0, NUMBER_NOT_IN_DIRECTORY } end
   if dir ~= '1' then return { 0, HOLDER_NOT_REGISTERED } end
@@ -281,7 +327,8 @@ local function authorize(keys, args)
   if f[10] == '1' then return { 0, BLOCKED_OVERDUE } end
   if f[9] == '1' then return { 0, BLOCKED_CREDIT_LIMIT } end
   local limit = account_limit({ ls = f[2], lf = f[3], est = f[4] }, first_time, established)
-  local available = limit - num(f[5]) - num(f[6]) - num(f[7])
+  local pending = num(f[7])
+  local available = limit - num(f[5]) - num(f[6]) - pending
   if available < rate(p, b, m, 1) then return { 0, INSUFFICIENT_CREDIT } end
   if consent_verdict ~= 0 then return { 0, consent_verdict } end
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
@@ -289,8 +336,7 @@ local function authorize(keys, args)
   local expires = create_hold(h_key, exp_key, call_id,
     { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat, cl = client },
     granted, hold, now, grace, retention)
-  redis.call('HINCRBY', a_key, 'pd', hold)
-  redis.call('HINCRBY', a_key, 'pc', 1)
+  redis.call('HSET', a_key, 'pd', pending + hold, 'pc', num(f[13]) + 1)
   redis.call('XADD', stream, '*', 'e', args[20])
   return { 1, granted, hold, expires, terms_id }
 end
@@ -300,9 +346,19 @@ end
 -- KEYS[1] hold hash   ARGV: code_id, call_id, service, ivr_client, now
 -- Returns as authorize ({2, …} | {3} | {-1, …}), or {0} when the code holds no such call.
 local function replay_code(keys, args)
-  if redis.call('EXISTS', keys[1]) == 0 then return { 0 } end
-  local r = replay(hgetall(keys[1]), 'c', args[1], args[2], args[3], args[4], tonumber(args[5]), false)
+  local h = load_hold(keys[1])
+  if not h then return { 0 } end
+  local r = replay(h, 'c', args[1], args[2], args[3], args[4], tonumber(args[5]), false)
   return r or { 0 }
+end
+
+-- Who a hold concerns (the caller, merchant, service), for the holder-block
+-- check of a prepaid call's Extend. Read only.
+-- KEYS[1] hold   Returns {number, merchant, service} or {} when there is none.
+local function hold_parties(keys, args)
+  local h = load_hold(keys[1])
+  if not h then return {} end
+  return { h.num, h.mer, h.svc }
 end
 
 -- The calling line's part of a prepaid authorize (decide_prepaid_line). Read only.
@@ -348,8 +404,8 @@ end
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, code_id, number ('' when withheld), service, merchant, terms_id,
 --       price, step, minimum, quota, max_call, grace_ms, retention_ms, consent_verdict,
---       partition, ivr_client, with_consent (0/1), consent_event_json, vat_rate_percent
---       [, index_payer, index_ttl_ms with KEYS[5]]
+--       partition, ivr_client, with_consent (0/1), consent_event_json, vat_rate_percent,
+--       claimed ('fresh' or '', as for authorize) [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns as authorize; {0, PREPAID_CODE_INVALID} for an unknown code.
 local function authorize_code(keys, args)
   local c_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
@@ -360,19 +416,23 @@ local function authorize_code(keys, args)
   local grace, retention = tonumber(args[13]), tonumber(args[14])
   local consent_verdict = tonumber(args[15])
   local client, with_consent = args[17], args[18] == '1'
+  local vat, claim = tonumber(args[20]), args[21]
 
-  local vat = tonumber(args[20])
-
-  if keys[5] and not claim_index(keys[5], args[21], tonumber(args[22])) then
-    return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED }
+  if keys[5] then
+    claim = claim_index(keys[5], args[22], tonumber(args[23]))
+    if not claim then return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED } end
   end
   local f = redis.call('HMGET', c_key, 'bal', 'pd')
   if not f[1] then return { 0, PREPAID_CODE_INVALID } end
-  if redis.call('EXISTS', h_key) == 1 then
-    local r = replay(hgetall(h_key), 'c', code_id, call_id, service, client, now, with_consent)
-    if r then return r end
+  if claim ~= 'fresh' then
+    local existing = load_hold(h_key)
+    if existing then
+      local r = replay(existing, 'c', code_id, call_id, service, client, now, with_consent)
+      if r then return r end
+    end
   end
-  local available = num(f[1]) - num(f[2])
+  local pending = num(f[2])
+  local available = num(f[1]) - pending
   if available < rate(p, b, m, 1) then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
   if consent_verdict ~= 0 then return { 0, consent_verdict } end
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
@@ -380,7 +440,7 @@ local function authorize_code(keys, args)
   local expires = create_hold(h_key, exp_key, call_id,
     { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat, cl = client },
     granted, hold, now, grace, retention)
-  redis.call('HINCRBY', c_key, 'pd', hold)
+  redis.call('HSET', c_key, 'pd', pending + hold)
   redis.call('XADD', stream, '*', 'e', args[19])
   return { 1, granted, hold, expires, terms_id }
 end
@@ -398,21 +458,22 @@ local function extend(keys, args)
   local now, call_id, seq = tonumber(args[1]), args[2], tonumber(args[3])
   local quota, max_call, grace = tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
   local first_time, established = tonumber(args[7]), tonumber(args[8])
-  if redis.call('EXISTS', h_key) == 0 then return { -2 } end
-  local h = hgetall(h_key)
+  local h = load_hold(h_key)
+  if not h then return { -2 } end
   if h.cl ~= args[10] then
     return { -3, 'call_id ' .. call_id .. ' was authorized by another IVR client' }
   end
-  local done = num(h.xn)
+  local done = #h.x
   if seq >= 1 and seq <= done then
-    local r = cjson.decode(h['x' .. seq])
+    local r = h.x[seq]
     return { r[1], r[2], r[3], r[4], r[5], 1 }
   end
   if seq ~= done + 1 or seq > MAX_EXTENSIONS then
     return { -1, 'extension sequence ' .. seq .. ' is out of order: expected ' .. (done + 1) }
   end
-  local p, b, m = num(h.p), num(h.b), num(h.m)
-  local granted, hold, expires = num(h.g), num(h.h), num(h.exp)
+  local p, b, m = h.p, h.b, h.m
+  local granted, hold, expires = h.g, h.h, h.exp
+  local before, ttl = h.g, nil
   local outcome
   if h.st ~= HOLD_PENDING or expires <= now then
     outcome = CALL_ENDED
@@ -448,20 +509,21 @@ local function extend(keys, args)
         outcome = INSUFFICIENT_CREDIT
       else
         local new_hold = math.max(rate(p, b, m, secs), hold)
-        local new_expires = num(h.at) + secs * 1000 + grace
+        local new_expires = h.at + secs * 1000 + grace
         redis.call('HINCRBY', payer_key, 'pd', new_hold - hold)
-        redis.call('HSET', h_key, 'g', secs, 'h', new_hold, 'exp', new_expires)
         redis.call('ZADD', exp_key, new_expires, call_id)
-        local ttl = redis.call('PTTL', h_key)
-        if ttl > 0 then redis.call('PEXPIRE', h_key, ttl + (new_expires - expires)) end
+        local left = redis.call('PTTL', h_key)
+        if left > 0 then ttl = left + (new_expires - expires) end
+        h.g, h.h, h.exp = secs, new_hold, new_expires
         outcome = GRANTED
         granted, hold, expires = secs, new_hold, new_expires
       end
     end
   end
-  local added = granted - num(h.g)
+  local added = granted - before
   local result = { outcome, granted, added, hold, expires }
-  redis.call('HSET', h_key, 'xn', seq, 'x' .. seq, cjson.encode(result))
+  h.x[seq] = result
+  store_hold(h_key, h, ttl)
   return { outcome, granted, added, hold, expires, 0 }
 end
 
@@ -473,17 +535,17 @@ end
 local function release(keys, args)
   local payer_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
   local now, call_id, retention, partition = tonumber(args[1]), args[2], tonumber(args[3]), tonumber(args[4])
-  if redis.call('EXISTS', h_key) == 0 then return { 5 } end
-  local h = hgetall(h_key)
+  local h = load_hold(h_key)
+  if not h then return { 5 } end
   if h.cl ~= args[5] then
     return { -3, 'call_id ' .. call_id .. ' was authorized by another IVR client' }
   end
   if h.st == HOLD_VOIDED then return { 2 } end
   if h.st == HOLD_POSTED then return { 3 } end
   if h.st == HOLD_EXPIRED then return { 4 } end
-  local amount = num(h.h)
-  redis.call('HSET', h_key, 'st', HOLD_VOIDED)
-  redis.call('PEXPIRE', h_key, retention)
+  local amount = h.h
+  h.st = HOLD_VOIDED
+  store_hold(h_key, h, retention)
   redis.call('ZREM', exp_key, call_id)
   redis.call('HINCRBY', payer_key, 'pd', neg(amount))
   if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
@@ -506,10 +568,10 @@ local function post_usage(keys, args)
   local skew, retention = tonumber(args[8]), tonumber(args[9])
   local first_time, established, percent = tonumber(args[10]), tonumber(args[11]), tonumber(args[12])
   local partition = tonumber(args[13])
-  if redis.call('EXISTS', h_key) == 0 then
+  local h = load_hold(h_key)
+  if not h then
     return { 0, USAGE_UNKNOWN_CALL, 'no call with this call_id was authorized' }
   end
-  local h = hgetall(h_key)
   if h.svc ~= service then
     return { 0, USAGE_SERVICE_MISMATCH, 'the call was authorized for another service number' }
   end
@@ -517,26 +579,28 @@ local function post_usage(keys, args)
     return { 0, USAGE_NOT_MERCHANTS_SERVICE, "the call was authorized for another merchant's service" }
   end
   if h.st == HOLD_POSTED then
-    if num(h.u_d) == duration then
-      return { 2, num(h.u_c), num(h.u_b), num(h.u_o), num(h.u_l), num(h.u_u) }
+    local u = h.u
+    if u[1] == duration then
+      return { 2, u[2], u[3], u[4], u[5], u[6] }
     end
-    return { 0, USAGE_CONFLICTING_DUPLICATE, 'the call was already posted with ' .. h.u_d .. ' s' }
+    return { 0, USAGE_CONFLICTING_DUPLICATE,
+      'the call was already posted with ' .. string.format('%d', u[1]) .. ' s' }
   end
   if h.st == HOLD_VOIDED then
     return { 0, USAGE_CALL_RELEASED, 'the IVR released the call before the service started' }
   end
-  if started < num(h.at) - skew then
+  if started < h.at - skew then
     return { 0, USAGE_START_OUT_OF_RANGE, 'started_at is before the call was authorized' }
   end
   local late = 0
   if h.st == HOLD_EXPIRED then late = 1 end
-  local p, b, m = num(h.p), num(h.b), num(h.m)
+  local p, b, m = h.p, h.b, h.m
   local charge, billed = rate(p, b, m, duration)
-  local granted = num(h.g)
+  local granted = h.g
   local overrun = math.max(duration - granted, 0)
   if late == 0 then
     redis.call('ZREM', exp_key, call_id)
-    redis.call('HINCRBY', payer_key, 'pd', neg(num(h.h)))
+    redis.call('HINCRBY', payer_key, 'pd', neg(h.h))
     if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
   end
   local uncollected = 0
@@ -549,9 +613,8 @@ local function post_usage(keys, args)
       charge = free
     end
   end
-  redis.call('HSET', h_key, 'st', HOLD_POSTED, 'u_d', duration, 'u_c', charge, 'u_b', billed,
-    'u_o', overrun, 'u_l', late, 'u_u', uncollected)
-  redis.call('PEXPIRE', h_key, retention)
+  h.st, h.u = HOLD_POSTED, { duration, charge, billed, overrun, late, uncollected }
+  store_hold(h_key, h, retention)
   local exposure = 0
   if h.pk == 'n' then
     redis.call('HINCRBY', payer_key, 'ub', charge)
@@ -566,7 +629,7 @@ local function post_usage(keys, args)
     price_per_minute_ore = p, billing_step_seconds = b, minimum_minutes = m,
     started_at_ms = started, duration_seconds = duration, billed_seconds = billed,
     charge_ore = charge, granted_seconds = granted, overrun_seconds = overrun,
-    late = (late == 1), authorized_at_ms = num(h.at), exposure_after_ore = exposure,
+    late = (late == 1), authorized_at_ms = h.at, exposure_after_ore = exposure,
     uncollected_ore = uncollected, vat_rate_percent = vat_of(h) }))
   local thr, lim = 0, 0
   if h.pk == 'n' then
@@ -593,18 +656,18 @@ local function expire_due(keys, args)
   for _, call_id in ipairs(due) do
     redis.call('ZREM', exp_key, call_id)
     local h_key = prefix .. 'h:' .. call_id
-    local h = hgetall(h_key)
-    if h.st == HOLD_PENDING and num(h.exp) <= now then
-      local amount = num(h.h)
+    local h = load_hold(h_key)
+    if h and h.st == HOLD_PENDING and h.exp <= now then
+      local amount = h.h
       local payer_key
       if h.pk == 'n' then payer_key = prefix .. 'a:' .. h.pid else payer_key = prefix .. 'c:' .. h.pid end
-      redis.call('HSET', h_key, 'st', HOLD_EXPIRED)
-      redis.call('PEXPIRE', h_key, retention)
+      h.st = HOLD_EXPIRED
+      store_hold(h_key, h, retention)
       redis.call('HINCRBY', payer_key, 'pd', neg(amount))
       if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
       xadd(stream, event('expired:' .. call_id, now, partition, 'hold_expired', {
         call_id = call_id, number = h.num, funding = funding_of(h), code_id = code_of(h),
-        amount_ore = amount, granted_seconds = num(h.g) }))
+        amount_ore = amount, granted_seconds = h.g }))
       expired = expired + 1
     end
   end
@@ -839,6 +902,7 @@ end
 redis.register_function('ca_v__V___authorize', authorize)
 redis.register_function('ca_v__V___claim_call', claim_call)
 redis.register_function{ function_name = 'ca_v__V___replay_code', callback = replay_code, flags = { 'no-writes' } }
+redis.register_function{ function_name = 'ca_v__V___hold_parties', callback = hold_parties, flags = { 'no-writes' } }
 redis.register_function('ca_v__V___claim_reference', claim_reference)
 redis.register_function{ function_name = 'ca_v__V___prepaid_line', callback = prepaid_line, flags = { 'no-writes' } }
 redis.register_function('ca_v__V___code_failure', code_failure)

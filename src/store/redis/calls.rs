@@ -117,7 +117,8 @@ impl RedisStore {
             .arg(self.consent_json(call, Some(number), None, p, now_ms))
             .arg(call.terms.vat.percent());
         if let Some(i) = index {
-            cmd.arg(&i.payer).arg(i.ttl_ms);
+            // `claimed` is the Function's own claim here; then the index.
+            cmd.arg("").arg(&i.payer).arg(i.ttl_ms);
         }
         Ok(cmd)
     }
@@ -193,7 +194,7 @@ impl RedisStore {
             .arg(self.consent_json(call, number, Some(code), q, now_ms))
             .arg(call.terms.vat.percent());
         if let Some(i) = inline {
-            cmd.arg(&i.payer).arg(i.ttl_ms);
+            cmd.arg("").arg(&i.payer).arg(i.ttl_ms);
         }
         Ok(AuthorizeCall { claim, cmd })
     }
@@ -280,12 +281,14 @@ impl RedisStore {
     }
 
     /// Runs an Authorize: on a cluster, claims the call index first (a call
-    /// id another payer holds is refused before any hold is made); on a
-    /// single node the claim is inside the Function.
+    /// id another payer holds is refused before any hold is made) and tells
+    /// the Function whether the claim was fresh (then no hold of the call id
+    /// can exist and it need not look); on a single node the claim is inside
+    /// the Function.
     pub(super) async fn run_authorize(
         &self,
         call: &CallSpec,
-        a: AuthorizeCall,
+        mut a: AuthorizeCall,
     ) -> StoreResult<AuthorizeResult> {
         if let Some(c) = a.claim.as_ref().filter(|c| !c.inline) {
             let claimed = self
@@ -295,11 +298,15 @@ impl RedisStore {
                     vec![c.payer.clone(), c.ttl_ms.to_string()],
                 )
                 .await?;
-            if int(&claimed)? != 1 {
-                return Err(StoreError::Rejected(format!(
+            match int(&claimed)? {
+                1 => {
+                    a.cmd.arg("fresh");
+                }
+                2 => {}
+                _ => return Err(StoreError::Rejected(format!(
                     "call_id {} is already used for another caller, code, service or IVR client",
                     call.call_id
-                )));
+                ))),
             }
         }
         let answer = self

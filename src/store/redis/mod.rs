@@ -338,19 +338,27 @@ impl Store for RedisStore {
         // A prepaid call from a known number stops growing when its holder blocks.
         let holder_blocked = match &payer {
             Payer::Code(..) => {
-                let h = self.hgetall(&h_key).await?;
-                match (h.get("num"), h.get("mer"), h.get("svc")) {
-                    (Some(n), Some(m), Some(s)) if !n.is_empty() => {
-                        let q = self.partition(n);
-                        let v = array(
-                            self.fcall_ro(
-                                "prepaid_line",
-                                &[k.account(q, n), k.line(q, "-")],
-                                vec![m.clone(), s.clone()],
-                            )
-                            .await?,
-                        )?;
-                        flag_at(&v, 1)?
+                let parties = array(
+                    self.fcall_ro("hold_parties", std::slice::from_ref(&h_key), vec![])
+                        .await?,
+                )?;
+                match parties.as_slice() {
+                    [n, m, s] => {
+                        let (n, m, s) = (text(n)?, text(m)?, text(s)?);
+                        if n.is_empty() {
+                            false
+                        } else {
+                            let q = self.partition(&n);
+                            let v = array(
+                                self.fcall_ro(
+                                    "prepaid_line",
+                                    &[k.account(q, &n), k.line(q, "-")],
+                                    vec![m, s],
+                                )
+                                .await?,
+                            )?;
+                            flag_at(&v, 1)?
+                        }
                     }
                     _ => false,
                 }
