@@ -203,23 +203,25 @@ done
 stop "$PID"
 
 # ------------------------------------------ 5. redis-benchmark, FCALL only
-LIB_VERSION=$(sed -n 's/^pub const LIBRARY_VERSION: &str = "\([^"]*\)";/\1/p' src/store/redis/mod.rs)
+LIB_VERSION=$(sed -n 's/^pub const LIBRARY_VERSION: &str = "\([^"]*\)";/\1/p' src/store/redis/functions.rs)
 FN="ca_v${LIB_VERSION}_authorize"
 ACCOUNT='{bench:p0}:a:+46700000000'
 redis-cli -p "$REDIS_PORT" HSET "$ACCOUNT" dir 1 ls 3 lf 100000000000000 >/dev/null
 [ -n "$CONSENT_JSON" ] || die "no consent event found in the gateway's streams"
 NOW_MS=$(($(date +%s) * 1000))
-# The 18 ARGV of `authorize` (src/store/redis/callauth.lua; authorize_call in
-# src/store/redis/mod.rs) with the gateway's default policy: now, call_id,
+# The ARGV of `authorize` (src/store/redis/callauth.lua; postpaid_cmd in
+# src/store/redis/calls.rs) with the gateway's default policy: now, call_id,
 # number, service, merchant, terms_id, price, step, minimum, quota, max_call,
 # grace_ms, retention_ms, first_time_limit, established_limit, consent
-# verdict, partition, consent event JSON; then, with the fifth key (the call
-# index, claimed inside the Function on a single node as the gateway does),
-# the payer and the index TTL (max_call + grace + retention, in ms).
-INDEX_ARGV=("n|0|+46700000000" $((14400 * 1000 + 120000 + 259200000)))
+# verdict, partition, ivr_client, with_consent; then the consent event JSON,
+# the VAT rate, the `claimed` marker (empty on a single node) and, with the
+# fifth key (the call index, claimed inside the Function on a single node as
+# the gateway does), the payer and the index TTL (max_call + grace +
+# retention, in ms).
+INDEX_ARGV=(25 "" "n|0|+46700000000" $((14400 * 1000 + 120000 + 259200000)))
 argv() {
     echo "$NOW_MS" "$1" +46700000000 +469001001010 stjarnlinjen t-469001001010-1 \
-        2990 60 0 900 14400 120000 259200000 150000 300000 0 0
+        2990 60 0 900 14400 120000 259200000 150000 300000 0 0 demo-ivr 1
 }
 # shellcheck disable=SC2046
 FIRST=$(redis-cli -p "$REDIS_PORT" --raw FCALL "$FN" 5 "$ACCOUNT" '{bench:p0}:h:check' \

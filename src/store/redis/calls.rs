@@ -303,10 +303,12 @@ impl RedisStore {
                     a.cmd.arg("fresh");
                 }
                 2 => {}
-                _ => return Err(StoreError::Rejected(format!(
+                _ => {
+                    return Err(StoreError::Rejected(format!(
                     "call_id {} is already used for another caller, code, service or IVR client",
                     call.call_id
-                ))),
+                )))
+                }
             }
         }
         let answer = self
