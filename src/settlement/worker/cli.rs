@@ -8,19 +8,20 @@ use chrono::NaiveDate;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Money;
-use crate::settlement::config::{Cli, Command, Common, DocumentsAction};
-use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, ms_to_utc, Settlement};
+use crate::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
+use crate::settlement::worker::config::{Cli, Command, Common, DocumentsAction};
 use crate::settlement::{
-    daemon, daily, delivery, jsonl, merchants, payments, personal, projector, reconcile, retention,
-    time,
+    billing::delivery, billing::merchants, billing::route, ingest::jsonl, payments,
+    privacy::personal, privacy::retention, sync::projector, sync::reconcile, worker::daemon,
+    worker::daily, worker::time,
 };
 use crate::store::redis::RedisStore;
 
 /// Database connections of a one-off command.
 const COMMAND_POOL: u32 = 4;
 
-/// The clock of a one-off command (`settlement::time`); `at` is
+/// The clock of a one-off command (`settlement::worker::time`); `at` is
 /// `run-once --at`.
 fn command_clock(common: &Common, at: Option<NaiveDate>) -> anyhow::Result<Arc<dyn Clock>> {
     Ok(time::build(time::choose(
@@ -251,7 +252,7 @@ async fn documents(common: &Common, action: &DocumentsAction) -> anyhow::Result<
             let channel = match channel.as_deref() {
                 None => None,
                 Some(c) => Some(
-                    delivery::Channel::parse(c)
+                    route::Channel::parse(c)
                         .ok_or_else(|| anyhow::anyhow!("--channel is email or paper"))?,
                 ),
             };

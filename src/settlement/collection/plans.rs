@@ -35,10 +35,10 @@ use sqlx::{PgConnection, Row};
 
 use crate::domain::{Money, E164};
 use crate::settlement::calendar;
+use crate::settlement::collection::claim::{is_overdue, other_overdue, record_step};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::ladder::{is_overdue, other_overdue, record_step};
 use crate::store::Store;
 
 /// A plan longer than this is a typing error, not a plan (10 years).

@@ -8,6 +8,12 @@
 //! one `unnest` statement per kind per batch; the rare ones one by one. A
 //! threshold event issues its invoice in the same transaction (R8: "an
 //! invoice is created and sent at once").
+//!
+//! Where the events come from: [`consumer`] reads the partitions' Redis
+//! streams, [`jsonl`] an embedded gateway's JSON-lines outbox file.
+
+pub mod consumer;
+pub mod jsonl;
 
 use std::collections::HashSet;
 
@@ -17,8 +23,8 @@ use sqlx::PgConnection;
 
 use crate::domain::decision::Funding;
 use crate::domain::event::{Event, EventBody};
+use crate::settlement::billing::invoicing::{issue_invoice, InvoiceKind};
 use crate::settlement::context::{audit, ms_to_utc, SettlementResult};
-use crate::settlement::invoicing::{issue_invoice, InvoiceKind};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
 

@@ -29,7 +29,7 @@
 //!
 //! Blocks and the limit. A payment lifts the overdue block when no other
 //! invoice of the number is overdue by the ladder's rule, bank days of grace
-//! included (`ladder::other_overdue`), and raises the default limit when the
+//! included (`claim::other_overdue`), and raises the default limit when the
 //! number's *first* invoice is now paid in full (`settle_first_invoice`,
 //! R8: paying a later invoice first does not).
 //!
@@ -39,6 +39,12 @@
 //! are counted when a payment is registered in the caller's transaction, so a
 //! transaction that is rolled back afterwards (a refused BgMax file is refused
 //! before any registration, so only a database failure) over-counts.
+//!
+//! The other ways money arrives: [`swish`] (the Swish callback) and
+//! [`prepaid_orders`] (prepaid codes bought with an OCR reference).
+
+pub mod prepaid_orders;
+pub mod swish;
 
 use std::collections::HashMap;
 
@@ -49,13 +55,13 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::{Money, E164};
 use crate::metrics as m;
-use crate::settlement::bgmax::{self, Payment as BgMaxPayment, Section};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
+use crate::settlement::formats::bgmax::{self, Payment as BgMaxPayment, Section};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{ladder, prepaid_orders, projector};
+use crate::settlement::{collection::claim, sync::projector};
 use crate::store::Store;
 
 /// The most references of one payment that are matched.
@@ -597,7 +603,7 @@ async fn queue_payment_ops(
             Some(clear) => *clear,
             None => {
                 let clear =
-                    !ladder::other_overdue(conn, number, &[], b.today, b.grace_bank_days).await?;
+                    !claim::other_overdue(conn, number, &[], b.today, b.grace_bank_days).await?;
                 clear_overdue.insert(number, clear);
                 clear
             }

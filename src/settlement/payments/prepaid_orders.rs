@@ -31,7 +31,7 @@ use crate::domain::{CodeHasher, CodeId, Money, PrepaidCode, Reference};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::ocr;
+use crate::settlement::formats::ocr;
 use crate::store::{IssueOutcome, Store};
 
 /// Order OCR references are this plus the order id (plus length and check digit).
@@ -331,7 +331,7 @@ mod tests {
         let parsed = ocr::parse(&ocr, ocr::OcrLevel::CheckDigitAndLength).unwrap();
         assert_eq!(ocr::payload(&parsed), Some(ORDER_OCR_BASE + 1));
         // Invoice OCRs start at the invoice id plus 100 000: eight digits for a long time.
-        let invoice = crate::settlement::invoicing::invoice_ocr(
+        let invoice = crate::settlement::billing::invoicing::invoice_ocr(
             &crate::settlement::SettlementPolicy::default(),
             1,
         );

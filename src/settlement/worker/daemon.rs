@@ -16,11 +16,13 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::CodeHasher;
 use crate::pb;
 use crate::process::{self, ReadyProbe, Tasks};
-use crate::settlement::api::SettlementApi;
-use crate::settlement::config::{Common, RunArgs};
-use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, Settlement};
-use crate::settlement::{delivery, projector, scheduler, swish, time};
+use crate::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
+use crate::settlement::worker::api::SettlementApi;
+use crate::settlement::worker::config::{Common, RunArgs};
+use crate::settlement::{
+    billing::delivery, payments::swish, sync::projector, worker::scheduler, worker::time,
+};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
@@ -235,7 +237,7 @@ async fn dependencies_ready<S: Store>(s: &Settlement<S>) -> Result<(), String> {
 mod tests {
     use clap::Parser;
 
-    use crate::settlement::config::{Cli, Command};
+    use crate::settlement::worker::config::{Cli, Command};
 
     /// The check runs before anything is connected: a concurrency that leaves
     /// no connections for the API and the calendar is refused at start.

@@ -37,12 +37,12 @@ use serde_json::json;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::VatRate;
+use crate::settlement::collection::claim::{is_overdue, lock_invoice, other_overdue, record_step};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::ladder::{is_overdue, lock_invoice, other_overdue, record_step};
 use crate::settlement::ledger::{self, account, Txn};
-use crate::settlement::{calendar, credit_note, invoicing};
+use crate::settlement::{billing::credit_note, billing::invoicing, calendar};
 use crate::store::Store;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -386,7 +386,7 @@ async fn invoice_parts(
 /// statements, and the state-store payment that lowers invoiced-unpaid.
 async fn book_credit_note(
     conn: &mut PgConnection,
-    inv: &crate::settlement::ladder::InvoiceRow,
+    inv: &crate::settlement::collection::claim::InvoiceRow,
     dispute_id: i64,
     note: &credit_note::CreditNote,
     now: DateTime<Utc>,

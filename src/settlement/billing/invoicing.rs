@@ -13,17 +13,17 @@
 //! unbilled to invoiced-unpaid (applied afterwards by the projector, with the
 //! invoice id as its idempotency key).
 
-use chrono::{DateTime, NaiveDate, Timelike, Utc};
-use chrono_tz::Europe::Stockholm;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 
-use crate::domain::{Money, VatRate, E164};
-use crate::settlement::context::{holder_for, queue_store_op, SettlementError, SettlementResult};
-use crate::settlement::delivery::{self, Route};
+use crate::domain::{Money, VatRate};
+use crate::settlement::billing::document::{self, DocumentKind};
+use crate::settlement::billing::route::{self, Route};
+use crate::settlement::context::{holder_for, queue_store_op, SettlementResult};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{calendar, ocr, pdf};
+use crate::settlement::{calendar, formats::ocr, formats::pdf};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum InvoiceKind {
@@ -108,8 +108,8 @@ pub async fn issue_invoice(
     let holder_id = holder_for(conn, number).await?;
     // R13: where the invoice can go decides its fee; with neither a postal
     // address nor a usable e-mail address it is held (see `delivery.rs`).
-    let recipient = delivery::recipient(conn, holder_id).await?;
-    let route = delivery::route_invoice(&recipient);
+    let recipient = route::recipient(conn, holder_id).await?;
+    let route = route::route_invoice(&recipient);
     let fees_ore = match route {
         Route::Send {
             paper_fee: true, ..
@@ -262,7 +262,7 @@ pub async fn issue_invoice(
     }
     match route {
         Route::Send { channel, .. } if paid_status == "open" => {
-            let doc = render(conn, policy, id, DocumentKind::Invoice).await?;
+            let doc = document::render(conn, policy, id, DocumentKind::Invoice).await?;
             queue_document(conn, id, DocumentKind::Invoice, channel.as_str(), doc).await?;
         }
         // A held invoice is rendered when it can be sent (`delivery::release_held`).
@@ -330,31 +330,6 @@ pub async fn add_vat_line(
     Ok(())
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum DocumentKind {
-    Invoice,
-    Reminder,
-    Collection,
-}
-
-impl DocumentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentKind::Invoice => "invoice",
-            DocumentKind::Reminder => "reminder",
-            DocumentKind::Collection => "collection",
-        }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            DocumentKind::Invoice => "Faktura",
-            DocumentKind::Reminder => "Påminnelse",
-            DocumentKind::Collection => "Inkassokrav",
-        }
-    }
-}
-
 /// Queues a rendered document for the mailing system, or holds it when its
 /// holder cannot be reached (see `delivery.rs`).
 pub async fn queue_document(
@@ -364,169 +339,8 @@ pub async fn queue_document(
     channel: &str,
     pdf: Vec<u8>,
 ) -> SettlementResult<()> {
-    delivery::queue(conn, invoice_id, kind, channel, pdf, None).await?;
+    route::queue(conn, invoice_id, kind, channel, pdf, None).await?;
     Ok(())
-}
-
-fn national(number: &str) -> String {
-    E164::parse(number)
-        .map(|n| n.national_display())
-        .unwrap_or_else(|_| number.to_string())
-}
-
-/// Renders an invoice (or a reminder or collection demand of it) as PDF,
-/// from what the ledger holds now (R12).
-pub async fn render(
-    conn: &mut PgConnection,
-    policy: &SettlementPolicy,
-    invoice_id: i64,
-    kind: DocumentKind,
-) -> SettlementResult<Vec<u8>> {
-    let inv = sqlx::query(
-        "select i.number, i.ocr, i.issue_date, i.due_date, i.stage_due_date, i.period_start, i.period_end,
-                i.total_ore, i.paid_ore, h.customer_number, h.name, h.address_lines
-         from invoices i left join holders h on h.id = i.holder_id where i.id = $1",
-    )
-    .bind(invoice_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let number: String = inv.get("number");
-    let calls = sqlx::query(
-        "select u.started_at, u.service_number, u.duration_seconds, u.billed_seconds, u.billing_step_seconds, l.amount_ore, l.description
-         from invoice_lines l join usage u on u.call_id = l.call_id
-         where l.invoice_id = $1 and l.kind = 'call' order by u.started_at, u.call_id",
-    )
-    .bind(invoice_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let other = sqlx::query(
-        "select kind, description, amount_ore, vat_rate_percent from invoice_lines
-         where invoice_id = $1 and kind <> 'call' order by id",
-    )
-    .bind(invoice_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    // Mervärdesskattelagen 17 kap.: base and VAT per rate. Calls booked
-    // before VAT rates were recorded have no rate and are left out.
-    let vat = sqlx::query(
-        "select vat_rate_percent, sum(amount_ore - vat_ore)::bigint as base_ore, sum(vat_ore)::bigint as vat_ore
-         from invoice_lines where invoice_id = $1 and vat_rate_percent is not null
-         group by vat_rate_percent order by vat_rate_percent desc",
-    )
-    .bind(invoice_id)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| -> SettlementResult<pdf::VatLine> {
-        let rate = VatRate::from_percent(r.get::<i32, _>("vat_rate_percent") as u32)
-            .map_err(|e| SettlementError::Invalid(format!("invoice {invoice_id}: {e}")))?;
-        Ok(pdf::VatLine {
-            rate,
-            base: Money::ore_unchecked(r.get("base_ore")),
-            vat: Money::ore_unchecked(r.get("vat_ore")),
-        })
-    })
-    .collect::<SettlementResult<Vec<_>>>()?;
-    let outside_vat = other.iter().any(|r| {
-        matches!(r.get::<&str, _>("kind"), "fee" | "interest")
-            && r.get::<Option<i32>, _>("vat_rate_percent").is_none()
-    });
-    let lines = calls
-        .iter()
-        .map(|r| {
-            let started: DateTime<Utc> = r.get("started_at");
-            let local = started.with_timezone(&Stockholm);
-            let billed = r.get::<i32, _>("billed_seconds").max(0) as u32;
-            let step = r.get::<i32, _>("billing_step_seconds");
-            let charged_minutes = if step == 60 {
-                (billed / 60).to_string()
-            } else {
-                format!("{}:{:02}", billed / 60, billed % 60)
-            };
-            pdf::CallLine {
-                date: local.date_naive(),
-                time: format!("{:02}:{:02}", local.hour(), local.minute()),
-                service_number: national(r.get::<&str, _>("service_number")),
-                description: r.get("description"),
-                duration_seconds: r.get::<i32, _>("duration_seconds").max(0) as u32,
-                charged_minutes,
-                amount: Money::ore_unchecked(r.get("amount_ore")),
-            }
-        })
-        .collect();
-    let mut fees = Vec::new();
-    let mut discounts = Vec::new();
-    for r in &other {
-        let kind: String = r.get("kind");
-        let line = (
-            r.get::<String, _>("description"),
-            Money::ore_unchecked(r.get("amount_ore")),
-        );
-        if kind == "credit" {
-            discounts.push(line);
-        } else {
-            fees.push(line);
-        }
-    }
-    let total: i64 = inv.get("total_ore");
-    let paid: i64 = inv.get("paid_ore");
-    let due = match kind {
-        DocumentKind::Invoice => inv.get("due_date"),
-        _ => inv.get("stage_due_date"),
-    };
-    let mut notes = vec![
-        "Betala senast förfallodagen. Vid försenad betalning debiteras dröjsmålsränta enligt räntelagen (referensräntan + 8 procentenheter).".to_string(),
-        "Har du inte ringt samtalen eller anser du att fakturan är fel? Kontakta oss innan förfallodagen; vi pausar då kravet medan vi utreder.".to_string(),
-    ];
-    if paid > 0 {
-        notes.push(format!(
-            "Redan betalt: {}.",
-            Money::ore_unchecked(paid).to_swedish()
-        ));
-    }
-    if kind == DocumentKind::Collection {
-        notes.push("Detta är ett inkassokrav. Betala eller invänd inom angiven tid; annars kan ärendet lämnas till Kronofogden.".into());
-    }
-    notes.push("Alla priser är inklusive moms.".into());
-    if outside_vat {
-        notes.push(
-            "Påminnelseavgift, inkassoavgift och dröjsmålsränta är ersättning enligt lag och omfattas inte av moms."
-                .into(),
-        );
-    }
-    let doc = pdf::InvoiceDocument {
-        issuer_lines: policy.issuer_lines.clone(),
-        invoice_number: invoice_id.to_string(),
-        kind: kind.title().to_string(),
-        invoice_date: inv.get("issue_date"),
-        customer_number: inv
-            .get::<Option<String>, _>("customer_number")
-            .unwrap_or_default(),
-        holder_name: inv
-            .get::<Option<String>, _>("name")
-            .unwrap_or_else(|| format!("Innehavaren av {}", national(&number))),
-        address_lines: inv
-            .get::<Option<Vec<String>>, _>("address_lines")
-            .unwrap_or_default(),
-        number_billed: national(&number),
-        ocr: inv.get("ocr"),
-        due_date: due,
-        period: (
-            inv.get::<Option<NaiveDate>, _>("period_start")
-                .unwrap_or_else(|| inv.get("issue_date")),
-            inv.get::<Option<NaiveDate>, _>("period_end")
-                .unwrap_or_else(|| inv.get("issue_date")),
-        ),
-        lines,
-        fees,
-        discounts,
-        previous_balance: None,
-        total: Money::ore_unchecked(total - paid),
-        vat,
-        bankgiro: policy.bankgiro.clone(),
-        notes,
-    };
-    Ok(pdf::render_invoice(&doc))
 }
 
 #[cfg(test)]
@@ -624,9 +438,14 @@ pub async fn monthly_run<S: crate::store::Store>(
     .execute(&mut *tx)
     .await?;
     if run_day < date {
-        report.caught_up =
-            crate::settlement::daily::record_missed(&mut tx, run_day, MONTHLY_JOB, date, s.now())
-                .await?;
+        report.caught_up = crate::settlement::worker::daily::record_missed(
+            &mut tx,
+            run_day,
+            MONTHLY_JOB,
+            date,
+            s.now(),
+        )
+        .await?;
         if report.caught_up {
             tracing::warn!(%run_day, %date, issued = report.issued, "the monthly invoice run was missed on its day and caught up");
         }
