@@ -1,15 +1,15 @@
 //! What an invoice document says (SPEC R12, R13): the kinds of document
 //! (invoice, reminder, collection demand) and rendering one from what the
-//! ledger holds now into an [`InvoiceDocument`], written as PDF bytes by
-//! `formats::pdf`.
+//! ledger holds now into a `layout::InvoiceDocument`, laid out by `layout`
+//! and written as PDF bytes by `formats::pdf`.
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use chrono_tz::Europe::Stockholm;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::{Money, VatRate, E164};
+use crate::settlement::billing::layout;
 use crate::settlement::context::{SettlementError, SettlementResult};
-use crate::settlement::formats::pdf;
 use crate::settlement::policy::SettlementPolicy;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -86,10 +86,10 @@ pub async fn render(
     .fetch_all(&mut *conn)
     .await?
     .iter()
-    .map(|r| -> SettlementResult<pdf::VatLine> {
+    .map(|r| -> SettlementResult<layout::VatLine> {
         let rate = VatRate::from_percent(r.get::<i32, _>("vat_rate_percent") as u32)
             .map_err(|e| SettlementError::Invalid(format!("invoice {invoice_id}: {e}")))?;
-        Ok(pdf::VatLine {
+        Ok(layout::VatLine {
             rate,
             base: Money::ore_unchecked(r.get("base_ore")),
             vat: Money::ore_unchecked(r.get("vat_ore")),
@@ -112,7 +112,7 @@ pub async fn render(
             } else {
                 format!("{}:{:02}", billed / 60, billed % 60)
             };
-            pdf::CallLine {
+            layout::CallLine {
                 date: local.date_naive(),
                 time: format!("{:02}:{:02}", local.hour(), local.minute()),
                 service_number: national(r.get::<&str, _>("service_number")),
@@ -163,7 +163,7 @@ pub async fn render(
                 .into(),
         );
     }
-    let doc = pdf::InvoiceDocument {
+    let doc = layout::InvoiceDocument {
         issuer_lines: policy.issuer_lines.clone(),
         invoice_number: invoice_id.to_string(),
         kind: kind.title().to_string(),
@@ -195,5 +195,5 @@ pub async fn render(
         bankgiro: policy.bankgiro.clone(),
         notes,
     };
-    Ok(pdf::render_invoice(&doc))
+    Ok(layout::render_invoice(&doc))
 }

@@ -19,11 +19,12 @@ use sqlx::{PgConnection, Row};
 
 use crate::domain::{Money, VatRate};
 use crate::settlement::billing::document::{self, DocumentKind};
+use crate::settlement::billing::layout;
 use crate::settlement::billing::route::{self, Route};
 use crate::settlement::context::{holder_for, queue_store_op, SettlementResult};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{calendar, formats::ocr, formats::pdf};
+use crate::settlement::{calendar, formats::ocr};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum InvoiceKind {
@@ -189,7 +190,7 @@ pub async fn issue_invoice(
     )
     .bind(id)
     .bind(&call_ids)
-    .bind(pdf::NEUTRAL_CALL_DESCRIPTION)
+    .bind(layout::NEUTRAL_CALL_DESCRIPTION)
     .execute(&mut *conn)
     .await?;
     if fees_ore > 0 {
