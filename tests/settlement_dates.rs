@@ -20,7 +20,7 @@ mod common;
 
 use callauth::settlement::billing::invoicing::{self, InvoiceKind};
 use callauth::settlement::{
-    calendar, collection::disputes, collection::interest, collection::ladder, ledger, payments,
+    calendar, collection::disputes, collection::ladder, interest, ledger, payments,
     sync::projector, worker::daily, worker::scheduler, SettlementPolicy,
 };
 use chrono::NaiveDate;

@@ -15,7 +15,7 @@ use callauth::settlement::collection::plans::{self, PlanStatus};
 use callauth::settlement::context::queue_store_op;
 use callauth::settlement::ledger::{self, account, Txn};
 use callauth::settlement::{
-    calendar, collection::interest, sync::projector, SettlementError, SettlementPolicy,
+    calendar, interest, sync::projector, SettlementError, SettlementPolicy,
 };
 use callauth::store::Store;
 use chrono::NaiveDate;

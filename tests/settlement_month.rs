@@ -22,8 +22,8 @@ use callauth::domain::Money;
 use callauth::pb;
 use callauth::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
 use callauth::settlement::{
-    collection::disputes, collection::interest, collection::ladder, collection::plans, ledger,
-    payments, sync::projector, sync::reconcile, worker::daily, Settlement, SettlementPolicy,
+    collection::disputes, collection::ladder, collection::plans, interest, ledger, payments,
+    sync::projector, sync::reconcile, worker::daily, Settlement, SettlementPolicy,
 };
 use callauth::store::redis::RedisStore;
 use callauth::store::StorePolicy;

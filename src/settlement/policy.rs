@@ -3,7 +3,7 @@
 //! configurable; nothing in the calendar code hard-codes them.
 
 use crate::domain::Money;
-use crate::settlement::collection::interest::{self, ReferenceRateTable};
+use crate::settlement::interest::{self, ReferenceRateTable};
 
 #[derive(Clone, Debug)]
 pub struct SettlementPolicy {

@@ -208,102 +208,134 @@ impl Layout<'_> {
     }
 }
 
+/// Lays the document out, block by block, in the order they are printed.
 fn layout(doc: &InvoiceDocument) -> Vec<Page> {
     let mut l = Layout {
         doc,
         pages: vec![Page::default()],
         y: TOP,
     };
-
-    // Issuer, top left.
-    let mut y = TOP;
-    for (i, line) in doc.issuer_lines.iter().enumerate() {
-        let font = if i == 0 { Font::Bold } else { Font::Regular };
-        l.text(LEFT, y, font, BODY_SIZE, &fit(line, 250.0, font, BODY_SIZE));
-        y -= LINE_HEIGHT;
-    }
-    let issuer_bottom = y;
-
-    // Document kind and the invoice facts, top right.
-    l.text_right(
-        RIGHT,
-        TOP - 5.0,
-        Font::Bold,
-        20.0,
-        &fit(&doc.kind, 200.0, Font::Bold, 20.0),
-    );
-    let period = format!("{} – {}", iso(doc.period.0), iso(doc.period.1));
-    let facts = [
-        ("Fakturanummer", doc.invoice_number.clone()),
-        ("Fakturadatum", iso(doc.invoice_date)),
-        ("Kundnummer", doc.customer_number.clone()),
-        ("Telefonnummer", doc.number_billed.clone()),
-        ("Period", period),
-        ("Förfallodag", iso(doc.due_date)),
-        ("OCR-nummer", doc.ocr.clone()),
-    ];
-    let mut y = TOP - 35.0;
-    for (label, value) in &facts {
-        l.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, label);
-        l.text_right(
-            RIGHT,
-            y,
-            Font::Regular,
-            BODY_SIZE,
-            &fit(value, 130.0, Font::Regular, BODY_SIZE),
-        );
-        y -= LINE_HEIGHT;
-    }
-    l.text(SUMMARY_LABEL, y, Font::Bold, 11.0, "Att betala");
-    l.text_right(RIGHT, y, Font::Bold, 11.0, &doc.total.to_swedish());
-
-    let facts_bottom = y;
-
-    // The addressee, where a window envelope shows it (lower if the issuer
-    // block is long).
-    let mut y = f64::min(ADDRESS_TOP, issuer_bottom - 5.0);
-    for (i, line) in std::iter::once(&doc.holder_name)
-        .chain(doc.address_lines.iter())
-        .enumerate()
-    {
-        let font = if i == 0 { Font::Bold } else { Font::Regular };
-        l.text(LEFT, y, font, 10.0, &fit(line, 250.0, font, 10.0));
-        y -= 13.0;
-    }
-
-    let address_bottom = y;
-
+    let issuer_bottom = l.issuer();
+    let facts_bottom = l.facts();
+    let address_bottom = l.addressee(issuer_bottom);
     // The calls, below whichever block ends lowest.
     l.y = TABLE_TOP
         .min(address_bottom - 20.0)
         .min(facts_bottom - 25.0);
-    l.text(LEFT, l.y, Font::Bold, 11.0, "Specifikation av samtal");
-    l.y -= 18.0;
-    l.table_header();
-    if doc.lines.is_empty() {
-        l.text(
-            COL_DATE,
-            l.y,
-            Font::Regular,
-            ROW_SIZE,
-            "Inga samtal under perioden.",
-        );
-        l.y -= ROW_HEIGHT;
-    }
-    for call in &doc.lines {
-        if l.ensure_space(ROW_HEIGHT) {
-            l.table_header();
+    l.calls();
+    l.summary();
+    l.vat();
+    l.payment_instructions();
+    l.notes();
+    l.footers();
+    l.pages
+}
+
+impl Layout<'_> {
+    /// Issuer, top left; returns where it ends.
+    fn issuer(&mut self) -> f64 {
+        let doc = self.doc;
+        let mut y = TOP;
+        for (i, line) in doc.issuer_lines.iter().enumerate() {
+            let font = if i == 0 { Font::Bold } else { Font::Regular };
+            self.text(LEFT, y, font, BODY_SIZE, &fit(line, 250.0, font, BODY_SIZE));
+            y -= LINE_HEIGHT;
         }
-        let y = l.y;
-        l.text(COL_DATE, y, Font::Regular, ROW_SIZE, &iso(call.date));
-        l.text(
+        y
+    }
+
+    /// Document kind and the invoice facts, top right; returns where they end.
+    fn facts(&mut self) -> f64 {
+        let doc = self.doc;
+        self.text_right(
+            RIGHT,
+            TOP - 5.0,
+            Font::Bold,
+            20.0,
+            &fit(&doc.kind, 200.0, Font::Bold, 20.0),
+        );
+        let period = format!("{} – {}", iso(doc.period.0), iso(doc.period.1));
+        let facts = [
+            ("Fakturanummer", doc.invoice_number.clone()),
+            ("Fakturadatum", iso(doc.invoice_date)),
+            ("Kundnummer", doc.customer_number.clone()),
+            ("Telefonnummer", doc.number_billed.clone()),
+            ("Period", period),
+            ("Förfallodag", iso(doc.due_date)),
+            ("OCR-nummer", doc.ocr.clone()),
+        ];
+        let mut y = TOP - 35.0;
+        for (label, value) in &facts {
+            self.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, label);
+            self.text_right(
+                RIGHT,
+                y,
+                Font::Regular,
+                BODY_SIZE,
+                &fit(value, 130.0, Font::Regular, BODY_SIZE),
+            );
+            y -= LINE_HEIGHT;
+        }
+        self.text(SUMMARY_LABEL, y, Font::Bold, 11.0, "Att betala");
+        self.text_right(RIGHT, y, Font::Bold, 11.0, &doc.total.to_swedish());
+        y
+    }
+
+    /// The addressee, where a window envelope shows it (lower if the issuer
+    /// block is long); returns where it ends.
+    fn addressee(&mut self, issuer_bottom: f64) -> f64 {
+        let doc = self.doc;
+        let mut y = f64::min(ADDRESS_TOP, issuer_bottom - 5.0);
+        for (i, line) in std::iter::once(&doc.holder_name)
+            .chain(doc.address_lines.iter())
+            .enumerate()
+        {
+            let font = if i == 0 { Font::Bold } else { Font::Regular };
+            self.text(LEFT, y, font, 10.0, &fit(line, 250.0, font, 10.0));
+            y -= 13.0;
+        }
+        y
+    }
+
+    /// The call table from `self.y`, flowing over as many pages as it needs.
+    fn calls(&mut self) {
+        let doc = self.doc;
+        self.text(LEFT, self.y, Font::Bold, 11.0, "Specifikation av samtal");
+        self.y -= 18.0;
+        self.table_header();
+        if doc.lines.is_empty() {
+            self.text(
+                COL_DATE,
+                self.y,
+                Font::Regular,
+                ROW_SIZE,
+                "Inga samtal under perioden.",
+            );
+            self.y -= ROW_HEIGHT;
+        }
+        for call in &doc.lines {
+            if self.ensure_space(ROW_HEIGHT) {
+                self.table_header();
+            }
+            self.call_row(call);
+            self.y -= ROW_HEIGHT;
+        }
+        self.rule(LEFT, RIGHT, self.y + ROW_HEIGHT - 4.0, 0.5);
+        self.y -= 10.0;
+    }
+
+    /// One call on the current line.
+    fn call_row(&mut self, call: &CallLine) {
+        let y = self.y;
+        self.text(COL_DATE, y, Font::Regular, ROW_SIZE, &iso(call.date));
+        self.text(
             COL_TIME,
             y,
             Font::Regular,
             ROW_SIZE,
             &fit(&call.time, 26.0, Font::Regular, ROW_SIZE),
         );
-        l.text(
+        self.text(
             COL_NUMBER,
             y,
             Font::Regular,
@@ -315,7 +347,7 @@ fn layout(doc: &InvoiceDocument) -> Vec<Page> {
                 ROW_SIZE,
             ),
         );
-        l.text(
+        self.text(
             COL_DESCRIPTION,
             y,
             Font::Regular,
@@ -327,152 +359,165 @@ fn layout(doc: &InvoiceDocument) -> Vec<Page> {
                 ROW_SIZE,
             ),
         );
-        l.text_right(
+        self.text_right(
             COL_DURATION_RIGHT,
             y,
             Font::Regular,
             ROW_SIZE,
             &duration(call.duration_seconds),
         );
-        l.text_right(
+        self.text_right(
             COL_CHARGED_RIGHT,
             y,
             Font::Regular,
             ROW_SIZE,
             &fit(&call.charged_minutes, 45.0, Font::Regular, ROW_SIZE),
         );
-        l.text_right(
+        self.text_right(
             COL_AMOUNT_RIGHT,
             y,
             Font::Regular,
             ROW_SIZE,
             &call.amount.to_swedish(),
         );
-        l.y -= ROW_HEIGHT;
     }
-    l.rule(LEFT, RIGHT, l.y + ROW_HEIGHT - 4.0, 0.5);
-    l.y -= 10.0;
 
-    // The summary: calls, fees, discounts, previous balance, total.
-    let calls_total = doc
-        .lines
-        .iter()
-        .try_fold(Money::ZERO, |sum, call| sum.checked_add(call.amount));
-    let summary_rows =
-        1 + doc.fees.len() + doc.discounts.len() + usize::from(doc.previous_balance.is_some());
-    l.ensure_space(summary_rows as f64 * LINE_HEIGHT + 20.0);
-    if let Some(calls_total) = calls_total {
-        l.summary_row("Summa samtal inkl. moms", calls_total, Font::Regular);
+    /// The summary: calls, fees, discounts, previous balance, total.
+    fn summary(&mut self) {
+        let doc = self.doc;
+        let calls_total = doc
+            .lines
+            .iter()
+            .try_fold(Money::ZERO, |sum, call| sum.checked_add(call.amount));
+        let summary_rows =
+            1 + doc.fees.len() + doc.discounts.len() + usize::from(doc.previous_balance.is_some());
+        self.ensure_space(summary_rows as f64 * LINE_HEIGHT + 20.0);
+        if let Some(calls_total) = calls_total {
+            self.summary_row("Summa samtal inkl. moms", calls_total, Font::Regular);
+        }
+        for (label, amount) in &doc.fees {
+            self.summary_row(label, *amount, Font::Regular);
+        }
+        for (label, amount) in &doc.discounts {
+            self.summary_row(
+                label,
+                Money::ore_unchecked(-amount.ore().saturating_abs()),
+                Font::Regular,
+            );
+        }
+        if let Some(balance) = doc.previous_balance {
+            self.summary_row("Tidigare saldo", balance, Font::Regular);
+        }
+        self.rule(SUMMARY_LABEL, RIGHT, self.y + LINE_HEIGHT - 3.0, 0.5);
+        self.y -= 3.0;
+        self.summary_row("Att betala", doc.total, Font::Bold);
+        self.y -= 15.0;
     }
-    for (label, amount) in &doc.fees {
-        l.summary_row(label, *amount, Font::Regular);
-    }
-    for (label, amount) in &doc.discounts {
-        l.summary_row(
-            label,
-            Money::ore_unchecked(-amount.ore().saturating_abs()),
-            Font::Regular,
-        );
-    }
-    if let Some(balance) = doc.previous_balance {
-        l.summary_row("Tidigare saldo", balance, Font::Regular);
-    }
-    l.rule(SUMMARY_LABEL, RIGHT, l.y + LINE_HEIGHT - 3.0, 0.5);
-    l.y -= 3.0;
-    l.summary_row("Att betala", doc.total, Font::Bold);
-    l.y -= 15.0;
 
-    // VAT per rate: the base and the VAT contained in the amounts above.
-    if !doc.vat.is_empty() {
-        l.ensure_space((doc.vat.len() as f64 + 2.0) * LINE_HEIGHT + 10.0);
-        let y = l.y;
-        l.text(SUMMARY_LABEL, y, Font::Bold, BODY_SIZE, "Momsspecifikation");
-        l.text_right(VAT_BASE_RIGHT, y, Font::Bold, BODY_SIZE, "Underlag");
-        l.text_right(RIGHT, y, Font::Bold, BODY_SIZE, "Moms");
-        l.y -= LINE_HEIGHT;
+    /// VAT per rate: the base and the VAT contained in the amounts above
+    /// (mervärdesskattelagen 17 kap.); nothing when there is no VAT.
+    fn vat(&mut self) {
+        let doc = self.doc;
+        if doc.vat.is_empty() {
+            return;
+        }
+        self.ensure_space((doc.vat.len() as f64 + 2.0) * LINE_HEIGHT + 10.0);
+        let y = self.y;
+        self.text(SUMMARY_LABEL, y, Font::Bold, BODY_SIZE, "Momsspecifikation");
+        self.text_right(VAT_BASE_RIGHT, y, Font::Bold, BODY_SIZE, "Underlag");
+        self.text_right(RIGHT, y, Font::Bold, BODY_SIZE, "Moms");
+        self.y -= LINE_HEIGHT;
         let mut total_vat = Money::ZERO;
         for line in &doc.vat {
-            let y = l.y;
+            let y = self.y;
             let label = format!("Moms {}", line.rate.label());
-            l.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, &label);
-            l.text_right(
+            self.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, &label);
+            self.text_right(
                 VAT_BASE_RIGHT,
                 y,
                 Font::Regular,
                 BODY_SIZE,
                 &line.base.to_swedish(),
             );
-            l.text_right(RIGHT, y, Font::Regular, BODY_SIZE, &line.vat.to_swedish());
+            self.text_right(RIGHT, y, Font::Regular, BODY_SIZE, &line.vat.to_swedish());
             total_vat = total_vat.checked_add(line.vat).unwrap_or(total_vat);
-            l.y -= LINE_HEIGHT;
+            self.y -= LINE_HEIGHT;
         }
-        l.summary_row("Summa moms", total_vat, Font::Regular);
-        l.y -= 12.0;
+        self.summary_row("Summa moms", total_vat, Font::Regular);
+        self.y -= 12.0;
     }
 
-    // Payment instructions (Bankgirot requires the OCR instruction on the invoice).
-    let payment_rows = [
-        ("Bankgiro", doc.bankgiro.clone()),
-        ("OCR-nummer", doc.ocr.clone()),
-        ("Förfallodag", iso(doc.due_date)),
-        ("Att betala", doc.total.to_swedish()),
-    ];
-    l.ensure_space(LINE_HEIGHT * (payment_rows.len() as f64 + 3.0));
-    l.rule(LEFT, RIGHT, l.y + LINE_HEIGHT, 1.0);
-    l.text(LEFT, l.y, Font::Bold, 11.0, "Betalningsinformation");
-    l.y -= LINE_HEIGHT + 3.0;
-    for (label, value) in &payment_rows {
-        let y = l.y;
-        l.text(LEFT, y, Font::Regular, BODY_SIZE, label);
-        l.text(
-            LEFT + 90.0,
-            y,
+    /// Payment instructions (Bankgirot requires the OCR instruction on the invoice).
+    fn payment_instructions(&mut self) {
+        let doc = self.doc;
+        let payment_rows = [
+            ("Bankgiro", doc.bankgiro.clone()),
+            ("OCR-nummer", doc.ocr.clone()),
+            ("Förfallodag", iso(doc.due_date)),
+            ("Att betala", doc.total.to_swedish()),
+        ];
+        self.ensure_space(LINE_HEIGHT * (payment_rows.len() as f64 + 3.0));
+        self.rule(LEFT, RIGHT, self.y + LINE_HEIGHT, 1.0);
+        self.text(LEFT, self.y, Font::Bold, 11.0, "Betalningsinformation");
+        self.y -= LINE_HEIGHT + 3.0;
+        for (label, value) in &payment_rows {
+            let y = self.y;
+            self.text(LEFT, y, Font::Regular, BODY_SIZE, label);
+            self.text(
+                LEFT + 90.0,
+                y,
+                Font::Bold,
+                BODY_SIZE,
+                &fit(value, 200.0, Font::Bold, BODY_SIZE),
+            );
+            self.y -= LINE_HEIGHT;
+        }
+        self.text(
+            LEFT,
+            self.y,
             Font::Bold,
             BODY_SIZE,
-            &fit(value, 200.0, Font::Bold, BODY_SIZE),
+            "Ange OCR-nummer vid betalning",
         );
-        l.y -= LINE_HEIGHT;
+        self.y -= LINE_HEIGHT * 2.0;
     }
-    l.text(
-        LEFT,
-        l.y,
-        Font::Bold,
-        BODY_SIZE,
-        "Ange OCR-nummer vid betalning",
-    );
-    l.y -= LINE_HEIGHT * 2.0;
 
-    // Notes, word-wrapped.
-    for note in &doc.notes {
-        for line in wrap(note, RIGHT - LEFT, Font::Regular, BODY_SIZE) {
-            l.ensure_space(LINE_HEIGHT);
-            let y = l.y;
-            l.text(LEFT, y, Font::Regular, BODY_SIZE, &line);
-            l.y -= LINE_HEIGHT;
+    /// Notes, word-wrapped.
+    fn notes(&mut self) {
+        let doc = self.doc;
+        for note in &doc.notes {
+            for line in wrap(note, RIGHT - LEFT, Font::Regular, BODY_SIZE) {
+                self.ensure_space(LINE_HEIGHT);
+                let y = self.y;
+                self.text(LEFT, y, Font::Regular, BODY_SIZE, &line);
+                self.y -= LINE_HEIGHT;
+            }
+            self.y -= 4.0;
         }
-        l.y -= 4.0;
     }
 
-    // Footers, now that the page count is known.
-    let count = l.pages.len();
-    for (i, page) in l.pages.iter_mut().enumerate() {
-        let footer = format!("Sida {} av {}", i + 1, count);
-        page.ops.push(Op::Text {
-            x: RIGHT - text_width(&footer, Font::Regular, 8.0),
-            y: FOOTER_Y,
-            font: Font::Regular,
-            size: 8.0,
-            text: footer,
-        });
-        page.ops.push(Op::Text {
-            x: LEFT,
-            y: FOOTER_Y,
-            font: Font::Regular,
-            size: 8.0,
-            text: format!("{} {}", doc.kind, doc.invoice_number),
-        });
+    /// Footers, once the page count is known: "Sida n av m" and the document.
+    fn footers(&mut self) {
+        let doc = self.doc;
+        let count = self.pages.len();
+        for (i, page) in self.pages.iter_mut().enumerate() {
+            let footer = format!("Sida {} av {}", i + 1, count);
+            page.ops.push(Op::Text {
+                x: RIGHT - text_width(&footer, Font::Regular, 8.0),
+                y: FOOTER_Y,
+                font: Font::Regular,
+                size: 8.0,
+                text: footer,
+            });
+            page.ops.push(Op::Text {
+                x: LEFT,
+                y: FOOTER_Y,
+                font: Font::Regular,
+                size: 8.0,
+                text: format!("{} {}", doc.kind, doc.invoice_number),
+            });
+        }
     }
-    l.pages
 }
 
 fn iso(date: NaiveDate) -> String {

@@ -1,7 +1,8 @@
 //! An invoice as a claim, as the ladder, installment plans, disputes,
 //! payments and reconciliation all see it (SPEC R7, R15, R16): its stage,
 //! its row under lock, the collection steps recorded on it, and whether it
-//! is overdue. Kept apart from the ladder so that the ladder, the plans and
+//! is overdue, and what paying a number's first invoice in full
+//! establishes (R8). Kept apart from the ladder so that the ladder, the plans and
 //! the payments each depend on it and not on one another (issue 12: the
 //! import circle ladder ⇄ plans ⇄ payments).
 
@@ -206,6 +207,41 @@ pub(crate) async fn other_overdue(
     Ok(candidates
         .into_iter()
         .any(|(due, stage_due)| is_overdue(due, stage_due, date, grace_bank_days)))
+}
+
+/// R8 (seed 000: "efter att första fakturan är betald"): marks `number`
+/// established when its first invoice is paid in full, and says whether it
+/// did so now. The first invoice is the earliest one that was owed: a
+/// credited invoice (an upheld dispute) never was. Paying a later invoice
+/// first changes nothing. In the caller's transaction, after the payment's
+/// allocations are booked.
+pub(crate) async fn settle_first_invoice(
+    conn: &mut PgConnection,
+    number: &str,
+) -> SettlementResult<bool> {
+    let established: Option<bool> =
+        sqlx::query_scalar("select established from numbers where number = $1")
+            .bind(number)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if established != Some(false) {
+        return Ok(false);
+    }
+    let first_paid: Option<bool> = sqlx::query_scalar(
+        "select status = 'paid' from invoices where number = $1 and status <> 'credited'
+         order by id limit 1",
+    )
+    .bind(number)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if first_paid != Some(true) {
+        return Ok(false);
+    }
+    sqlx::query("update numbers set established = true where number = $1")
+        .bind(number)
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
 }
 
 /// What the ledger says the number's overdue block should be: an open,

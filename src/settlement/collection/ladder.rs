@@ -88,7 +88,7 @@ use crate::metrics as m;
 use crate::settlement::billing::document::{self, DocumentKind};
 use crate::settlement::billing::invoicing;
 use crate::settlement::collection::claim::{
-    deadline_passed, is_overdue, lock_invoice, other_overdue, record_step, recorded_steps,
+    self, deadline_passed, is_overdue, lock_invoice, other_overdue, record_step, recorded_steps,
     InvoiceRow, Stage,
 };
 use crate::settlement::context::{
@@ -96,7 +96,7 @@ use crate::settlement::context::{
 };
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{calendar, collection::interest, collection::plans, payments};
+use crate::settlement::{calendar, collection::plans, interest};
 use crate::store::Store;
 
 /// Lag (1981:739) 4 § p.1: the most a written reminder may cost.
@@ -645,7 +645,7 @@ async fn waive_fees(
         policy.payment_grace_bank_days,
     )
     .await?;
-    let first_invoice_paid = payments::settle_first_invoice(conn, &inv.number).await?;
+    let first_invoice_paid = claim::settle_first_invoice(conn, &inv.number).await?;
     queue_store_op(
         conn,
         "apply_payment",

@@ -30,7 +30,7 @@
 //! Blocks and the limit. A payment lifts the overdue block when no other
 //! invoice of the number is overdue by the ladder's rule, bank days of grace
 //! included (`claim::other_overdue`), and raises the default limit when the
-//! number's *first* invoice is now paid in full (`settle_first_invoice`,
+//! number's *first* invoice is now paid in full (`claim::settle_first_invoice`,
 //! R8: paying a later invoice first does not).
 //!
 //! Trade-offs: at most [`MAX_REFERENCES`] references of a payment are
@@ -617,7 +617,7 @@ async fn queue_payment_ops(
             false
         } else {
             first_paid_checked.push(number);
-            settle_first_invoice(conn, number).await?
+            claim::settle_first_invoice(conn, number).await?
         };
         queue_store_op(
             conn,
@@ -633,41 +633,6 @@ async fn queue_payment_ops(
         .await?;
     }
     Ok(())
-}
-
-/// R8 (seed 000: "efter att första fakturan är betald"): marks `number`
-/// established when its first invoice is paid in full, and says whether it
-/// did so now. The first invoice is the earliest one that was owed: a
-/// credited invoice (an upheld dispute) never was. Paying a later invoice
-/// first changes nothing. In the caller's transaction, after the payment's
-/// allocations are booked.
-pub(crate) async fn settle_first_invoice(
-    conn: &mut PgConnection,
-    number: &str,
-) -> SettlementResult<bool> {
-    let established: Option<bool> =
-        sqlx::query_scalar("select established from numbers where number = $1")
-            .bind(number)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if established != Some(false) {
-        return Ok(false);
-    }
-    let first_paid: Option<bool> = sqlx::query_scalar(
-        "select status = 'paid' from invoices where number = $1 and status <> 'credited'
-         order by id limit 1",
-    )
-    .bind(number)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if first_paid != Some(true) {
-        return Ok(false);
-    }
-    sqlx::query("update numbers set established = true where number = $1")
-        .bind(number)
-        .execute(&mut *conn)
-        .await?;
-    Ok(true)
 }
 
 // ---------------------------------------------------------------------------

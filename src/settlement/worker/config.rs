@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::domain::Money;
-use crate::settlement::collection::interest;
+use crate::settlement::interest;
 use crate::settlement::policy::SettlementPolicy;
 
 #[derive(Parser, Debug)]

@@ -28,7 +28,7 @@ use crate::metrics as m;
 use crate::settlement::context::{ms_to_utc, Settlement, SettlementError};
 use crate::settlement::ingest::consumer::{ConsumeError, StreamConsumer};
 use crate::settlement::worker::daily::{self, DayReport};
-use crate::settlement::{calendar, collection::interest, sync::reconcile};
+use crate::settlement::{calendar, interest, sync::reconcile};
 use crate::store::redis::RedisStore;
 
 /// How often the loop looks at the clock.
