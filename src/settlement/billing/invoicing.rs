@@ -84,27 +84,16 @@ pub async fn issue_invoice(
     cutoff: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> SettlementResult<Result<IssuedInvoice, NotIssued>> {
-    let rows = sqlx::query(
-        "select u.call_id, u.charge_ore, u.started_at, coalesce(c.reminder_fee_ore, 0) as reminder_fee_ore
-         from usage u left join consents c on c.call_id = u.call_id
-         where u.number = $1 and u.funding = 'postpaid' and u.invoice_id is null
-           and ($2::timestamptz is null or u.posted_at < $2)
-         order by u.started_at, u.call_id
-         for update of u",
-    )
-    .bind(number)
-    .bind(cutoff)
-    .fetch_all(&mut *conn)
-    .await?;
-    if rows.is_empty() {
+    let Some(calls) = uninvoiced_calls(conn, number, cutoff).await? else {
         return Ok(Err(NotIssued::NothingToInvoice));
-    }
-    let call_ids: Vec<String> = rows.iter().map(|r| r.get("call_id")).collect();
-    let usage_ore: i64 = rows.iter().map(|r| r.get::<i64, _>("charge_ore")).sum();
-    let first_call: DateTime<Utc> = rows[0].get("started_at");
-    let last_call: DateTime<Utc> = rows[rows.len() - 1].get("started_at");
-    // The reminder fee may be charged only if every call's accepted terms agreed it.
-    let reminder_fee_agreed = rows.iter().all(|r| r.get::<i64, _>("reminder_fee_ore") > 0);
+    };
+    let Calls {
+        call_ids,
+        usage_ore,
+        first_call,
+        last_call,
+        reminder_fee_agreed,
+    } = calls;
 
     let holder_id = holder_for(conn, number).await?;
     // R13: where the invoice can go decides its fee; with neither a postal
@@ -124,16 +113,8 @@ pub async fn issue_invoice(
     // the calls alone (seed 002: "kostnaderna"): the paper fee is the cost of
     // sending an invoice, so counting it would invoice a paper customer
     // whose e-mail neighbour with the same calls is carried.
-    if kind == InvoiceKind::Monthly {
-        if let Some(min) = policy.minimum_invoice_amount {
-            let oldest = calendar::stockholm_date(first_call.timestamp_millis());
-            let carried_too_long = oldest
-                .checked_add_months(chrono::Months::new(policy.max_carry_months))
-                .is_none_or(|limit| limit <= today);
-            if usage_ore < min.ore() && !carried_too_long {
-                return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
-            }
-        }
+    if kind == InvoiceKind::Monthly && carried(policy, usage_ore, first_call, today) {
+        return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
     }
 
     // Overpayments held as the caller's credit reduce the new invoice.
@@ -182,85 +163,16 @@ pub async fn issue_invoice(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    // Each call line carries its call's VAT rate and the VAT in its charge.
-    sqlx::query(
-        "insert into invoice_lines (invoice_id, kind, call_id, description, amount_ore, vat_rate_percent, vat_ore)
-         select $1, 'call', u.call_id, $3, u.charge_ore, u.vat_rate_percent, u.vat_ore
-         from usage u where u.call_id = any($2)",
-    )
-    .bind(id)
-    .bind(&call_ids)
-    .bind(layout::NEUTRAL_CALL_DESCRIPTION)
-    .execute(&mut *conn)
-    .await?;
-    if fees_ore > 0 {
-        add_vat_line(
-            conn,
-            id,
-            "fee",
-            PAPER_FEE_DESCRIPTION,
-            fees_ore,
-            policy.paper_invoice_fee_vat,
-            fee_vat_ore,
-        )
-        .await?;
-    }
-    if credits_ore > 0 {
-        add_line(
-            conn,
-            id,
-            "credit",
-            "Tidigare överskjutande inbetalning",
-            -credits_ore,
-        )
-        .await?;
-    }
-    sqlx::query("update usage set invoice_id = $1 where call_id = any($2)")
-        .bind(id)
-        .bind(&call_ids)
-        .execute(&mut *conn)
-        .await?;
+    let lines = Lines {
+        call_ids: &call_ids,
+        fees_ore,
+        fee_vat_ore,
+        credits_ore,
+    };
+    insert_lines(conn, policy, id, &lines).await?;
 
-    ledger::post(
-        conn,
-        &Txn::new(
-            format!("invoice:{id}"),
-            now,
-            format!("{} invoice {ocr}", kind.as_str()),
-        )
-        .debit(account::caller_invoiced(number), usage_ore + fees_ore)
-        .credit(account::caller_unbilled(number), usage_ore)
-        .credit(account::INCOME_PAPER_FEE, fees_ore - fee_vat_ore)
-        .credit(
-            account::vat_output(policy.paper_invoice_fee_vat),
-            fee_vat_ore,
-        ),
-    )
-    .await?;
-    queue_store_op(
-        conn,
-        "apply_invoice",
-        number,
-        json!({ "invoice_id": store_invoice_id(id), "usage_ore": usage_ore, "fees_ore": fees_ore }),
-    )
-    .await?;
-    if credits_ore > 0 {
-        ledger::post(
-            conn,
-            &Txn::new(format!("invoice-credit:{id}"), now, "credit used")
-                .debit(account::caller_credit(number), credits_ore)
-                .credit(account::caller_invoiced(number), credits_ore),
-        )
-        .await?;
-        queue_store_op(
-            conn,
-            "apply_payment",
-            number,
-            json!({ "payment_id": format!("credit-{id}"), "amount_ore": credits_ore,
-                    "clear_overdue": false, "first_invoice_paid": false }),
-        )
-        .await?;
-    }
+    let label = format!("{} invoice {ocr}", kind.as_str());
+    book(conn, policy, number, id, &label, usage_ore, &lines, now).await?;
     match route {
         Route::Send { channel, .. } if paid_status == "open" => {
             let doc = document::render(conn, policy, id, DocumentKind::Invoice).await?;
@@ -280,6 +192,178 @@ pub async fn issue_invoice(
         due_date,
         held: paid_status == "held",
     }))
+}
+
+/// The postpaid calls of a number not yet invoiced (locked), in call order.
+struct Calls {
+    call_ids: Vec<String>,
+    usage_ore: i64,
+    first_call: DateTime<Utc>,
+    last_call: DateTime<Utc>,
+    /// Every call's accepted terms agreed the reminder fee.
+    reminder_fee_agreed: bool,
+}
+
+/// The calls of `number` to invoice: postpaid, not yet invoiced, posted
+/// before `cutoff` (None: all); None when there are none.
+async fn uninvoiced_calls(
+    conn: &mut PgConnection,
+    number: &str,
+    cutoff: Option<DateTime<Utc>>,
+) -> SettlementResult<Option<Calls>> {
+    let rows = sqlx::query(
+        "select u.call_id, u.charge_ore, u.started_at, coalesce(c.reminder_fee_ore, 0) as reminder_fee_ore
+         from usage u left join consents c on c.call_id = u.call_id
+         where u.number = $1 and u.funding = 'postpaid' and u.invoice_id is null
+           and ($2::timestamptz is null or u.posted_at < $2)
+         order by u.started_at, u.call_id
+         for update of u",
+    )
+    .bind(number)
+    .bind(cutoff)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Calls {
+        call_ids: rows.iter().map(|r| r.get("call_id")).collect(),
+        usage_ore: rows.iter().map(|r| r.get::<i64, _>("charge_ore")).sum(),
+        first_call: rows[0].get("started_at"),
+        last_call: rows[rows.len() - 1].get("started_at"),
+        // The reminder fee may be charged only if every call's accepted terms agreed it.
+        reminder_fee_agreed: rows.iter().all(|r| r.get::<i64, _>("reminder_fee_ore") > 0),
+    }))
+}
+
+/// R14: true when a monthly invoice of `usage_ore` waits for the next period
+/// (below the minimum, and its oldest call not yet `max_carry_months` old).
+fn carried(
+    policy: &SettlementPolicy,
+    usage_ore: i64,
+    first_call: DateTime<Utc>,
+    today: NaiveDate,
+) -> bool {
+    let Some(min) = policy.minimum_invoice_amount else {
+        return false;
+    };
+    let oldest = calendar::stockholm_date(first_call.timestamp_millis());
+    let carried_too_long = oldest
+        .checked_add_months(chrono::Months::new(policy.max_carry_months))
+        .is_none_or(|limit| limit <= today);
+    usage_ore < min.ore() && !carried_too_long
+}
+
+/// What an invoice carries besides its calls' charges.
+struct Lines<'a> {
+    call_ids: &'a [String],
+    fees_ore: i64,
+    fee_vat_ore: i64,
+    credits_ore: i64,
+}
+
+/// The invoice's lines (calls, paper fee with its VAT, credit used), and
+/// the calls marked invoiced.
+async fn insert_lines(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    id: i64,
+    lines: &Lines<'_>,
+) -> SettlementResult<()> {
+    // Each call line carries its call's VAT rate and the VAT in its charge.
+    sqlx::query(
+        "insert into invoice_lines (invoice_id, kind, call_id, description, amount_ore, vat_rate_percent, vat_ore)
+         select $1, 'call', u.call_id, $3, u.charge_ore, u.vat_rate_percent, u.vat_ore
+         from usage u where u.call_id = any($2)",
+    )
+    .bind(id)
+    .bind(lines.call_ids)
+    .bind(layout::NEUTRAL_CALL_DESCRIPTION)
+    .execute(&mut *conn)
+    .await?;
+    if lines.fees_ore > 0 {
+        add_vat_line(
+            conn,
+            id,
+            "fee",
+            PAPER_FEE_DESCRIPTION,
+            lines.fees_ore,
+            policy.paper_invoice_fee_vat,
+            lines.fee_vat_ore,
+        )
+        .await?;
+    }
+    if lines.credits_ore > 0 {
+        add_line(
+            conn,
+            id,
+            "credit",
+            "Tidigare överskjutande inbetalning",
+            -lines.credits_ore,
+        )
+        .await?;
+    }
+    sqlx::query("update usage set invoice_id = $1 where call_id = any($2)")
+        .bind(id)
+        .bind(lines.call_ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Books the invoice (and the credit it used) in the ledger and queues the
+/// same for the state store.
+#[allow(clippy::too_many_arguments)]
+async fn book(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    number: &str,
+    id: i64,
+    label: &str,
+    usage_ore: i64,
+    lines: &Lines<'_>,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
+    ledger::post(
+        conn,
+        &Txn::new(format!("invoice:{id}"), now, label)
+            .debit(account::caller_invoiced(number), usage_ore + lines.fees_ore)
+            .credit(account::caller_unbilled(number), usage_ore)
+            .credit(
+                account::INCOME_PAPER_FEE,
+                lines.fees_ore - lines.fee_vat_ore,
+            )
+            .credit(
+                account::vat_output(policy.paper_invoice_fee_vat),
+                lines.fee_vat_ore,
+            ),
+    )
+    .await?;
+    queue_store_op(
+        conn,
+        "apply_invoice",
+        number,
+        json!({ "invoice_id": store_invoice_id(id), "usage_ore": usage_ore, "fees_ore": lines.fees_ore }),
+    )
+    .await?;
+    if lines.credits_ore > 0 {
+        ledger::post(
+            conn,
+            &Txn::new(format!("invoice-credit:{id}"), now, "credit used")
+                .debit(account::caller_credit(number), lines.credits_ore)
+                .credit(account::caller_invoiced(number), lines.credits_ore),
+        )
+        .await?;
+        queue_store_op(
+            conn,
+            "apply_payment",
+            number,
+            json!({ "payment_id": format!("credit-{id}"), "amount_ore": lines.credits_ore,
+                    "clear_overdue": false, "first_invoice_paid": false }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The id under which an invoice is applied to the state store.
