@@ -250,39 +250,18 @@ pub async fn create_plan<S: Store>(
     } else {
         ""
     };
-    let id: i64 = sqlx::query_scalar(
-        "insert into installment_plans (number, total_ore, monthly_ore, first_due_date, status, decided_by, note,
-                                        created_at, paid_before_ore)
-         values ($1, $2, $3, $4, 'active', $5, $6, $7, $8) returning id",
-    )
-    .bind(&number)
-    .bind(debt.ore())
-    .bind(monthly.ore())
-    .bind(first_due)
-    .bind(decided_by)
-    .bind(note)
-    .bind(s.now())
-    .bind(paid_before)
-    .fetch_one(&mut *tx)
-    .await?;
-    let seqs: Vec<i32> = items.iter().map(|i| i.seq).collect();
-    let dates: Vec<NaiveDate> = items.iter().map(|i| i.due_date).collect();
-    let amounts: Vec<i64> = items.iter().map(|i| i.amount.ore()).collect();
-    sqlx::query(
-        "insert into installment_items (plan_id, seq, due_date, amount_ore)
-         select $1, s, d, a from unnest($2::int[], $3::date[], $4::bigint[]) as t(s, d, a)",
-    )
-    .bind(id)
-    .bind(&seqs)
-    .bind(&dates)
-    .bind(&amounts)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("update invoices set plan_id = $1 where id = any($2)")
-        .bind(id)
-        .bind(&invoice_ids)
-        .execute(&mut *tx)
-        .await?;
+    let new_plan = NewPlan {
+        number: &number,
+        debt,
+        monthly,
+        first_due,
+        decided_by,
+        note,
+        paid_before,
+        items: &items,
+        invoice_ids: &invoice_ids,
+    };
+    let id = insert_plan(&mut tx, &new_plan, s.now()).await?;
     pause_claims(
         &mut tx,
         id,
@@ -343,6 +322,63 @@ fn check_request(
         )));
     }
     Ok(())
+}
+
+/// A plan about to be stored.
+struct NewPlan<'a> {
+    number: &'a str,
+    debt: Money,
+    monthly: Money,
+    first_due: NaiveDate,
+    decided_by: &'a str,
+    note: &'a str,
+    /// What was paid towards the invoices before the plan.
+    paid_before: i64,
+    items: &'a [PlanItem],
+    invoice_ids: &'a [i64],
+}
+
+/// Stores the plan, its installments, and the plan on its invoices;
+/// returns the plan's id.
+async fn insert_plan(
+    tx: &mut PgConnection,
+    p: &NewPlan<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SettlementResult<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "insert into installment_plans (number, total_ore, monthly_ore, first_due_date, status, decided_by, note,
+                                        created_at, paid_before_ore)
+         values ($1, $2, $3, $4, 'active', $5, $6, $7, $8) returning id",
+    )
+    .bind(p.number)
+    .bind(p.debt.ore())
+    .bind(p.monthly.ore())
+    .bind(p.first_due)
+    .bind(p.decided_by)
+    .bind(p.note)
+    .bind(now)
+    .bind(p.paid_before)
+    .fetch_one(&mut *tx)
+    .await?;
+    let seqs: Vec<i32> = p.items.iter().map(|i| i.seq).collect();
+    let dates: Vec<NaiveDate> = p.items.iter().map(|i| i.due_date).collect();
+    let amounts: Vec<i64> = p.items.iter().map(|i| i.amount.ore()).collect();
+    sqlx::query(
+        "insert into installment_items (plan_id, seq, due_date, amount_ore)
+         select $1, s, d, a from unnest($2::int[], $3::date[], $4::bigint[]) as t(s, d, a)",
+    )
+    .bind(id)
+    .bind(&seqs)
+    .bind(&dates)
+    .bind(&amounts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("update invoices set plan_id = $1 where id = any($2)")
+        .bind(id)
+        .bind(p.invoice_ids)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
 }
 
 /// The planned claims leave the ladder: a `paused_plan` step on each, and

@@ -180,41 +180,8 @@ pub async fn register_payment(
     let channel = p.channel.as_str();
     let references = clean_references(&p.references);
     let reference_text = (!references.is_empty()).then(|| references.join(" "));
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "insert into payments (channel, external_id, reference, amount_ore, payer_name, payer_alias,
-                               paid_on, received_at, status, unallocated_ore, raw)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, 'unmatched', $4, $9)
-         on conflict (external_id) do nothing
-         returning id",
-    )
-    .bind(channel)
-    .bind(external_id)
-    .bind(&reference_text)
-    .bind(p.amount.ore())
-    .bind(&p.payer_name)
-    .bind(&p.payer_alias)
-    .bind(p.paid_on)
-    .bind(now)
-    .bind(&p.raw)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(payment_id) = inserted else {
-        let (payment_id, amount_ore): (i64, i64) =
-            sqlx::query_as("select id, amount_ore from payments where external_id = $1")
-                .bind(external_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        if amount_ore != p.amount.ore() {
-            tracing::warn!(
-                payment_id,
-                external_id,
-                registered_ore = amount_ore,
-                received_ore = p.amount.ore(),
-                "payment repeated with another amount; the first registration stands"
-            );
-        }
-        metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => "duplicate")
-            .increment(1);
+    let Some(payment_id) = insert_payment(conn, p, external_id, &reference_text, now).await? else {
+        let payment_id = repeated_payment(conn, p, external_id).await?;
         return Ok(Registered::AlreadyRegistered { payment_id });
     };
 
@@ -237,7 +204,88 @@ pub async fn register_payment(
         Target::Nothing(reason) => Err(reason),
         target => allocate(conn, &booking, &target).await?,
     };
-    let result = match allocated {
+    let result = record_outcome(conn, payment_id, allocated, &booking, channel).await?;
+    let label = match result {
+        Registered::Matched { .. } => "matched",
+        _ => "unmatched",
+    };
+    metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => label)
+        .increment(1);
+    if p.amount.ore() > 0 {
+        metrics::counter!(m::SETTLEMENT_PAYMENTS_ORE_TOTAL, "channel" => channel)
+            .increment(p.amount.ore() as u64);
+    }
+    Ok(result)
+}
+
+/// Inserts the payment once per external id; None when it was registered
+/// before.
+async fn insert_payment(
+    conn: &mut PgConnection,
+    p: &IncomingPayment,
+    external_id: &str,
+    reference_text: &Option<String>,
+    now: DateTime<Utc>,
+) -> SettlementResult<Option<i64>> {
+    let channel = p.channel.as_str();
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "insert into payments (channel, external_id, reference, amount_ore, payer_name, payer_alias,
+                               paid_on, received_at, status, unallocated_ore, raw)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, 'unmatched', $4, $9)
+         on conflict (external_id) do nothing
+         returning id",
+    )
+    .bind(channel)
+    .bind(external_id)
+    .bind(reference_text)
+    .bind(p.amount.ore())
+    .bind(&p.payer_name)
+    .bind(&p.payer_alias)
+    .bind(p.paid_on)
+    .bind(now)
+    .bind(&p.raw)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(inserted)
+}
+
+/// A payment registered before: the first registration stands (a repeat
+/// with another amount is logged); returns its id.
+async fn repeated_payment(
+    conn: &mut PgConnection,
+    p: &IncomingPayment,
+    external_id: &str,
+) -> SettlementResult<i64> {
+    let channel = p.channel.as_str();
+    let (payment_id, amount_ore): (i64, i64) =
+        sqlx::query_as("select id, amount_ore from payments where external_id = $1")
+            .bind(external_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if amount_ore != p.amount.ore() {
+        tracing::warn!(
+            payment_id,
+            external_id,
+            registered_ore = amount_ore,
+            received_ore = p.amount.ore(),
+            "payment repeated with another amount; the first registration stands"
+        );
+    }
+    metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => "duplicate")
+        .increment(1);
+    Ok(payment_id)
+}
+
+/// Marks the payment matched, or books it as unmatched for manual matching.
+async fn record_outcome(
+    conn: &mut PgConnection,
+    payment_id: i64,
+    allocated: Result<Vec<Allocation>, String>,
+    booking: &Booking,
+    channel: &str,
+) -> SettlementResult<Registered> {
+    let now = booking.now;
+    Ok(match allocated {
         Ok(allocations) => {
             sqlx::query(
                 "update payments set status = 'matched', unallocated_ore = 0 where id = $1",
@@ -265,18 +313,7 @@ pub async fn register_payment(
             .await?;
             Registered::Unmatched { payment_id }
         }
-    };
-    let label = match result {
-        Registered::Matched { .. } => "matched",
-        _ => "unmatched",
-    };
-    metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => label)
-        .increment(1);
-    if p.amount.ore() > 0 {
-        metrics::counter!(m::SETTLEMENT_PAYMENTS_ORE_TOTAL, "channel" => channel)
-            .increment(p.amount.ore() as u64);
-    }
-    Ok(result)
+    })
 }
 
 /// The references worth matching: trimmed, non-empty, without duplicates, at
@@ -450,74 +487,8 @@ async fn allocate_to_invoices(
     named: &[i64],
     surplus_number: &str,
 ) -> SettlementResult<Vec<Allocation>> {
-    // Lock the numbers first, in a fixed order, so that two payments of one
-    // number (or a payment and an invoice run) serialise without deadlock.
-    let numbers_of_named: Vec<String> =
-        sqlx::query_scalar("select distinct number from invoices where id = any($1)")
-            .bind(named)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut numbers: Vec<String> = numbers_of_named;
-    numbers.push(surplus_number.to_string());
-    numbers.sort();
-    numbers.dedup();
-    let established: HashMap<String, bool> = sqlx::query(
-        "select number, established from numbers where number = any($1) order by number for update",
-    )
-    .bind(&numbers)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.get("number"), r.get("established")))
-    .collect();
-    if !established.contains_key(surplus_number) {
-        return Err(SettlementError::NotFound(format!(
-            "number {surplus_number}"
-        )));
-    }
-
-    let named_rows = sqlx::query(
-        "select id, number, total_ore - paid_ore as outstanding_ore, status
-         from invoices where id = any($1) order by id for update",
-    )
-    .bind(named)
-    .fetch_all(&mut *conn)
-    .await?;
-    let by_id: HashMap<i64, Claim> = named_rows
-        .iter()
-        .map(|r| {
-            let open = r.get::<String, _>("status") == "open";
-            let id: i64 = r.get("id");
-            (
-                id,
-                Claim {
-                    invoice_id: id,
-                    number: r.get("number"),
-                    outstanding_ore: if open { r.get("outstanding_ore") } else { 0 },
-                },
-            )
-        })
-        .collect();
-    let named_claims: Vec<Claim> = named
-        .iter()
-        .filter_map(|id| by_id.get(id).cloned())
-        .collect();
-    let others: Vec<Claim> = sqlx::query(
-        "select id, number, total_ore - paid_ore as outstanding_ore from invoices
-         where number = $1 and status = 'open' and not disputed and id <> all($2)
-         order by due_date, id for update",
-    )
-    .bind(surplus_number)
-    .bind(named)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| Claim {
-        invoice_id: r.get("id"),
-        number: r.get("number"),
-        outstanding_ore: r.get("outstanding_ore"),
-    })
-    .collect();
+    let established = lock_numbers(conn, named, surplus_number).await?;
+    let (named_claims, others) = open_claims(conn, named, surplus_number).await?;
 
     let (plan, credit_ore) = plan_allocation(b.amount_ore, &named_claims, &others);
     let number_of: HashMap<i64, &str> = named_claims
@@ -578,6 +549,93 @@ async fn allocate_to_invoices(
     ledger::post(conn, &txn).await?;
     queue_payment_ops(conn, b, &allocations, &established).await?;
     Ok(allocations)
+}
+
+/// Locks the numbers of the named invoices and the payer's, in a fixed
+/// order (so that two payments of one number, or a payment and an invoice
+/// run, serialise without deadlock); returns whether each is established.
+async fn lock_numbers(
+    conn: &mut PgConnection,
+    named: &[i64],
+    surplus_number: &str,
+) -> SettlementResult<HashMap<String, bool>> {
+    let numbers_of_named: Vec<String> =
+        sqlx::query_scalar("select distinct number from invoices where id = any($1)")
+            .bind(named)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut numbers: Vec<String> = numbers_of_named;
+    numbers.push(surplus_number.to_string());
+    numbers.sort();
+    numbers.dedup();
+    let established: HashMap<String, bool> = sqlx::query(
+        "select number, established from numbers where number = any($1) order by number for update",
+    )
+    .bind(&numbers)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.get("number"), r.get("established")))
+    .collect();
+    if !established.contains_key(surplus_number) {
+        return Err(SettlementError::NotFound(format!(
+            "number {surplus_number}"
+        )));
+    }
+    Ok(established)
+}
+
+/// The named invoices (in the order named; one that is not open counts as
+/// nothing outstanding) and the payer's other open, undisputed invoices by
+/// due date, all locked.
+async fn open_claims(
+    conn: &mut PgConnection,
+    named: &[i64],
+    surplus_number: &str,
+) -> SettlementResult<(Vec<Claim>, Vec<Claim>)> {
+    let named_rows = sqlx::query(
+        "select id, number, total_ore - paid_ore as outstanding_ore, status
+         from invoices where id = any($1) order by id for update",
+    )
+    .bind(named)
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_id: HashMap<i64, Claim> = named_rows
+        .iter()
+        .map(|r| {
+            let open = r.get::<String, _>("status") == "open";
+            let id: i64 = r.get("id");
+            (
+                id,
+                Claim {
+                    invoice_id: id,
+                    number: r.get("number"),
+                    outstanding_ore: if open { r.get("outstanding_ore") } else { 0 },
+                },
+            )
+        })
+        .collect();
+    let named_claims: Vec<Claim> = named
+        .iter()
+        .filter_map(|id| by_id.get(id).cloned())
+        .collect();
+    let others: Vec<Claim> = sqlx::query(
+        "select id, number, total_ore - paid_ore as outstanding_ore from invoices
+         where number = $1 and status = 'open' and not disputed and id <> all($2)
+         order by due_date, id for update",
+    )
+    .bind(surplus_number)
+    .bind(named)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| Claim {
+        invoice_id: r.get("id"),
+        number: r.get("number"),
+        outstanding_ore: r.get("outstanding_ore"),
+    })
+    .collect();
+    Ok((named_claims, others))
 }
 
 /// One `apply_payment` store operation per invoice allocation (R7, R8, R15).
