@@ -80,7 +80,7 @@ pub async fn commit_batch(
     Ok(out)
 }
 
-/// 1. Records the event ids and returns the events that were new, once
+/// Step 1: records the event ids and returns the events that were new, once
 /// each (a batch may carry a redelivery next to the original).
 async fn record_events<'a>(
     conn: &mut PgConnection,
@@ -118,7 +118,7 @@ async fn record_events<'a>(
     Ok(fresh)
 }
 
-/// 2. Usage (bulk): the CDRs, the numbers, and one ledger transaction
+/// Step 2, usage (bulk): the CDRs, the numbers, and one ledger transaction
 /// each: the charge (VAT included) from the caller or the code, to the
 /// merchant without VAT and the VAT to output VAT at the call's rate.
 /// Returns how many calls were posted.
@@ -158,7 +158,7 @@ async fn post_usage(conn: &mut PgConnection, fresh: &[&Event]) -> SettlementResu
     Ok(usages.len())
 }
 
-/// 3. Consents (bulk).
+/// Step 3: consents (bulk).
 async fn record_consents(conn: &mut PgConnection, fresh: &[&Event]) -> SettlementResult<()> {
     let consents: Vec<&crate::domain::event::ConsentRecorded> = fresh
         .iter()
@@ -173,7 +173,7 @@ async fn record_consents(conn: &mut PgConnection, fresh: &[&Event]) -> Settlemen
     Ok(())
 }
 
-/// 4. One of the other events, in stream order.
+/// Step 4: one of the other events, in stream order.
 async fn apply_event(
     conn: &mut PgConnection,
     policy: &SettlementPolicy,
