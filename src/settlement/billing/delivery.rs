@@ -20,6 +20,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::Money;
@@ -169,40 +170,7 @@ async fn release_invoice(
         0
     };
     if fee_ore > 0 {
-        let fee_vat_ore = policy.paper_invoice_fee_vat.vat_in_ore(fee_ore);
-        invoicing::add_vat_line(
-            conn,
-            id,
-            "fee",
-            invoicing::PAPER_FEE_DESCRIPTION,
-            fee_ore,
-            policy.paper_invoice_fee_vat,
-            fee_vat_ore,
-        )
-        .await?;
-        ledger::post(
-            conn,
-            &Txn::new(
-                format!("invoice-fee:{id}"),
-                now,
-                format!("paper fee, invoice {ocr} released"),
-            )
-            .debit(account::caller_invoiced(&number), fee_ore)
-            .credit(account::INCOME_PAPER_FEE, fee_ore - fee_vat_ore)
-            .credit(
-                account::vat_output(policy.paper_invoice_fee_vat),
-                fee_vat_ore,
-            ),
-        )
-        .await?;
-        queue_store_op(
-            conn,
-            "apply_invoice",
-            &number,
-            json!({ "invoice_id": format!("{}-fee", invoicing::store_invoice_id(id)),
-                    "usage_ore": 0, "fees_ore": fee_ore }),
-        )
-        .await?;
+        book_paper_fee(conn, policy, id, &number, &ocr, fee_ore, now).await?;
     }
     // Sent today, so due no earlier than the shortest time we give.
     let earliest = calendar::due_date_after(today, policy.threshold_due_days);
@@ -230,6 +198,54 @@ async fn release_invoice(
     )
     .await?;
     Ok(true)
+}
+
+/// The paper fee of a released invoice that goes on paper as its holder
+/// chose (R13): a fee line with its VAT, booked, and the store told.
+async fn book_paper_fee(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    id: i64,
+    number: &str,
+    ocr: &str,
+    fee_ore: i64,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
+    let fee_vat_ore = policy.paper_invoice_fee_vat.vat_in_ore(fee_ore);
+    invoicing::add_vat_line(
+        conn,
+        id,
+        "fee",
+        invoicing::PAPER_FEE_DESCRIPTION,
+        fee_ore,
+        policy.paper_invoice_fee_vat,
+        fee_vat_ore,
+    )
+    .await?;
+    ledger::post(
+        conn,
+        &Txn::new(
+            format!("invoice-fee:{id}"),
+            now,
+            format!("paper fee, invoice {ocr} released"),
+        )
+        .debit(account::caller_invoiced(number), fee_ore)
+        .credit(account::INCOME_PAPER_FEE, fee_ore - fee_vat_ore)
+        .credit(
+            account::vat_output(policy.paper_invoice_fee_vat),
+            fee_vat_ore,
+        ),
+    )
+    .await?;
+    queue_store_op(
+        conn,
+        "apply_invoice",
+        number,
+        json!({ "invoice_id": format!("{}-fee", invoicing::store_invoice_id(id)),
+                "usage_ore": 0, "fees_ore": fee_ore }),
+    )
+    .await?;
+    Ok(())
 }
 
 fn document_kind(kind: &str) -> SettlementResult<DocumentKind> {
@@ -392,29 +408,10 @@ pub async fn report<S: Store>(
     .bind((!detail.is_empty()).then_some(detail))
     .execute(&mut *tx)
     .await?;
-    let invoice_id: i64 = row.get("invoice_id");
     let number: String = row.get("number");
     let mut fallback = None;
     if outcome == Outcome::Bounced {
-        if let Some(holder) = row.get::<Option<i64>, _>("holder_id") {
-            sqlx::query(
-                "update holders set email_bounced_at = coalesce(email_bounced_at, $2) where id = $1",
-            )
-            .bind(holder)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let kind = document_kind(row.get::<&str, _>("kind"))?;
-        let pdf = document::render(&mut tx, &s.policy, invoice_id, kind).await?;
-        let id = route::queue(&mut tx, invoice_id, kind, "paper", pdf, Some(document_id)).await?;
-        if kind == DocumentKind::Invoice {
-            sqlx::query("update invoices set delivery = 'paper' where id = $1")
-                .bind(invoice_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        fallback = Some(id);
+        fallback = Some(paper_copy(&mut tx, &s.policy, &row, document_id, now).await?);
     }
     audit(
         &mut tx,
@@ -434,6 +431,38 @@ pub async fn report<S: Store>(
         fallback_document_id: fallback,
         changed: true,
     })
+}
+
+/// A bounced e-mail: the holder's address marked bouncing, and a paper copy
+/// of the document queued (or held) at once, without a fee (R13). Returns
+/// the copy's id.
+async fn paper_copy(
+    tx: &mut PgConnection,
+    policy: &SettlementPolicy,
+    row: &PgRow,
+    document_id: i64,
+    now: DateTime<Utc>,
+) -> SettlementResult<i64> {
+    let invoice_id: i64 = row.get("invoice_id");
+    if let Some(holder) = row.get::<Option<i64>, _>("holder_id") {
+        sqlx::query(
+            "update holders set email_bounced_at = coalesce(email_bounced_at, $2) where id = $1",
+        )
+        .bind(holder)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let kind = document_kind(row.get::<&str, _>("kind"))?;
+    let pdf = document::render(&mut *tx, policy, invoice_id, kind).await?;
+    let id = route::queue(&mut *tx, invoice_id, kind, "paper", pdf, Some(document_id)).await?;
+    if kind == DocumentKind::Invoice {
+        sqlx::query("update invoices set delivery = 'paper' where id = $1")
+            .bind(invoice_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(id)
 }
 
 /// Sets the delivery gauges: held invoices, and queued documents and the

@@ -454,32 +454,7 @@ async fn collection(
     let fee = collection_fee(policy);
     let ladder_fees = ladder_fees_ore(conn, inv.id).await?;
     let principal = Money::ore_unchecked((inv.principal_ore(ladder_fees) - inv.paid_ore).max(0));
-    // Interest runs from the effective due date: a payment on the next bank
-    // day after a due date on a weekend or holiday was on time. After a
-    // broken plan the debt fell due again on the day it broke.
-    let due = calendar::next_bank_day_on_or_after(inv.due_date);
-    let interest_from = steps
-        .iter()
-        .filter(|(st, _)| st == "plan_broken")
-        .map(|(_, on)| *on)
-        .max()
-        .map_or(due, |broken_on| broken_on.max(due));
-    if let interest::Coverage::Stale { valid_through } = policy.reference_rates.coverage(date) {
-        tracing::warn!(
-            invoice = inv.id,
-            %date,
-            %valid_through,
-            "the reference-rate table ends before this date: the last rate is used; add the Riksbank's rate for the new half-year"
-        );
-    }
-    let interest = interest::late_interest(
-        principal,
-        interest_from,
-        date,
-        &policy.reference_rates,
-        policy.interest_margin_pp,
-    )
-    .map_err(|e| SettlementError::Invalid(format!("invoice {}: {e}", inv.id)))?;
+    let (interest, interest_from) = collection_interest(policy, inv, steps, date, principal)?;
     let new_due = calendar::due_date_after(
         date,
         policy.collection_due_days.max(MIN_COLLECTION_DUE_DAYS),
@@ -544,6 +519,44 @@ async fn collection(
     let doc = document::render(conn, policy, inv.id, DocumentKind::Collection).await?;
     invoicing::queue_document(conn, inv.id, DocumentKind::Collection, "paper", doc).await?;
     Ok(Some((fee, interest)))
+}
+
+/// Late-payment interest on `principal` up to `date` (räntelagen 6 §), and
+/// the day it runs from.
+fn collection_interest(
+    policy: &SettlementPolicy,
+    inv: &InvoiceRow,
+    steps: &[(String, NaiveDate)],
+    date: NaiveDate,
+    principal: Money,
+) -> SettlementResult<(Money, NaiveDate)> {
+    // Interest runs from the effective due date: a payment on the next bank
+    // day after a due date on a weekend or holiday was on time. After a
+    // broken plan the debt fell due again on the day it broke.
+    let due = calendar::next_bank_day_on_or_after(inv.due_date);
+    let interest_from = steps
+        .iter()
+        .filter(|(st, _)| st == "plan_broken")
+        .map(|(_, on)| *on)
+        .max()
+        .map_or(due, |broken_on| broken_on.max(due));
+    if let interest::Coverage::Stale { valid_through } = policy.reference_rates.coverage(date) {
+        tracing::warn!(
+            invoice = inv.id,
+            %date,
+            %valid_through,
+            "the reference-rate table ends before this date: the last rate is used; add the Riksbank's rate for the new half-year"
+        );
+    }
+    let interest = interest::late_interest(
+        principal,
+        interest_from,
+        date,
+        &policy.reference_rates,
+        policy.interest_margin_pp,
+    )
+    .map_err(|e| SettlementError::Invalid(format!("invoice {}: {e}", inv.id)))?;
+    Ok((interest, interest_from))
 }
 
 /// Step 4: the hand-over to Kronofogden.

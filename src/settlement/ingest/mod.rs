@@ -370,16 +370,11 @@ async fn insert_usage(
     conn: &mut PgConnection,
     usages: &[(&Event, &crate::domain::event::UsagePosted)],
 ) -> SettlementResult<()> {
-    let numbers: Vec<&str> = usages
-        .iter()
-        .filter(|(_, u)| u.funding == Funding::Postpaid && !u.number.is_empty())
-        .map(|(_, u)| u.number.as_str())
-        .collect();
-    sqlx::query("insert into numbers (number) select * from unnest($1::text[]) on conflict (number) do nothing")
-        .bind(&numbers)
-        .execute(&mut *conn)
-        .await?;
+    insert_numbers(conn, usages).await?;
     let col = |f: fn(&crate::domain::event::UsagePosted) -> String| -> Vec<String> {
+        usages.iter().map(|(_, u)| f(u)).collect()
+    };
+    let ints = |f: fn(&crate::domain::event::UsagePosted) -> i32| -> Vec<i32> {
         usages.iter().map(|(_, u)| f(u)).collect()
     };
     let call_ids = col(|u| u.call_id.clone());
@@ -391,41 +386,20 @@ async fn insert_usage(
     let codes: Vec<Option<&str>> = usages.iter().map(|(_, u)| opt(&u.code_id)).collect();
     let terms = col(|u| u.terms_id.clone());
     let prices: Vec<i64> = usages.iter().map(|(_, u)| u.price_per_minute_ore).collect();
-    let steps: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.billing_step_seconds as i32)
-        .collect();
-    let minimums: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.minimum_minutes as i32)
-        .collect();
+    let steps = ints(|u| u.billing_step_seconds as i32);
+    let minimums = ints(|u| u.minimum_minutes as i32);
     let started: Vec<DateTime<Utc>> = usages
         .iter()
         .map(|(_, u)| ms_to_utc(u.started_at_ms))
         .collect();
-    let durations: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.duration_seconds as i32)
-        .collect();
-    let billed: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.billed_seconds as i32)
-        .collect();
+    let durations = ints(|u| u.duration_seconds as i32);
+    let billed = ints(|u| u.billed_seconds as i32);
     let charges: Vec<i64> = usages.iter().map(|(_, u)| u.charge_ore).collect();
-    let granted: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.granted_seconds as i32)
-        .collect();
-    let overruns: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.overrun_seconds as i32)
-        .collect();
+    let granted = ints(|u| u.granted_seconds as i32);
+    let overruns = ints(|u| u.overrun_seconds as i32);
     let late: Vec<bool> = usages.iter().map(|(_, u)| u.late).collect();
     let posted: Vec<DateTime<Utc>> = usages.iter().map(|(e, _)| ms_to_utc(e.at_ms)).collect();
-    let vat_rates: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.vat_rate.percent() as i32)
-        .collect();
+    let vat_rates = ints(|u| u.vat_rate.percent() as i32);
     let vats: Vec<i64> = usages
         .iter()
         .map(|(_, u)| u.vat_rate.vat_in_ore(u.charge_ore))
@@ -464,6 +438,23 @@ async fn insert_usage(
     .bind(&vats)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// The postpaid calls' numbers, known to the ledger from their first call.
+async fn insert_numbers(
+    conn: &mut PgConnection,
+    usages: &[(&Event, &crate::domain::event::UsagePosted)],
+) -> SettlementResult<()> {
+    let numbers: Vec<&str> = usages
+        .iter()
+        .filter(|(_, u)| u.funding == Funding::Postpaid && !u.number.is_empty())
+        .map(|(_, u)| u.number.as_str())
+        .collect();
+    sqlx::query("insert into numbers (number) select * from unnest($1::text[]) on conflict (number) do nothing")
+        .bind(&numbers)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

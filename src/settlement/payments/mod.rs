@@ -905,38 +905,7 @@ pub async fn match_payment(
             Money::ore_unchecked(amount_ore)
         )));
     }
-    let resolved = match &target {
-        MatchTarget::Invoice(reference) => {
-            let reference = reference.trim();
-            let row: Option<(i64, String)> = sqlx::query_as(
-                "select id, number from invoices where ocr = $1 or id::text = $1
-                     order by ocr = $1 desc limit 1",
-            )
-            .bind(reference)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let (id, number) =
-                row.ok_or_else(|| SettlementError::NotFound(format!("invoice {reference}")))?;
-            Target::Invoices {
-                named: vec![id],
-                number,
-            }
-        }
-        MatchTarget::Number(number) => {
-            let number = E164::parse(number.trim())
-                .map_err(|e| SettlementError::Invalid(format!("number: {e}")))?;
-            Target::Number(number.as_str().to_string())
-        }
-        MatchTarget::PrepaidOrder(ocr) => {
-            let ocr = ocr.trim();
-            let id: i64 = sqlx::query_scalar("select id from prepaid_orders where ocr = $1")
-                .bind(ocr)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| SettlementError::NotFound(format!("prepaid order {ocr}")))?;
-            Target::PrepaidOrder(id)
-        }
-    };
+    let resolved = resolve_target(conn, &target).await?;
     let booking = Booking {
         payment_id,
         amount_ore,
@@ -974,6 +943,43 @@ pub async fn match_payment(
     metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel.as_str(), "result" => "matched_manually")
         .increment(1);
     Ok(allocations)
+}
+
+/// What an operator's match names, looked up: an invoice (by OCR reference
+/// or id), a number, or a prepaid order (by OCR reference).
+async fn resolve_target(conn: &mut PgConnection, target: &MatchTarget) -> SettlementResult<Target> {
+    Ok(match target {
+        MatchTarget::Invoice(reference) => {
+            let reference = reference.trim();
+            let row: Option<(i64, String)> = sqlx::query_as(
+                "select id, number from invoices where ocr = $1 or id::text = $1
+                     order by ocr = $1 desc limit 1",
+            )
+            .bind(reference)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (id, number) =
+                row.ok_or_else(|| SettlementError::NotFound(format!("invoice {reference}")))?;
+            Target::Invoices {
+                named: vec![id],
+                number,
+            }
+        }
+        MatchTarget::Number(number) => {
+            let number = E164::parse(number.trim())
+                .map_err(|e| SettlementError::Invalid(format!("number: {e}")))?;
+            Target::Number(number.as_str().to_string())
+        }
+        MatchTarget::PrepaidOrder(ocr) => {
+            let ocr = ocr.trim();
+            let id: i64 = sqlx::query_scalar("select id from prepaid_orders where ocr = $1")
+                .bind(ocr)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| SettlementError::NotFound(format!("prepaid order {ocr}")))?;
+            Target::PrepaidOrder(id)
+        }
+    })
 }
 
 /// The longest reason accepted when a payment is dismissed.

@@ -239,77 +239,21 @@ pub async fn extract(
             .fetch_one(&mut *conn)
             .await?;
     let free = previous.is_none_or(|p| now - p >= Duration::days(365));
-    let holder = rows_json(
-        &mut conn,
-        "select to_jsonb(h) - 'id' from holders h join numbers n on n.holder_id = h.id where n.number = $1",
-        n,
-    )
-    .await?;
-    let numbers = rows_json(
-        &mut conn,
-        "select to_jsonb(n) - 'holder_id' from numbers n where n.number = $1",
-        n,
-    )
-    .await?;
-    let invoices = rows_json(
-        &mut conn,
-        "select to_jsonb(i) || jsonb_build_object('lines',
-            (select coalesce(jsonb_agg(to_jsonb(l) - 'invoice_id' order by l.id), '[]') from invoice_lines l where l.invoice_id = i.id))
-         from invoices i where i.number = $1 order by i.id",
-        n,
-    )
-    .await?;
-    let calls = rows_json(
-        &mut conn,
-        "select to_jsonb(u) from usage u where u.number = $1 order by u.started_at",
-        n,
-    )
-    .await?;
-    let consents = rows_json(
-        &mut conn,
-        "select to_jsonb(c) from consents c where c.number = $1 order by c.authorized_at",
-        n,
-    )
-    .await?;
-    // Each payment once, with where its money went (an invoice, the credit).
-    let payments = rows_json(
-        &mut conn,
-        "select to_jsonb(p) - 'raw' || jsonb_build_object('allocations',
-            (select jsonb_agg(jsonb_build_object('kind', a.kind, 'invoice_id', a.invoice_id, 'amount_ore', a.amount_ore)
-                              order by a.id)
-             from payment_allocations a where a.payment_id = p.id and a.number = $1))
-         from payments p
-         where p.id in (select a.payment_id from payment_allocations a where a.number = $1)
-         order by p.id",
-        n,
-    )
-    .await?;
-    // What we owe the holder: overpayments not yet used or refunded.
-    let credit_ore = -ledger::balance(&mut conn, &account::caller_credit(n)).await?;
-    let steps = rows_json(
-        &mut conn,
-        "select to_jsonb(s) from collection_steps s join invoices i on i.id = s.invoice_id where i.number = $1 order by s.id",
-        n,
-    )
-    .await?;
-    let plans = rows_json(
-        &mut conn,
-        "select to_jsonb(p) from installment_plans p where p.number = $1 order by p.id",
-        n,
-    )
-    .await?;
-    let disputes = rows_json(
-        &mut conn,
-        "select to_jsonb(d) - 'evidence' from disputes d join invoices i on i.id = d.invoice_id where i.number = $1 order by d.id",
-        n,
-    )
-    .await?;
-    let extracts = rows_json(
-        &mut conn,
-        "select to_jsonb(x) from data_extracts x where x.number = $1 order by x.id",
-        n,
-    )
-    .await?;
+    let PersonalRecords {
+        holder,
+        numbers,
+        calls,
+        consents,
+        extracts,
+    } = personal_records(&mut conn, n).await?;
+    let LedgerRecords {
+        invoices,
+        payments,
+        credit_ore,
+        steps,
+        plans,
+        disputes,
+    } = ledger_records(&mut conn, n).await?;
     let json = json!({
         "number": n,
         "generated_at": now,
@@ -350,6 +294,120 @@ pub async fn extract(
         free,
         json,
         text,
+    })
+}
+
+/// What an extract shows about the person: holder, number, calls,
+/// consents and earlier extracts, each row as JSON.
+struct PersonalRecords {
+    holder: Vec<Value>,
+    numbers: Vec<Value>,
+    calls: Vec<Value>,
+    consents: Vec<Value>,
+    extracts: Vec<Value>,
+}
+
+async fn personal_records(conn: &mut PgConnection, n: &str) -> SettlementResult<PersonalRecords> {
+    let holder = rows_json(
+        &mut *conn,
+        "select to_jsonb(h) - 'id' from holders h join numbers n on n.holder_id = h.id where n.number = $1",
+        n,
+    )
+    .await?;
+    let numbers = rows_json(
+        &mut *conn,
+        "select to_jsonb(n) - 'holder_id' from numbers n where n.number = $1",
+        n,
+    )
+    .await?;
+    let calls = rows_json(
+        &mut *conn,
+        "select to_jsonb(u) from usage u where u.number = $1 order by u.started_at",
+        n,
+    )
+    .await?;
+    let consents = rows_json(
+        &mut *conn,
+        "select to_jsonb(c) from consents c where c.number = $1 order by c.authorized_at",
+        n,
+    )
+    .await?;
+    let extracts = rows_json(
+        &mut *conn,
+        "select to_jsonb(x) from data_extracts x where x.number = $1 order by x.id",
+        n,
+    )
+    .await?;
+    Ok(PersonalRecords {
+        holder,
+        numbers,
+        calls,
+        consents,
+        extracts,
+    })
+}
+
+/// What an extract shows from the books: invoices with their lines,
+/// payments (each once, with where its money went), what we owe the holder,
+/// collection steps, plans and disputes.
+struct LedgerRecords {
+    invoices: Vec<Value>,
+    payments: Vec<Value>,
+    credit_ore: i64,
+    steps: Vec<Value>,
+    plans: Vec<Value>,
+    disputes: Vec<Value>,
+}
+
+async fn ledger_records(conn: &mut PgConnection, n: &str) -> SettlementResult<LedgerRecords> {
+    let invoices = rows_json(
+        &mut *conn,
+        "select to_jsonb(i) || jsonb_build_object('lines',
+            (select coalesce(jsonb_agg(to_jsonb(l) - 'invoice_id' order by l.id), '[]') from invoice_lines l where l.invoice_id = i.id))
+         from invoices i where i.number = $1 order by i.id",
+        n,
+    )
+    .await?;
+    // Each payment once, with where its money went (an invoice, the credit).
+    let payments = rows_json(
+        &mut *conn,
+        "select to_jsonb(p) - 'raw' || jsonb_build_object('allocations',
+            (select jsonb_agg(jsonb_build_object('kind', a.kind, 'invoice_id', a.invoice_id, 'amount_ore', a.amount_ore)
+                              order by a.id)
+             from payment_allocations a where a.payment_id = p.id and a.number = $1))
+         from payments p
+         where p.id in (select a.payment_id from payment_allocations a where a.number = $1)
+         order by p.id",
+        n,
+    )
+    .await?;
+    // What we owe the holder: overpayments not yet used or refunded.
+    let credit_ore = -ledger::balance(&mut *conn, &account::caller_credit(n)).await?;
+    let steps = rows_json(
+        &mut *conn,
+        "select to_jsonb(s) from collection_steps s join invoices i on i.id = s.invoice_id where i.number = $1 order by s.id",
+        n,
+    )
+    .await?;
+    let plans = rows_json(
+        &mut *conn,
+        "select to_jsonb(p) from installment_plans p where p.number = $1 order by p.id",
+        n,
+    )
+    .await?;
+    let disputes = rows_json(
+        &mut *conn,
+        "select to_jsonb(d) - 'evidence' from disputes d join invoices i on i.id = d.invoice_id where i.number = $1 order by d.id",
+        n,
+    )
+    .await?;
+    Ok(LedgerRecords {
+        invoices,
+        payments,
+        credit_ore,
+        steps,
+        plans,
+        disputes,
     })
 }
 
