@@ -192,35 +192,11 @@ pub async fn create_plan<S: Store>(
     check_request(&s.policy, monthly, first_due, decided_by, today)?;
 
     let mut tx = s.pool.begin().await?;
-    let rows = sqlx::query(
-        "select i.id, i.total_ore, i.paid_ore, i.due_date, i.stage_due_date,
-                (select p.id from installment_plans p where p.id = i.plan_id and p.status = 'active') as active_plan
-         from invoices i
-         where i.number = $1 and i.status = 'open' and not i.disputed and i.total_ore > i.paid_ore
-         order by i.id for update of i",
-    )
-    .bind(&number)
-    .fetch_all(&mut *tx)
-    .await?;
-    if let Some(active) = rows
-        .iter()
-        .find_map(|r| r.get::<Option<i64>, _>("active_plan"))
-    {
-        return Err(SettlementError::Refused(format!(
-            "{number} already has installment plan {active}"
-        )));
-    }
-    let invoice_ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
-    let debt = Money::ore_unchecked(
-        rows.iter()
-            .map(|r| r.get::<i64, _>("total_ore") - r.get::<i64, _>("paid_ore"))
-            .sum(),
-    );
-    if debt.ore() <= 0 {
-        return Err(SettlementError::Refused(format!(
-            "{number} has no open, undisputed debt"
-        )));
-    }
+    let PlanClaims {
+        invoice_ids,
+        debt,
+        was_overdue,
+    } = plan_claims(&mut tx, &number, today, s.policy.payment_grace_bank_days).await?;
     let min_debt = s.policy.installment_min_debt;
     let small = debt <= min_debt;
     if small && !allow_small_debt {
@@ -229,14 +205,6 @@ pub async fn create_plan<S: Store>(
         )));
     }
     let items = schedule(debt, monthly, first_due)?;
-    let was_overdue = rows.iter().any(|r| {
-        is_overdue(
-            r.get("due_date"),
-            r.get("stage_due_date"),
-            today,
-            s.policy.payment_grace_bank_days,
-        )
-    });
 
     let paid_before: i64 = sqlx::query_scalar(
         "select coalesce(sum(amount_ore), 0)::bigint from payment_allocations
@@ -322,6 +290,65 @@ fn check_request(
         )));
     }
     Ok(())
+}
+
+/// The claims a plan covers, their debt, and whether any is overdue.
+struct PlanClaims {
+    invoice_ids: Vec<i64>,
+    debt: Money,
+    was_overdue: bool,
+}
+
+/// Every open, undisputed invoice of `number` with something outstanding,
+/// locked. Refused when one is already in a kept plan, or there is no debt.
+async fn plan_claims(
+    tx: &mut PgConnection,
+    number: &str,
+    today: NaiveDate,
+    grace_bank_days: u32,
+) -> SettlementResult<PlanClaims> {
+    let rows = sqlx::query(
+        "select i.id, i.total_ore, i.paid_ore, i.due_date, i.stage_due_date,
+                (select p.id from installment_plans p where p.id = i.plan_id and p.status = 'active') as active_plan
+         from invoices i
+         where i.number = $1 and i.status = 'open' and not i.disputed and i.total_ore > i.paid_ore
+         order by i.id for update of i",
+    )
+    .bind(number)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(active) = rows
+        .iter()
+        .find_map(|r| r.get::<Option<i64>, _>("active_plan"))
+    {
+        return Err(SettlementError::Refused(format!(
+            "{number} already has installment plan {active}"
+        )));
+    }
+    let invoice_ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+    let debt = Money::ore_unchecked(
+        rows.iter()
+            .map(|r| r.get::<i64, _>("total_ore") - r.get::<i64, _>("paid_ore"))
+            .sum(),
+    );
+    if debt.ore() <= 0 {
+        return Err(SettlementError::Refused(format!(
+            "{number} has no open, undisputed debt"
+        )));
+    }
+    let was_overdue = rows.iter().any(|r| {
+        is_overdue(
+            r.get("due_date"),
+            r.get("stage_due_date"),
+            today,
+            grace_bank_days,
+        )
+    });
+    Ok(PlanClaims {
+        invoice_ids,
+        debt,
+        was_overdue,
+    })
 }
 
 /// A plan about to be stored.

@@ -724,26 +724,7 @@ pub async fn import_bgmax<S: Store>(
 ) -> SettlementResult<BgMaxImport> {
     let file = bgmax::parse(bytes)
         .map_err(|e| SettlementError::Invalid(format!("BgMax file refused: {e}")))?;
-    let ours: String = s
-        .policy
-        .bankgiro
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    if let Some((i, section)) = file
-        .sections
-        .iter()
-        .enumerate()
-        .find(|(_, sec)| sec.payee_bankgiro != ours)
-    {
-        return Err(SettlementError::Invalid(format!(
-            "BgMax file refused: deposit {} (section {}) is to bankgiro {}, ours is {}",
-            section.deposit_serial,
-            i + 1,
-            section.payee_bankgiro,
-            s.policy.bankgiro
-        )));
-    }
+    check_payee(&file, &s.policy.bankgiro)?;
     let file_key = file.file_key();
     let total: Money = file.sections.iter().map(|sec| sec.deposit_amount).sum();
     let mut report = BgMaxImport {
@@ -815,6 +796,26 @@ pub async fn import_bgmax<S: Store>(
         tracing::warn!(error = %e, "store operations after the BgMax import wait for the projector");
     }
     Ok(report)
+}
+
+/// A file that pays another bankgiro than ours is refused whole.
+fn check_payee(file: &bgmax::BgMaxFile, bankgiro: &str) -> SettlementResult<()> {
+    let ours: String = bankgiro.chars().filter(char::is_ascii_digit).collect();
+    if let Some((i, section)) = file
+        .sections
+        .iter()
+        .enumerate()
+        .find(|(_, sec)| sec.payee_bankgiro != ours)
+    {
+        return Err(SettlementError::Invalid(format!(
+            "BgMax file refused: deposit {} (section {}) is to bankgiro {}, ours is {}",
+            section.deposit_serial,
+            i + 1,
+            section.payee_bankgiro,
+            bankgiro
+        )));
+    }
+    Ok(())
 }
 
 fn bgmax_payment(section: &Section, p: &BgMaxPayment, key: String) -> IncomingPayment {
