@@ -449,46 +449,14 @@ async fn invoice_parts(
 /// statements, and the state-store payment that lowers invoiced-unpaid.
 async fn book_credit_note(
     conn: &mut PgConnection,
-    inv: &crate::settlement::collection::claim::InvoiceRow,
+    inv: &InvoiceRow,
     dispute_id: i64,
     note: &credit_note::CreditNote,
     now: DateTime<Utc>,
 ) -> SettlementResult<()> {
-    const TEXT: &str = "Kreditering efter utredning av invändning";
     let credit = note.total_ore();
     let paper_rate = paper_rate(conn, inv.id).await?;
-    // Credit lines: one per VAT rate (calls and the paper fee), one for
-    // what is outside the scope of VAT.
-    let mut by_rate: std::collections::BTreeMap<u32, (VatRate, i64, i64)> = Default::default();
-    let mut without_vat =
-        note.reminder_fee_ore + note.collection_fee_ore + note.interest_ore + note.unattributed_ore;
-    let vat_parts = note
-        .chargebacks
-        .iter()
-        .map(|c| (c.rate, c.gross_ore, c.vat_ore))
-        .chain(std::iter::once((
-            paper_rate,
-            note.paper_fee_ore,
-            note.paper_fee_vat_ore,
-        )));
-    for (rate, gross, vat) in vat_parts {
-        match rate {
-            Some(r) => {
-                let e = by_rate.entry(r.percent()).or_insert((r, 0, 0));
-                e.1 += gross;
-                e.2 += vat;
-            }
-            None => without_vat += gross,
-        }
-    }
-    for (rate, gross, vat) in by_rate.values().rev() {
-        if *gross != 0 {
-            invoicing::add_vat_line(conn, inv.id, "credit", TEXT, -gross, *rate, -vat).await?;
-        }
-    }
-    if without_vat != 0 {
-        invoicing::add_line(conn, inv.id, "credit", TEXT, -without_vat).await?;
-    }
+    credit_lines(conn, inv.id, note, paper_rate).await?;
 
     let mut txn = Txn::new(
         format!("dispute-credit:{dispute_id}"),
@@ -530,6 +498,48 @@ async fn book_credit_note(
         txn = txn.debit(account::vat_output(rate), note.paper_fee_vat_ore);
     }
     ledger::post(conn, &txn).await?;
+    Ok(())
+}
+
+/// The credit note's lines on the invoice: one per VAT rate (calls and the
+/// paper fee), one for what is outside the scope of VAT.
+async fn credit_lines(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+    note: &credit_note::CreditNote,
+    paper_rate: Option<VatRate>,
+) -> SettlementResult<()> {
+    const TEXT: &str = "Kreditering efter utredning av invändning";
+    let mut by_rate: std::collections::BTreeMap<u32, (VatRate, i64, i64)> = Default::default();
+    let mut without_vat =
+        note.reminder_fee_ore + note.collection_fee_ore + note.interest_ore + note.unattributed_ore;
+    let vat_parts = note
+        .chargebacks
+        .iter()
+        .map(|c| (c.rate, c.gross_ore, c.vat_ore))
+        .chain(std::iter::once((
+            paper_rate,
+            note.paper_fee_ore,
+            note.paper_fee_vat_ore,
+        )));
+    for (rate, gross, vat) in vat_parts {
+        match rate {
+            Some(r) => {
+                let e = by_rate.entry(r.percent()).or_insert((r, 0, 0));
+                e.1 += gross;
+                e.2 += vat;
+            }
+            None => without_vat += gross,
+        }
+    }
+    for (rate, gross, vat) in by_rate.values().rev() {
+        if *gross != 0 {
+            invoicing::add_vat_line(conn, invoice_id, "credit", TEXT, -gross, *rate, -vat).await?;
+        }
+    }
+    if without_vat != 0 {
+        invoicing::add_line(conn, invoice_id, "credit", TEXT, -without_vat).await?;
+    }
     Ok(())
 }
 

@@ -622,34 +622,7 @@ async fn waive_fees(
     {
         return Ok(None);
     }
-    invoicing::add_line(
-        conn,
-        inv.id,
-        "credit",
-        "Avskrivna avgifter och ränta",
-        -remainder,
-    )
-    .await?;
-    ledger::post(
-        conn,
-        &Txn::new(
-            format!("fees-waived:{}", inv.id),
-            now,
-            format!("fees and interest written off, invoice {}", inv.ocr),
-        )
-        .debit(account::LOSSES_WAIVED_FEES, remainder)
-        .credit(account::caller_invoiced(&inv.number), remainder),
-    )
-    .await?;
-    sqlx::query(
-        "update invoices set credits_ore = credits_ore + $2, total_ore = total_ore - $2,
-                status = 'paid', paid_at = $3 where id = $1",
-    )
-    .bind(inv.id)
-    .bind(remainder)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    write_off(conn, inv, remainder, now).await?;
     let clear_overdue = !other_overdue(
         conn,
         &inv.number,
@@ -681,6 +654,45 @@ async fn waive_fees(
         Money::ore_unchecked(-waived_fees),
         Money::ore_unchecked(-waived_interest),
     )))
+}
+
+/// The remainder of a claim of fees only, written off: a credit line, the
+/// loss booked, the invoice paid.
+async fn write_off(
+    conn: &mut PgConnection,
+    inv: &InvoiceRow,
+    remainder: i64,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
+    invoicing::add_line(
+        conn,
+        inv.id,
+        "credit",
+        "Avskrivna avgifter och ränta",
+        -remainder,
+    )
+    .await?;
+    ledger::post(
+        conn,
+        &Txn::new(
+            format!("fees-waived:{}", inv.id),
+            now,
+            format!("fees and interest written off, invoice {}", inv.ocr),
+        )
+        .debit(account::LOSSES_WAIVED_FEES, remainder)
+        .credit(account::caller_invoiced(&inv.number), remainder),
+    )
+    .await?;
+    sqlx::query(
+        "update invoices set credits_ore = credits_ore + $2, total_ore = total_ore - $2,
+                status = 'paid', paid_at = $3 where id = $1",
+    )
+    .bind(inv.id)
+    .bind(remainder)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The reminder and collection fees charged on an invoice so far.

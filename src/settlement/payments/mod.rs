@@ -1010,23 +1010,7 @@ pub async fn dismiss_payment(
     actor: &str,
     now: DateTime<Utc>,
 ) -> SettlementResult<Dismissed> {
-    let actor = actor.trim();
-    if actor.is_empty() {
-        return Err(SettlementError::Invalid(
-            "who dismissed the payment is required".into(),
-        ));
-    }
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(SettlementError::Invalid(
-            "a reason for dismissing the payment is required".into(),
-        ));
-    }
-    if reason.chars().count() > MAX_DISMISS_REASON_CHARS {
-        return Err(SettlementError::Invalid(format!(
-            "the reason is longer than {MAX_DISMISS_REASON_CHARS} characters"
-        )));
-    }
+    let (actor, reason) = dismissal_input(actor, reason)?;
     let row = sqlx::query(
         "select status, unallocated_ore, channel from payments where id = $1 for update",
     )
@@ -1090,6 +1074,29 @@ pub async fn dismiss_payment(
         payment_id,
         written_off: Money::ore_unchecked(written_off),
     })
+}
+
+/// Who dismisses a payment and why, trimmed; both required, the reason
+/// bounded.
+fn dismissal_input<'a>(actor: &'a str, reason: &'a str) -> SettlementResult<(&'a str, &'a str)> {
+    let actor = actor.trim();
+    if actor.is_empty() {
+        return Err(SettlementError::Invalid(
+            "who dismissed the payment is required".into(),
+        ));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(SettlementError::Invalid(
+            "a reason for dismissing the payment is required".into(),
+        ));
+    }
+    if reason.chars().count() > MAX_DISMISS_REASON_CHARS {
+        return Err(SettlementError::Invalid(format!(
+            "the reason is longer than {MAX_DISMISS_REASON_CHARS} characters"
+        )));
+    }
+    Ok((actor, reason))
 }
 
 /// A payment waiting in the manual-matching queue.
