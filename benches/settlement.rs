@@ -6,9 +6,14 @@
 //! - OCR: making the reference printed on an invoice, and validating one
 //!   read from a payment.
 
+#[path = "../tests/common/bgmax_writer.rs"]
+#[allow(dead_code)]
+mod bgmax_writer;
+
+use bgmax_writer::FileBuilder;
 use callauth::domain::Money;
-use callauth::settlement::bgmax::{self, FileBuilder};
-use callauth::settlement::ocr::{self, OcrLevel};
+use callauth::settlement::formats::bgmax;
+use callauth::settlement::formats::ocr::{self, OcrLevel};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;

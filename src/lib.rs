@@ -1,10 +1,12 @@
 //! callauth: real-time call authorization for separately invoiced
 //! premium-rate calls, and the settlement behind it.
 //!
-//! The layout follows the architecture (DESIGN.md):
-//! `domain` (pure rules) → `store` (the state store trait and its backends) →
-//! `gateway` (the business operations over a store) → `api` (gRPC) →
-//! `server` (wiring, HTTP, shutdown).
+//! One library crate, two processes (docs/architecture.md): the gateway
+//! (`gateway` over `store`) and the settlement worker (`settlement` over
+//! PostgreSQL), both built on `domain` (pure rules) and sharing `auth`,
+//! `process`, `tls`, `metrics`, `status` and `clock`. Dependencies point
+//! down: `domain` ← `store` ← `gateway`, and `domain` ← `settlement`; the
+//! gateway never names settlement's internals.
 
 pub mod auth;
 pub mod clock;

@@ -28,7 +28,7 @@ use callauth::gateway::api::convert;
 use callauth::gateway::catalog_file::{CatalogFile, DEMO};
 use callauth::gateway::{Gateway, GatewayLimits};
 use callauth::pb;
-use callauth::settlement::{bgmax, swish};
+use callauth::settlement::{formats::bgmax, payments::swish};
 use callauth::status::to_status;
 use callauth::store::memory::MemoryStore;
 use callauth::store::StorePolicy;
@@ -602,7 +602,7 @@ fn check_bgmax(bytes: &[u8]) -> Result<(), TestCaseError> {
             let _ = payment.references();
             let _ = payment.is_deduction();
         }
-        let _ = bgmax::write(&file);
+        let _ = common::bgmax_writer::write(&file);
     }
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use callauth::domain::{Money, RecordId};
-use callauth::settlement::consumer::{ConsumeError, ConsumerConfig, StreamConsumer};
-use callauth::settlement::{ledger, projector, SettlementPolicy};
+use callauth::settlement::ingest::consumer::{ConsumeError, ConsumerConfig, StreamConsumer};
+use callauth::settlement::{ledger, sync::projector, SettlementPolicy};
 use callauth::store::redis::RedisStore;
 use callauth::store::{Store, StorePolicy, UsagePost};
 use common::settle::World;

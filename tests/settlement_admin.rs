@@ -4,8 +4,10 @@
 mod common;
 
 use callauth::domain::{Money, E164};
-use callauth::settlement::personal::{self, HolderInput};
-use callauth::settlement::{ledger, merchants, reconcile, SettlementError, SettlementPolicy};
+use callauth::settlement::privacy::personal::{self, HolderInput};
+use callauth::settlement::{
+    billing::merchants, ledger, sync::reconcile, SettlementError, SettlementPolicy,
+};
 use callauth::store::Store;
 use chrono::NaiveDate;
 use common::settle::World;

@@ -12,8 +12,8 @@ use callauth::domain::{CodeHasher, E164};
 use callauth::gateway::catalog_file::{CatalogFile, DEMO};
 use callauth::pb;
 use callauth::pb::settlement_client::SettlementClient;
-use callauth::settlement::api::SettlementApi;
-use callauth::settlement::{merchants, SettlementPolicy};
+use callauth::settlement::worker::api::SettlementApi;
+use callauth::settlement::{billing::merchants, SettlementPolicy};
 use callauth::store::Store;
 use chrono::NaiveDate;
 use common::server::{req, ADMIN, IVR, RADGIV, STJARN};
@@ -224,8 +224,9 @@ async fn prepaid_orders_are_paid_by_swish_and_picked_up_once_with_the_secret() {
         "message": "", "status": "PAID", "dateCreated": "2025-11-23T13:00:00.000+0100",
         "datePaid": "2025-11-23T13:00:05.000+0100", "errorCode": null, "errorMessage": null
     });
-    let cb: callauth::settlement::swish::SwishCallback = serde_json::from_value(cb).unwrap();
-    callauth::settlement::swish::handle_callback(&w.settlement, cb)
+    let cb: callauth::settlement::payments::swish::SwishCallback =
+        serde_json::from_value(cb).unwrap();
+    callauth::settlement::payments::swish::handle_callback(&w.settlement, cb)
         .await
         .unwrap();
     let wrong = c
@@ -324,12 +325,12 @@ async fn an_embedded_gateways_jsonl_outbox_is_ingested_once() {
         SettlementPolicy::default(),
         Arc::new(callauth::clock::ManualClock::new(T0)),
     );
-    let r = callauth::settlement::jsonl::ingest_file(&s, &file, 2)
+    let r = callauth::settlement::ingest::jsonl::ingest_file(&s, &file, 2)
         .await
         .unwrap();
     assert_eq!(r.lines, 3, "directory, consent, usage");
     assert_eq!(r.committed, 3);
-    let again = callauth::settlement::jsonl::ingest_file(&s, &file, 2)
+    let again = callauth::settlement::ingest::jsonl::ingest_file(&s, &file, 2)
         .await
         .unwrap();
     assert_eq!((again.committed, again.duplicates), (0, 3));
@@ -491,7 +492,7 @@ async fn refused_store_changes_are_listed_and_payments_dismissed_by_admins() {
     .unwrap();
     tx.commit().await.unwrap();
     let _ = w.account(A).await; // the account exists in the store
-    callauth::settlement::projector::flush(&w.settlement)
+    callauth::settlement::sync::projector::flush(&w.settlement)
         .await
         .unwrap();
 

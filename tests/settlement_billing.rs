@@ -8,8 +8,11 @@
 mod common;
 
 use callauth::domain::Money;
-use callauth::settlement::personal::{self, HolderInput};
-use callauth::settlement::{daily, delivery, disputes, ledger, SettlementPolicy};
+use callauth::settlement::privacy::personal::{self, HolderInput};
+use callauth::settlement::{
+    billing::delivery, billing::route, collection::disputes, ledger, worker::daily,
+    SettlementPolicy,
+};
 use callauth::store::Store;
 use chrono::NaiveDate;
 use common::settle::World;
@@ -193,16 +196,17 @@ async fn invoices_and_statements_show_vat_per_rate_and_the_ledger_books_it() {
 
     // Paid in full; on 1 January the merchants are settled for December.
     w.clock.set_ms(T0 + 30 * 86_400_000);
-    let mut f = callauth::settlement::bgmax::FileBuilder::new("20251220060000000001", false);
+    let mut f = common::bgmax_writer::FileBuilder::new("20251220060000000001", false);
     f.section("9912346", ymd(2025, 12, 20), "00001")
         .ocr_payment(&ocr, Money::ore_unchecked(total));
     let r = callauth::settlement::payments::import_bgmax(&w.settlement, &f.build().unwrap())
         .await
         .unwrap();
     assert_eq!(r.matched, 1);
-    let made = callauth::settlement::merchants::run_statements(&w.settlement, ymd(2026, 1, 1))
-        .await
-        .unwrap();
+    let made =
+        callauth::settlement::billing::merchants::run_statements(&w.settlement, ymd(2026, 1, 1))
+            .await
+            .unwrap();
     let by: std::collections::HashMap<_, _> =
         made.iter().map(|s| (s.merchant_id.as_str(), s)).collect();
     // Stjärnlinjen: 299,00 collected incl. 59,80 VAT; fee 15 % of 239,20 =
@@ -230,17 +234,17 @@ async fn invoices_and_statements_show_vat_per_rate_and_the_ledger_books_it() {
         ),
         (9_975, 0, 0, 1_496, 8_479)
     );
-    let text = callauth::settlement::merchants::describe(st);
+    let text = callauth::settlement::billing::merchants::describe(st);
     assert!(text.contains("moms 59,80 kr"), "{text}");
     // Per rate: 239,20 + 59,80 at 25 %; 99,75 + 0,00 at 0 %.
     assert_eq!(
-        callauth::settlement::merchants::vat_summary(&w.db.pool, st.id)
+        callauth::settlement::billing::merchants::vat_summary(&w.db.pool, st.id)
             .await
             .unwrap(),
         vec![(25, 23_920, 5_980)]
     );
     assert_eq!(
-        callauth::settlement::merchants::vat_summary(&w.db.pool, rg.id)
+        callauth::settlement::billing::merchants::vat_summary(&w.db.pool, rg.id)
             .await
             .unwrap(),
         vec![(0, 9_975, 0)]
@@ -262,7 +266,7 @@ fn noon(day: NaiveDate) -> i64 {
 }
 
 async fn pay_ocr(w: &World, day: NaiveDate, serial: &str, ocr: &str, ore: i64) {
-    let mut f = callauth::settlement::bgmax::FileBuilder::new(
+    let mut f = common::bgmax_writer::FileBuilder::new(
         &format!("{}060000000001", day.format("%Y%m%d")),
         false,
     );
@@ -358,9 +362,10 @@ async fn an_upheld_dispute_is_charged_back_to_the_merchants_and_reverses_our_fee
     // fee 15 % = 8,997 → 9,00, paid out 50,98. Rådgivarna: 99,75 − 74,73 =
     // 25,02, fee 3,753 → 3,75, paid out 21,27.
     w.clock.set_ms(noon(ymd(2026, 1, 1)));
-    let made = callauth::settlement::merchants::run_statements(&w.settlement, ymd(2026, 1, 1))
-        .await
-        .unwrap();
+    let made =
+        callauth::settlement::billing::merchants::run_statements(&w.settlement, ymd(2026, 1, 1))
+            .await
+            .unwrap();
     let by: std::collections::HashMap<_, _> =
         made.iter().map(|s| (s.merchant_id.as_str(), s)).collect();
     let st = by["stjarnlinjen"];
@@ -387,7 +392,7 @@ async fn an_upheld_dispute_is_charged_back_to_the_merchants_and_reverses_our_fee
         ),
         (1, 9_975, 0, 7_473, 375, 2_127)
     );
-    let text = callauth::settlement::merchants::describe(st);
+    let text = callauth::settlement::billing::merchants::describe(st);
     assert!(text.contains("chargebacks 179,22 kr"), "{text}");
     assert_eq!(balance(&w, "merchant_payable:stjarnlinjen").await, 0);
     assert_eq!(balance(&w, "merchant_payable:radgivarna").await, 0);
@@ -552,7 +557,7 @@ async fn a_bounced_email_invoice_falls_back_to_paper_without_a_fee() {
     assert_eq!((channel.as_str(), fees, total), ("email", 0, 29_900));
 
     // The mailing system fetches the e-mail queue: one invoice, to kim@example.se.
-    let queued = delivery::queued(&w.db.pool, Some(delivery::Channel::Email), 100, true)
+    let queued = delivery::queued(&w.db.pool, Some(route::Channel::Email), 100, true)
         .await
         .unwrap();
     assert_eq!(queued.len(), 1);
@@ -615,7 +620,7 @@ async fn a_bounced_email_invoice_falls_back_to_paper_without_a_fee() {
         Err(callauth::settlement::SettlementError::Refused(_))
     ));
     // The print house sends the paper copy; paper is never reported bounced.
-    let paper = delivery::queued(&w.db.pool, Some(delivery::Channel::Paper), 100, false)
+    let paper = delivery::queued(&w.db.pool, Some(route::Channel::Paper), 100, false)
         .await
         .unwrap();
     assert_eq!(paper.len(), 1);

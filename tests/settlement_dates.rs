@@ -18,13 +18,13 @@
 
 mod common;
 
-use callauth::settlement::bgmax::FileBuilder;
-use callauth::settlement::invoicing::{self, InvoiceKind};
+use callauth::settlement::billing::invoicing::{self, InvoiceKind};
 use callauth::settlement::{
-    calendar, daily, disputes, interest, ladder, ledger, payments, projector, scheduler,
-    SettlementPolicy,
+    calendar, collection::disputes, collection::ladder, interest, ledger, payments,
+    sync::projector, worker::daily, worker::scheduler, SettlementPolicy,
 };
 use chrono::NaiveDate;
+use common::bgmax_writer::FileBuilder;
 use common::settle::World;
 use common::*;
 use sqlx::Row;

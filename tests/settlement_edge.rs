@@ -11,7 +11,7 @@ use callauth::domain::CodeHasher;
 use callauth::gateway::catalog_file::{CatalogFile, DEMO};
 use callauth::pb;
 use callauth::pb::settlement_client::SettlementClient;
-use callauth::settlement::api::SettlementApi;
+use callauth::settlement::worker::api::SettlementApi;
 use callauth::settlement::SettlementPolicy;
 use common::server::{consent_for, req, ADMIN, IVR};
 use common::settle::World;

@@ -9,12 +9,14 @@ mod common;
 
 use callauth::domain::decision::code::BLOCKED_OVERDUE;
 use callauth::domain::{Decision, DenyReason, Money};
+use callauth::settlement::collection::disputes::{self, DisputeStatus};
+use callauth::settlement::collection::ladder::{self, LadderReport};
+use callauth::settlement::collection::plans::{self, PlanStatus};
 use callauth::settlement::context::queue_store_op;
-use callauth::settlement::disputes::{self, DisputeStatus};
-use callauth::settlement::ladder::{self, LadderReport};
 use callauth::settlement::ledger::{self, account, Txn};
-use callauth::settlement::plans::{self, PlanStatus};
-use callauth::settlement::{calendar, interest, projector, SettlementError, SettlementPolicy};
+use callauth::settlement::{
+    calendar, interest, sync::projector, SettlementError, SettlementPolicy,
+};
 use callauth::store::Store;
 use chrono::NaiveDate;
 use common::settle::World;

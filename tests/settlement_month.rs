@@ -20,10 +20,10 @@ use std::sync::Arc;
 use callauth::clock::Clock;
 use callauth::domain::Money;
 use callauth::pb;
-use callauth::settlement::consumer::{ConsumerConfig, StreamConsumer};
+use callauth::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
 use callauth::settlement::{
-    bgmax, daily, disputes, interest, ladder, ledger, payments, plans, projector, reconcile,
-    Settlement, SettlementPolicy,
+    collection::disputes, collection::ladder, collection::plans, interest, ledger, payments,
+    sync::projector, sync::reconcile, worker::daily, Settlement, SettlementPolicy,
 };
 use callauth::store::redis::RedisStore;
 use callauth::store::StorePolicy;
@@ -115,8 +115,10 @@ impl Books {
     }
 
     async fn pay_bgmax(&self, day: NaiveDate, serial: &str, payments_: &[(&str, i64)]) {
-        let mut f =
-            bgmax::FileBuilder::new(&format!("{}060000000001", day.format("%Y%m%d")), false);
+        let mut f = common::bgmax_writer::FileBuilder::new(
+            &format!("{}060000000001", day.format("%Y%m%d")),
+            false,
+        );
         f.section("9912346", day, serial);
         for (ocr, ore) in payments_ {
             f.ocr_payment(ocr, Money::ore_unchecked(*ore));

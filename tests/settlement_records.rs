@@ -6,12 +6,14 @@
 mod common;
 
 use callauth::domain::{BlockKind, Money};
-use callauth::settlement::bgmax::FileBuilder;
-use callauth::settlement::personal::{self, HolderInput};
-use callauth::settlement::{daily, disputes, payments, projector, SettlementError};
+use callauth::settlement::privacy::personal::{self, HolderInput};
+use callauth::settlement::{
+    collection::disputes, payments, sync::projector, worker::daily, SettlementError,
+};
 use callauth::settlement::{ledger, SettlementPolicy};
 use callauth::store::{BlockChange, Store};
 use chrono::NaiveDate;
+use common::bgmax_writer::FileBuilder;
 use common::settle::World;
 use common::*;
 
@@ -282,7 +284,7 @@ const B: &str = "+46702345678";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_deleted_after_their_retention_and_open_claims_stay() {
     use callauth::domain::{CodeHasher, Decision, RecordId, Reference};
-    use callauth::settlement::{merchants, retention};
+    use callauth::settlement::{billing::merchants, privacy::retention};
     use callauth::store::{IssueOutcome, LineKey, UsageOutcome, UsagePost};
 
     let w = World::new(T0, &[A, B], SettlementPolicy::default()).await;

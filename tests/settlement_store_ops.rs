@@ -9,12 +9,13 @@
 mod common;
 
 use callauth::domain::{Money, E164};
-use callauth::settlement::bgmax::FileBuilder;
 use callauth::settlement::{
-    calendar, invoicing, ladder, payments, projector, reconcile, SettlementPolicy,
+    billing::invoicing, calendar, collection::ladder, payments, sync::projector, sync::reconcile,
+    SettlementPolicy,
 };
 use callauth::store::Store;
 use chrono::NaiveDate;
+use common::bgmax_writer::FileBuilder;
 use common::settle::World;
 use common::*;
 

@@ -5,7 +5,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = callauth::settlement::config::Cli::parse();
+    let cli = callauth::settlement::worker::config::Cli::parse();
     callauth::process::init_tracing(&cli.common.log_format);
-    callauth::settlement::cli::run(cli).await
+    callauth::settlement::worker::cli::run(cli).await
 }

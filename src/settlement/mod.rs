@@ -1,43 +1,45 @@
 //! The settlement side: the PostgreSQL ledger, invoicing, payments, reminders,
 //! collection, merchant settlements and personal data (SPEC R11–R22).
 //!
-//! The pure building blocks come first: OCR references (`ocr`), Bankgirot's
-//! BgMax payment files (`bgmax`), the Stockholm invoicing calendar
-//! (`calendar`), late-payment interest (`interest`) and invoice documents
-//! (`pdf`).
+//! Grouped by what each part does (issue 12; docs/architecture.md):
+//!
+//! - the shared core at this level: the worker's [`context`] (pool, store,
+//!   rules, clock), the double-entry [`ledger`], the rules in force
+//!   ([`policy`]), the Stockholm invoicing [`calendar`] and late-payment
+//!   [`interest`];
+//! - [`ingest`]: the gateway's events into the ledger (stream consumer,
+//!   JSON-lines outbox);
+//! - [`sync`]: the ledger back to the state store (projector, reconciliation);
+//! - [`billing`]: invoices, where documents go, credit notes, merchant
+//!   statements;
+//! - [`payments`]: bankgiro and Swish payments, matching, prepaid-code orders;
+//! - [`collection`]: the reminder and collection ladder, installment plans,
+//!   disputes, and the claim facts they share;
+//! - [`privacy`]: personal data (extract, erasure, opt-out) and retention;
+//! - [`formats`]: pure file formats — BgMax, OCR references, PDF bytes;
+//! - [`worker`]: the `callauth-settlement` process — configuration, commands,
+//!   the daemon, the daily calendar and its loop, the gRPC API, the clock.
+//!
+//! Dependencies point one way, between modules and between groups
+//! (`.ci/settlement-deps --groups` checks and prints the graph): `worker`
+//! uses the groups; `ingest` uses `billing` and `sync`; `payments` uses
+//! `collection` and `sync`; `sync` uses `collection`; `collection` uses
+//! `billing`; everything uses the core; `formats`, `calendar` and `interest`
+//! use nothing of settlement's.
 
-pub mod api;
-pub mod bgmax;
+pub mod billing;
 pub mod calendar;
-pub mod cli;
-pub mod config;
-pub mod consumer;
+pub mod collection;
 pub mod context;
-pub mod credit_note;
-pub mod daemon;
-pub mod daily;
-pub mod delivery;
-pub mod disputes;
+pub mod formats;
 pub mod ingest;
 pub mod interest;
-pub mod invoicing;
-pub mod jsonl;
-pub mod ladder;
 pub mod ledger;
-pub mod merchants;
-pub mod ocr;
 pub mod payments;
-pub mod pdf;
-pub mod personal;
-pub mod plans;
 pub mod policy;
-pub mod prepaid_orders;
-pub mod projector;
-pub mod reconcile;
-pub mod retention;
-pub mod scheduler;
-pub mod swish;
-pub mod time;
+pub mod privacy;
+pub mod sync;
+pub mod worker;
 
 pub use context::{Settlement, SettlementError, SettlementResult};
 pub use policy::SettlementPolicy;

@@ -116,6 +116,7 @@ pub fn call(id: &str, service: &Arc<Service>, consent: bool) -> CallSpec {
         },
     }
 }
+pub mod bgmax_writer;
 pub mod certs;
 pub mod pg;
 pub mod redis;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use callauth::clock::{Clock, ManualClock};
 use callauth::domain::{Decision, Money, RecordId, E164};
-use callauth::settlement::consumer::{ConsumerConfig, StreamConsumer};
-use callauth::settlement::{projector, Settlement, SettlementPolicy};
+use callauth::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
+use callauth::settlement::{sync::projector, Settlement, SettlementPolicy};
 use callauth::store::redis::RedisStore;
 use callauth::store::{Store, StorePolicy, UsageOutcome, UsagePost};
 
@@ -127,7 +127,7 @@ impl World {
 /// Registers `number`'s holder with a name and a postal address, invoiced on
 /// paper (the default a holder gets when customer service gives no choice).
 pub async fn register_paper_holder(pool: &sqlx::PgPool, number: &str, i: usize) {
-    use callauth::settlement::personal::{self, HolderInput};
+    use callauth::settlement::privacy::personal::{self, HolderInput};
     let mut conn = pool.acquire().await.unwrap();
     personal::upsert_holder(
         &mut conn,

@@ -91,3 +91,67 @@ impl RedisStore {
         Ok(snap)
     }
 }
+
+pub(super) async fn catalog_version(store: &RedisStore) -> StoreResult<u64> {
+    let mut cmd = ::redis::cmd("GET");
+    cmd.arg(&store.inner.keys.catalog()[0]);
+    let v: Option<u64> = store
+        .inner
+        .conn
+        .query(&cmd)
+        .await
+        .map_err(|e| store.unavailable(e))?;
+    Ok(v.unwrap_or(0))
+}
+
+pub(super) async fn upsert_merchant(store: &RedisStore, merchant: &Merchant) -> StoreResult<()> {
+    merchant
+        .validate()
+        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+    let json = serde_json::to_string(merchant).expect("merchants serialise");
+    store
+        .catalog_write(|_| Ok(vec![('m', merchant.id.to_string(), json.clone())]))
+        .await
+}
+
+pub(super) async fn upsert_service(
+    store: &RedisStore,
+    spec: &ServiceSpec,
+    now_ms: i64,
+) -> StoreResult<ServiceChange> {
+    let planned = std::sync::Mutex::new(None);
+    store
+        .catalog_write(|current| {
+            let change = current
+                .plan_service(spec, now_ms)
+                .map_err(|e| StoreError::Rejected(e.to_string()))?;
+            let record = ServiceRecord {
+                number: change.service.number.clone(),
+                merchant_id: change.service.merchant_id.clone(),
+                name: change.service.name.clone(),
+                category: change.service.category.clone(),
+                active: change.service.active,
+                terms_id: change.service.terms.terms_id.clone(),
+            };
+            let mut writes = Vec::new();
+            if let Some(t) = &change.new_terms {
+                writes.push((
+                    't',
+                    t.terms_id.to_string(),
+                    serde_json::to_string(t.as_ref()).expect("terms serialise"),
+                ));
+            }
+            writes.push((
+                's',
+                record.number.as_str().to_string(),
+                serde_json::to_string(&record).expect("services serialise"),
+            ));
+            *planned.lock().expect("local lock") = Some(change);
+            Ok(writes)
+        })
+        .await?;
+    planned
+        .into_inner()
+        .expect("local lock")
+        .ok_or_else(|| StoreError::Corrupt("service change was not planned".into()))
+}

@@ -21,13 +21,23 @@
 //! (default 250 ms) and the whole store step a deadline; a connection dropped
 //! mid-command may be retried by the client, which is safe because every
 //! Function checks its own idempotency (tested in tests/redis_faults.rs).
+//!
+//! Files (issue 12): this one has the connection and start-up checks and the
+//! `Store` impl, whose account, prepaid, catalogue and health methods
+//! forward to `accounts`, `prepaid`, `catalog` and `health`; the call path
+//! (authorize, extend, release, usage) is in `calls`; `functions` loads the
+//! Lua library, `keys` names the keys, `decode` reads replies, `streams`
+//! reads the partitions' event streams, `conn` is the connection.
 
+mod accounts;
 mod calls;
 mod catalog;
 mod conn;
 mod decode;
 mod functions;
+mod health;
 pub mod keys;
+mod prepaid;
 pub mod streams;
 
 use std::collections::HashMap;
@@ -37,7 +47,6 @@ use std::sync::Arc;
 use ::redis::Value;
 
 use calls::*;
-use catalog::ServiceRecord;
 pub use conn::{Conn, RedisConfig, RedisTls, RedisTlsArgs};
 use decode::*;
 use functions::*;
@@ -492,21 +501,7 @@ impl Store for RedisStore {
         actor: &str,
         now_ms: i64,
     ) -> StoreResult<AccountView> {
-        let k = &self.inner.keys;
-        let p = self.partition(number.as_str());
-        self.fcall(
-            "put_directory",
-            &[k.account(p, number.as_str()), k.events(p)],
-            vec![
-                now_ms.to_string(),
-                number.as_str().to_string(),
-                if holder_registered { "1" } else { "0" }.to_string(),
-                actor.to_string(),
-                p.to_string(),
-            ],
-        )
-        .await?;
-        self.view(number).await
+        accounts::put_directory(self, number, holder_registered, actor, now_ms).await
     }
 
     async fn set_block(
@@ -515,37 +510,7 @@ impl Store for RedisStore {
         change: &BlockChange,
         now_ms: i64,
     ) -> StoreResult<AccountView> {
-        let target = super::validate::normalise_block_target(change)?;
-        let field = match change.kind {
-            BlockKind::HolderAllServices => "bo".to_string(),
-            BlockKind::HolderMerchant => format!("bm:{target}"),
-            BlockKind::HolderService => format!("bs:{target}"),
-            BlockKind::Overdue => "bd".to_string(),
-            BlockKind::CreditLimit => unreachable!("refused by normalise_block_target"),
-        };
-        let kind = serde_json::to_value(change.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        let k = &self.inner.keys;
-        let p = self.partition(number.as_str());
-        self.fcall(
-            "set_block",
-            &[k.account(p, number.as_str()), k.events(p)],
-            vec![
-                now_ms.to_string(),
-                number.as_str().to_string(),
-                field,
-                kind,
-                target,
-                if change.blocked { "1" } else { "0" }.to_string(),
-                change.reason.clone(),
-                change.actor.clone(),
-                p.to_string(),
-            ],
-        )
-        .await?;
-        self.view(number).await
+        accounts::set_block(self, number, change, now_ms).await
     }
 
     async fn set_limit(
@@ -555,31 +520,7 @@ impl Store for RedisStore {
         actor: &str,
         now_ms: i64,
     ) -> StoreResult<AccountView> {
-        let current = self.view(number).await?;
-        let (source, fixed) = change
-            .resolve(self.credit(), current.established)
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        let [first, established, percent] = self.limit_args()?;
-        let k = &self.inner.keys;
-        let p = self.partition(number.as_str());
-        self.fcall(
-            "set_limit",
-            &[k.account(p, number.as_str()), k.events(p)],
-            vec![
-                now_ms.to_string(),
-                number.as_str().to_string(),
-                source.code().to_string(),
-                lua_safe(fixed, "limit")?.to_string(),
-                first,
-                established,
-                percent,
-                change.reference().to_string(),
-                actor.to_string(),
-                p.to_string(),
-            ],
-        )
-        .await?;
-        self.view(number).await
+        accounts::set_limit(self, number, change, actor, now_ms).await
     }
 
     async fn account(&self, number: &E164) -> StoreResult<AccountView> {
@@ -592,33 +533,7 @@ impl Store for RedisStore {
         invoice: &InvoiceApply,
         now_ms: i64,
     ) -> StoreResult<Applied> {
-        super::validate::check_amount(invoice.usage, "invoice usage")?;
-        super::validate::check_amount(invoice.fees, "invoice fees")?;
-        let [first, established, percent] = self.limit_args()?;
-        let k = &self.inner.keys;
-        let p = self.partition(number.as_str());
-        let v = self
-            .fcall(
-                "apply_invoice",
-                &[
-                    k.account(p, number.as_str()),
-                    k.applied_invoices(p, number.as_str()),
-                    k.events(p),
-                ],
-                vec![
-                    now_ms.to_string(),
-                    number.as_str().to_string(),
-                    invoice.invoice_id.to_string(),
-                    lua_safe(invoice.usage, "invoice usage")?.to_string(),
-                    lua_safe(invoice.fees, "invoice fees")?.to_string(),
-                    first,
-                    established,
-                    percent,
-                    p.to_string(),
-                ],
-            )
-            .await?;
-        applied_answer(v, number)
+        accounts::apply_invoice(self, number, invoice, now_ms).await
     }
 
     async fn apply_payment(
@@ -627,33 +542,7 @@ impl Store for RedisStore {
         payment: &PaymentApply,
         now_ms: i64,
     ) -> StoreResult<Applied> {
-        super::validate::check_amount(payment.amount, "payment")?;
-        let [first, established, percent] = self.limit_args()?;
-        let k = &self.inner.keys;
-        let p = self.partition(number.as_str());
-        let v = self
-            .fcall(
-                "apply_payment",
-                &[
-                    k.account(p, number.as_str()),
-                    k.applied_payments(p, number.as_str()),
-                    k.events(p),
-                ],
-                vec![
-                    now_ms.to_string(),
-                    number.as_str().to_string(),
-                    payment.payment_id.to_string(),
-                    lua_safe(payment.amount, "payment")?.to_string(),
-                    if payment.clear_overdue { "1" } else { "0" }.to_string(),
-                    if payment.first_invoice_paid { "1" } else { "0" }.to_string(),
-                    first,
-                    established,
-                    percent,
-                    p.to_string(),
-                ],
-            )
-            .await?;
-        applied_answer(v, number)
+        accounts::apply_payment(self, number, payment, now_ms).await
     }
 
     async fn repair_balances(
@@ -664,28 +553,7 @@ impl Store for RedisStore {
         reason: &str,
         now_ms: i64,
     ) -> StoreResult<AccountView> {
-        super::validate::check_amount(unbilled, "unbilled")?;
-        super::validate::check_amount(invoiced_unpaid, "invoiced-unpaid")?;
-        let [first, established, percent] = self.limit_args()?;
-        let k = &self.inner.keys;
-        let p = self.partition(number.as_str());
-        self.fcall(
-            "repair_balances",
-            &[k.account(p, number.as_str()), k.events(p)],
-            vec![
-                now_ms.to_string(),
-                number.as_str().to_string(),
-                lua_safe(unbilled, "unbilled")?.to_string(),
-                lua_safe(invoiced_unpaid, "invoiced-unpaid")?.to_string(),
-                reason.to_string(),
-                first,
-                established,
-                percent,
-                p.to_string(),
-            ],
-        )
-        .await?;
-        self.view(number).await
+        accounts::repair_balances(self, number, unbilled, invoiced_unpaid, reason, now_ms).await
     }
 
     async fn issue_prepaid(
@@ -695,71 +563,7 @@ impl Store for RedisStore {
         purchase_ref: &Reference,
         now_ms: i64,
     ) -> StoreResult<IssueOutcome> {
-        check_prepaid_amount(amount)?;
-        let k = &self.inner.keys;
-        // The reference key and the code must share a slot: draw codes until
-        // one falls in the reference's partition (expected `partitions` draws
-        // of one HMAC each). This costs log2(partitions) bits of the code's
-        // ~50 bits of randomness.
-        let p = self.reference_partition(purchase_ref);
-        for _ in 0..16 {
-            let (code, id) = loop {
-                let code = PrepaidCode::generate();
-                let id = hasher.id(&code);
-                if self.partition(id.as_str()) == p {
-                    break (code, id);
-                }
-            };
-            let v = array(
-                self.fcall(
-                    "issue_code",
-                    &[
-                        k.reference(p, purchase_ref.as_str()),
-                        k.code(p, id.as_str()),
-                        k.events(p),
-                    ],
-                    vec![
-                        now_ms.to_string(),
-                        id.to_string(),
-                        lua_safe(amount, "amount")?.to_string(),
-                        purchase_ref.to_string(),
-                        p.to_string(),
-                    ],
-                )
-                .await?,
-            )?;
-            match int_at(&v, 0)? {
-                1 => {
-                    return Ok(IssueOutcome::Issued {
-                        code,
-                        view: PrepaidView {
-                            code_id: id,
-                            balance: amount,
-                            pending: Money::ZERO,
-                            issued_at_ms: now_ms,
-                        },
-                    })
-                }
-                2 => {
-                    let existing = CodeId::from_stored(&text(at(&v, 1)?)?)
-                        .ok_or_else(|| StoreError::Corrupt("purchase without a code id".into()))?;
-                    let view = self.prepaid(&existing).await?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("purchase {purchase_ref} has no code"))
-                    })?;
-                    return Ok(IssueOutcome::AlreadyIssued(view));
-                }
-                -1 => return Err(StoreError::Rejected(text(at(&v, 1)?)?)),
-                -2 => continue, // an id collision: draw again
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "unexpected issue_code answer {other}"
-                    )))
-                }
-            }
-        }
-        Err(StoreError::Unavailable(
-            "could not draw a fresh prepaid code".into(),
-        ))
+        prepaid::issue_prepaid(self, hasher, amount, purchase_ref, now_ms).await
     }
 
     async fn top_up_prepaid(
@@ -769,63 +573,11 @@ impl Store for RedisStore {
         topup_ref: &Reference,
         now_ms: i64,
     ) -> StoreResult<PrepaidView> {
-        check_prepaid_amount(amount)?;
-        let k = &self.inner.keys;
-        if self.prepaid(code).await?.is_none() {
-            return Err(StoreError::NotFound("prepaid code".into()));
-        }
-        // The reference first (its own slot): a reference pays for one thing.
-        let r = self.reference_partition(topup_ref);
-        let claimed = self
-            .fcall(
-                "claim_reference",
-                &[k.reference(r, topup_ref.as_str())],
-                vec![
-                    code.to_string(),
-                    lua_safe(amount, "amount")?.to_string(),
-                    topup_ref.to_string(),
-                ],
-            )
-            .await?;
-        if let Value::Array(a) = &claimed {
-            return Err(StoreError::Rejected(text(at(a, 1)?)?));
-        }
-        let p = self.partition(code.as_str());
-        let v = self
-            .fcall(
-                "top_up",
-                &[k.code(p, code.as_str()), k.events(p)],
-                vec![
-                    now_ms.to_string(),
-                    code.to_string(),
-                    lua_safe(amount, "amount")?.to_string(),
-                    topup_ref.to_string(),
-                    p.to_string(),
-                ],
-            )
-            .await?;
-        if int(&v)? == 0 {
-            return Err(StoreError::NotFound("prepaid code".into()));
-        }
-        self.prepaid(code)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("prepaid code".into()))
+        prepaid::top_up_prepaid(self, code, amount, topup_ref, now_ms).await
     }
 
     async fn prepaid(&self, code: &CodeId) -> StoreResult<Option<PrepaidView>> {
-        let p = self.partition(code.as_str());
-        let c = self
-            .hgetall(&self.inner.keys.code(p, code.as_str()))
-            .await?;
-        if c.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(PrepaidView {
-            code_id: code.clone(),
-            balance: Money::ore_unchecked(counter(&c, "bal")?),
-            pending: Money::ore_unchecked(counter(&c, "pd")?),
-            issued_at_ms: counter(&c, "iss")?,
-        }))
+        prepaid::prepaid(self, code).await
     }
 
     async fn catalog(&self) -> StoreResult<Arc<CatalogSnapshot>> {
@@ -833,140 +585,26 @@ impl Store for RedisStore {
     }
 
     async fn catalog_version(&self) -> StoreResult<u64> {
-        let mut cmd = ::redis::cmd("GET");
-        cmd.arg(&self.inner.keys.catalog()[0]);
-        let v: Option<u64> = self
-            .inner
-            .conn
-            .query(&cmd)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(v.unwrap_or(0))
+        catalog::catalog_version(self).await
     }
 
     async fn upsert_merchant(&self, merchant: &Merchant) -> StoreResult<()> {
-        merchant
-            .validate()
-            .map_err(|e| StoreError::Rejected(e.to_string()))?;
-        let json = serde_json::to_string(merchant).expect("merchants serialise");
-        self.catalog_write(|_| Ok(vec![('m', merchant.id.to_string(), json.clone())]))
-            .await
+        catalog::upsert_merchant(self, merchant).await
     }
 
     async fn upsert_service(&self, spec: &ServiceSpec, now_ms: i64) -> StoreResult<ServiceChange> {
-        let planned = std::sync::Mutex::new(None);
-        self.catalog_write(|current| {
-            let change = current
-                .plan_service(spec, now_ms)
-                .map_err(|e| StoreError::Rejected(e.to_string()))?;
-            let record = ServiceRecord {
-                number: change.service.number.clone(),
-                merchant_id: change.service.merchant_id.clone(),
-                name: change.service.name.clone(),
-                category: change.service.category.clone(),
-                active: change.service.active,
-                terms_id: change.service.terms.terms_id.clone(),
-            };
-            let mut writes = Vec::new();
-            if let Some(t) = &change.new_terms {
-                writes.push((
-                    't',
-                    t.terms_id.to_string(),
-                    serde_json::to_string(t.as_ref()).expect("terms serialise"),
-                ));
-            }
-            writes.push((
-                's',
-                record.number.as_str().to_string(),
-                serde_json::to_string(&record).expect("services serialise"),
-            ));
-            *planned.lock().expect("local lock") = Some(change);
-            Ok(writes)
-        })
-        .await?;
-        planned
-            .into_inner()
-            .expect("local lock")
-            .ok_or_else(|| StoreError::Corrupt("service change was not planned".into()))
+        catalog::upsert_service(self, spec, now_ms).await
     }
 
     async fn recent_events(&self, max: usize) -> StoreResult<Vec<Event>> {
-        // Oldest first within each partition (as appended), then by time.
-        let mut all = Vec::new();
-        for p in 0..self.inner.policy.partitions {
-            let mut cmd = ::redis::cmd("XREVRANGE");
-            cmd.arg(self.inner.keys.events(p))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(max);
-            let entries = array(
-                self.inner
-                    .conn
-                    .query::<Value>(&cmd)
-                    .await
-                    .map_err(|e| self.unavailable(e))?,
-            )?;
-            for entry in entries.into_iter().rev() {
-                let parts = array(entry)?;
-                let fields = parts.get(1).map(flat_map).unwrap_or_default();
-                if let Some(json) = fields.get("e") {
-                    let e = Event::from_json(json)
-                        .map_err(|err| StoreError::Corrupt(format!("event {json}: {err}")))?;
-                    all.push(e);
-                }
-            }
-        }
-        all.sort_by_key(|e| e.at_ms);
-        let skip = all.len().saturating_sub(max);
-        Ok(all.split_off(skip))
+        health::recent_events(self, max).await
     }
 
     async fn stats(&self) -> StoreResult<StoreStats> {
-        let mut stats = StoreStats::default();
-        for p in 0..self.inner.policy.partitions {
-            let mut z = ::redis::cmd("ZCARD");
-            z.arg(self.inner.keys.expiry(p));
-            let mut x = ::redis::cmd("XLEN");
-            x.arg(self.inner.keys.events(p));
-            let (pending, len) = tokio::join!(
-                self.inner.conn.query::<u64>(&z),
-                self.inner.conn.query::<u64>(&x)
-            );
-            stats.pending_holds += pending.map_err(|e| self.unavailable(e))?;
-            stats.outbox_len.push(len.map_err(|e| self.unavailable(e))?);
-        }
-        Ok(stats)
+        health::stats(self).await
     }
 
     async fn ready(&self) -> Result<(), NotReady> {
-        if let Err(e) = self.check_version().await {
-            // The library is gone (e.g. a Redis restarted without
-            // persistence): load it again, stay not ready until it is.
-            if self.inner.ready.swap(false, Ordering::Relaxed) {
-                tracing::warn!(error = %e, "redis function library check failed");
-            }
-            let missing =
-                e.to_string().contains("Function not found") || e.to_string().contains("version");
-            if !missing {
-                return Err(NotReady::Unreachable);
-            }
-            if let Err(e) = self.load_functions().await {
-                tracing::warn!(error = %e, "reloading the redis function library failed");
-                return Err(NotReady::Unreachable);
-            }
-        }
-        let recorded = self.recorded_policy().await.map_err(|e| {
-            tracing::warn!(error = %e, "reading the state store's deployment record failed");
-            NotReady::Unreachable
-        })?;
-        match recorded {
-            None => Err(NotReady::Empty),
-            Some(fp) if !self.inner.policy.differences(&fp).is_empty() => Err(NotReady::Foreign),
-            Some(_) => {
-                self.inner.ready.store(true, Ordering::Relaxed);
-                Ok(())
-            }
-        }
+        health::ready(self).await
     }
 }

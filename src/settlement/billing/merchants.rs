@@ -23,11 +23,11 @@
 //! reference is recorded for the bank transfer. A net below zero (a
 //! chargeback larger than the period's calls) is what the merchant owes us.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::Money;
 use crate::metrics as m;
@@ -125,101 +125,126 @@ pub async fn run_statements<S: Store>(
     for row in merchants {
         let merchant: String = row.get("merchant_id");
         let bps: i32 = row.get("fee_basis_points");
-        let calls: Vec<(String, i64, i64)> = sqlx::query_as(
-            "select u.call_id, u.charge_ore, u.vat_ore from usage u left join invoices i on i.id = u.invoice_id
-             where u.merchant_id = $1 and u.merchant_statement_id is null
-               and ((u.funding = 'prepaid' and u.posted_at < $2)
-                 or (u.funding = 'postpaid' and i.status = 'paid' and i.paid_at < $2)
-                 or (u.funding = 'postpaid' and i.status = 'credited' and i.credited_at < $2))
-             for update of u",
-        )
-        .bind(&merchant)
-        .bind(until)
-        .fetch_all(&mut *tx)
-        .await?;
-        let chargebacks: Vec<(i64, i64)> = sqlx::query_as(
-            "select id, base_ore from merchant_chargebacks
-             where merchant_id = $1 and merchant_statement_id is null and created_at < $2
-             for update",
-        )
-        .bind(&merchant)
-        .bind(until)
-        .fetch_all(&mut *tx)
-        .await?;
-        if calls.is_empty() && chargebacks.is_empty() {
-            continue;
+        let period = (start, end, until);
+        if let Some(st) = settle_merchant(&mut tx, merchant, bps, period, s.now()).await? {
+            made.push(st);
         }
-        let gross: i64 = calls.iter().map(|(_, c, _)| c).sum();
-        let vat: i64 = calls.iter().map(|(_, _, v)| v).sum();
-        let chargeback: i64 = chargebacks.iter().map(|(_, b)| b).sum();
-        // Our fee is on what the merchant is owed: without VAT, less what
-        // could not be collected.
-        let owed = gross - vat - chargeback;
-        let fee = fee_of(owed.max(0), bps);
-        let net = owed - fee;
-        let payout = format!("PAYOUT-{merchant}-{}", end.format("%Y%m"));
-        let id: i64 = sqlx::query_scalar(
-            "insert into merchant_statements (merchant_id, period_start, period_end, calls, gross_ore, fee_ore, net_ore,
-                                              payout_reference, vat_ore, chargeback_ore)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
-        )
-        .bind(&merchant)
-        .bind(start)
-        .bind(end)
-        .bind(calls.len() as i32)
-        .bind(gross)
-        .bind(fee)
-        .bind(net)
-        .bind(&payout)
-        .bind(vat)
-        .bind(chargeback)
-        .fetch_one(&mut *tx)
+    }
+    tx.commit().await?;
+    Ok(made)
+}
+
+/// The merchant's collected calls not yet settled (call id, charge, VAT)
+/// and its chargebacks not yet settled (id, base), locked.
+#[allow(clippy::type_complexity)]
+async fn collected(
+    tx: &mut PgConnection,
+    merchant: &str,
+    until: DateTime<Utc>,
+) -> SettlementResult<(Vec<(String, i64, i64)>, Vec<(i64, i64)>)> {
+    let calls: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select u.call_id, u.charge_ore, u.vat_ore from usage u left join invoices i on i.id = u.invoice_id
+         where u.merchant_id = $1 and u.merchant_statement_id is null
+           and ((u.funding = 'prepaid' and u.posted_at < $2)
+             or (u.funding = 'postpaid' and i.status = 'paid' and i.paid_at < $2)
+             or (u.funding = 'postpaid' and i.status = 'credited' and i.credited_at < $2))
+         for update of u",
+    )
+    .bind(merchant)
+    .bind(until)
+    .fetch_all(&mut *tx)
+    .await?;
+    let chargebacks: Vec<(i64, i64)> = sqlx::query_as(
+        "select id, base_ore from merchant_chargebacks
+         where merchant_id = $1 and merchant_statement_id is null and created_at < $2
+         for update",
+    )
+    .bind(merchant)
+    .bind(until)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok((calls, chargebacks))
+}
+
+/// One merchant's statement for the period (start, end, and the instant
+/// `until` that ends it), booked; None when nothing was collected.
+async fn settle_merchant(
+    tx: &mut PgConnection,
+    merchant: String,
+    bps: i32,
+    (start, end, until): (NaiveDate, NaiveDate, DateTime<Utc>),
+    now: DateTime<Utc>,
+) -> SettlementResult<Option<Statement>> {
+    let (calls, chargebacks) = collected(tx, &merchant, until).await?;
+    if calls.is_empty() && chargebacks.is_empty() {
+        return Ok(None);
+    }
+    let gross: i64 = calls.iter().map(|(_, c, _)| c).sum();
+    let vat: i64 = calls.iter().map(|(_, _, v)| v).sum();
+    let chargeback: i64 = chargebacks.iter().map(|(_, b)| b).sum();
+    // Our fee is on what the merchant is owed: without VAT, less what
+    // could not be collected.
+    let owed = gross - vat - chargeback;
+    let fee = fee_of(owed.max(0), bps);
+    let net = owed - fee;
+    let payout = format!("PAYOUT-{merchant}-{}", end.format("%Y%m"));
+    let id: i64 = sqlx::query_scalar(
+        "insert into merchant_statements (merchant_id, period_start, period_end, calls, gross_ore, fee_ore, net_ore,
+                                          payout_reference, vat_ore, chargeback_ore)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
+    )
+    .bind(&merchant)
+    .bind(start)
+    .bind(end)
+    .bind(calls.len() as i32)
+    .bind(gross)
+    .bind(fee)
+    .bind(net)
+    .bind(&payout)
+    .bind(vat)
+    .bind(chargeback)
+    .fetch_one(&mut *tx)
+    .await?;
+    let ids: Vec<&str> = calls.iter().map(|(c, _, _)| c.as_str()).collect();
+    sqlx::query("update usage set merchant_statement_id = $1 where call_id = any($2)")
+        .bind(id)
+        .bind(&ids)
+        .execute(&mut *tx)
         .await?;
-        let ids: Vec<&str> = calls.iter().map(|(c, _, _)| c.as_str()).collect();
-        sqlx::query("update usage set merchant_statement_id = $1 where call_id = any($2)")
-            .bind(id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        let chargeback_ids: Vec<i64> = chargebacks.iter().map(|(c, _)| *c).collect();
-        sqlx::query(
-            "update merchant_chargebacks set merchant_statement_id = $1 where id = any($2)",
-        )
+    let chargeback_ids: Vec<i64> = chargebacks.iter().map(|(c, _)| *c).collect();
+    sqlx::query("update merchant_chargebacks set merchant_statement_id = $1 where id = any($2)")
         .bind(id)
         .bind(&chargeback_ids)
         .execute(&mut *tx)
         .await?;
-        // The payable holds the calls without VAT (booked with each call)
-        // less the chargebacks (booked when the disputes were upheld).
-        ledger::post(
-            &mut tx,
-            &Txn::new(
-                format!("merchant-statement:{id}"),
-                s.now(),
-                format!("settlement {merchant} {start}..{end}"),
-            )
-            .debit(account::merchant_payable(&merchant), owed)
-            .credit(account::INCOME_MERCHANT_FEE, fee)
-            .credit(account::PAYOUTS, net),
+    // The payable holds the calls without VAT (booked with each call)
+    // less the chargebacks (booked when the disputes were upheld).
+    ledger::post(
+        &mut *tx,
+        &Txn::new(
+            format!("merchant-statement:{id}"),
+            now,
+            format!("settlement {merchant} {start}..{end}"),
         )
-        .await?;
-        metrics::counter!(m::SETTLEMENT_MERCHANT_STATEMENTS_TOTAL).increment(1);
-        made.push(Statement {
-            id,
-            merchant_id: merchant,
-            period_start: start,
-            period_end: end,
-            calls: calls.len() as i64,
-            gross_ore: gross,
-            vat_ore: vat,
-            chargeback_ore: chargeback,
-            fee_ore: fee,
-            net_ore: net,
-            payout_reference: Some(payout),
-        });
-    }
-    tx.commit().await?;
-    Ok(made)
+        .debit(account::merchant_payable(&merchant), owed)
+        .credit(account::INCOME_MERCHANT_FEE, fee)
+        .credit(account::PAYOUTS, net),
+    )
+    .await?;
+    metrics::counter!(m::SETTLEMENT_MERCHANT_STATEMENTS_TOTAL).increment(1);
+    Ok(Some(Statement {
+        id,
+        merchant_id: merchant,
+        period_start: start,
+        period_end: end,
+        calls: calls.len() as i64,
+        gross_ore: gross,
+        vat_ore: vat,
+        chargeback_ore: chargeback,
+        fee_ore: fee,
+        net_ore: net,
+        payout_reference: Some(payout),
+    }))
 }
 
 /// A merchant's statements (all merchants' with `None`), newest first.

@@ -1,22 +1,5 @@
-//! Where documents go (SPEC R13): the route of an invoice or a letter, held
-//! invoices, and the mailing system's side of the `documents` queue.
-//!
-//! **Routes.** An invoice goes by e-mail (no fee) when the holder chose
-//! e-mail and has a working address, and on paper with the paper fee when
-//! the holder chose paper and has a postal address. When the chosen way is
-//! impossible the other one is used without a fee: e-mail chosen but the
-//! address is missing or bounced → paper (R13: "falls back to paper");
-//! paper chosen but no postal address → e-mail. With neither, the invoice
-//! is **held**: booked (the claim exists, and the state store knows the
-//! amount) but not sent, so it has no running due date and the ladder leaves
-//! it alone; `ListHeldInvoices` and `callauth_settlement_invoices_held` say
-//! so. It is released when an address or an e-mail address appears (at
-//! once by `UpsertHolder`, and by the daily run): issued that day, due no
-//! earlier than `threshold_due_days` later, and, when it goes on paper as
-//! the holder chose, with the paper fee like any paper invoice. Reminders
-//! and collection demands are letters: on paper when there is a postal
-//! address, else by e-mail (a written reminder need not be on paper,
-//! reference/sweden.md §1.5), else held with the document.
+//! Held invoices and the mailing system's side of the `documents` queue
+//! (SPEC R13); the route of a document is decided in `route`.
 //!
 //! **The mailing system** fetches queued documents (`ListQueuedDocuments`,
 //! `callauth-settlement documents list`) and reports each one sent or
@@ -37,167 +20,20 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::Money;
 use crate::metrics as m;
+use crate::settlement::billing::document::{self, DocumentKind};
+use crate::settlement::billing::invoicing;
+use crate::settlement::billing::route::{self, Channel, Route};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::invoicing::{self, DocumentKind};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::{calendar, policy::SettlementPolicy};
 use crate::store::Store;
-
-/// A way to send a document.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Email,
-    Paper,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Paper => "paper",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Channel> {
-        match s {
-            "email" => Some(Channel::Email),
-            "paper" => Some(Channel::Paper),
-            _ => None,
-        }
-    }
-}
-
-/// What is known about where a holder can be reached.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recipient {
-    /// The holder's choice, "email" or "paper" (R13).
-    pub chosen: String,
-    pub has_postal_address: bool,
-    /// An e-mail address that has not bounced since it was given.
-    pub has_working_email: bool,
-}
-
-/// Where a document goes.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Route {
-    Send {
-        channel: Channel,
-        paper_fee: bool,
-    },
-    /// Nowhere to send it yet.
-    Held,
-}
-
-/// The route of an invoice (see the module doc).
-pub fn route_invoice(r: &Recipient) -> Route {
-    let paper_chosen = r.chosen != "email";
-    match (paper_chosen, r.has_postal_address, r.has_working_email) {
-        (true, true, _) => Route::Send {
-            channel: Channel::Paper,
-            paper_fee: true,
-        },
-        (false, _, true) | (true, false, true) => Route::Send {
-            channel: Channel::Email,
-            paper_fee: false,
-        },
-        (false, true, false) => Route::Send {
-            channel: Channel::Paper,
-            paper_fee: false,
-        },
-        (_, false, false) => Route::Held,
-    }
-}
-
-/// The route of a reminder or collection demand: paper when possible (R13).
-pub fn route_letter(r: &Recipient) -> Route {
-    match (r.has_postal_address, r.has_working_email) {
-        (true, _) => Route::Send {
-            channel: Channel::Paper,
-            paper_fee: false,
-        },
-        (false, true) => Route::Send {
-            channel: Channel::Email,
-            paper_fee: false,
-        },
-        (false, false) => Route::Held,
-    }
-}
-
-/// A holder's reachability, read in the caller's transaction.
-pub async fn recipient(conn: &mut PgConnection, holder_id: i64) -> SettlementResult<Recipient> {
-    let r = sqlx::query(
-        "select invoice_delivery,
-                cardinality(array_remove(array_remove(address_lines, ''), null)) > 0 as postal,
-                coalesce(position('@' in email) > 1 and email_bounced_at is null, false) as email_ok
-         from holders where id = $1",
-    )
-    .bind(holder_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(Recipient {
-        chosen: r.get("invoice_delivery"),
-        has_postal_address: r.get("postal"),
-        has_working_email: r.get("email_ok"),
-    })
-}
-
-async fn recipient_of_invoice(
-    conn: &mut PgConnection,
-    invoice_id: i64,
-) -> SettlementResult<Option<Recipient>> {
-    let holder: Option<i64> = sqlx::query_scalar("select holder_id from invoices where id = $1")
-        .bind(invoice_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    match holder {
-        Some(id) => Ok(Some(recipient(conn, id).await?)),
-        None => Ok(None),
-    }
-}
-
-/// Queues a rendered document in the caller's transaction. An invoice goes
-/// by the `channel` its route chose; a letter asked for on paper goes by
-/// [`route_letter`]; a document with nowhere to go is stored `held`.
-/// Returns the document's id.
-pub async fn queue(
-    conn: &mut PgConnection,
-    invoice_id: i64,
-    kind: DocumentKind,
-    channel: &str,
-    pdf: Vec<u8>,
-    fallback_of: Option<i64>,
-) -> SettlementResult<i64> {
-    let (channel, status) = if kind == DocumentKind::Invoice && fallback_of.is_none() {
-        (channel.to_string(), "queued")
-    } else {
-        match recipient_of_invoice(conn, invoice_id).await? {
-            Some(r) => match route_letter(&r) {
-                Route::Send { channel, .. } => (channel.as_str().to_string(), "queued"),
-                Route::Held => ("paper".to_string(), "held"),
-            },
-            None => ("paper".to_string(), "held"),
-        }
-    };
-    let id: i64 = sqlx::query_scalar(
-        "insert into documents (invoice_id, kind, channel, pdf, status, fallback_of)
-         values ($1, $2, $3, $4, $5, $6) returning id",
-    )
-    .bind(invoice_id)
-    .bind(kind.as_str())
-    .bind(&channel)
-    .bind(pdf)
-    .bind(status)
-    .bind(fallback_of)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(id)
-}
 
 // ---------------------------------------------------------------------------
 // Held invoices
@@ -273,13 +109,13 @@ pub async fn release_held<S: Store>(
     .await?;
     for (doc_id, invoice_id, kind) in documents {
         let mut tx = s.pool.begin().await?;
-        let Some(r) = recipient_of_invoice(&mut tx, invoice_id).await? else {
+        let Some(r) = route::recipient_of_invoice(&mut tx, invoice_id).await? else {
             continue;
         };
-        if let Route::Send { channel, .. } = route_letter(&r) {
+        if let Route::Send { channel, .. } = route::route_letter(&r) {
             let kind = document_kind(&kind)?;
             // Rendered again: the address it goes to is new.
-            let pdf = invoicing::render(&mut tx, &s.policy, invoice_id, kind).await?;
+            let pdf = document::render(&mut tx, &s.policy, invoice_id, kind).await?;
             sqlx::query(
                 "update documents set status = 'queued', channel = $2, pdf = $3 where id = $1 and status = 'held'",
             )
@@ -323,7 +159,8 @@ async fn release_invoice(
     };
     let number: String = row.get("number");
     let ocr: String = row.get("ocr");
-    let Route::Send { channel, paper_fee } = route_invoice(&recipient(conn, holder_id).await?)
+    let Route::Send { channel, paper_fee } =
+        route::route_invoice(&route::recipient(conn, holder_id).await?)
     else {
         return Ok(false);
     };
@@ -333,40 +170,7 @@ async fn release_invoice(
         0
     };
     if fee_ore > 0 {
-        let fee_vat_ore = policy.paper_invoice_fee_vat.vat_in_ore(fee_ore);
-        invoicing::add_vat_line(
-            conn,
-            id,
-            "fee",
-            invoicing::PAPER_FEE_DESCRIPTION,
-            fee_ore,
-            policy.paper_invoice_fee_vat,
-            fee_vat_ore,
-        )
-        .await?;
-        ledger::post(
-            conn,
-            &Txn::new(
-                format!("invoice-fee:{id}"),
-                now,
-                format!("paper fee, invoice {ocr} released"),
-            )
-            .debit(account::caller_invoiced(&number), fee_ore)
-            .credit(account::INCOME_PAPER_FEE, fee_ore - fee_vat_ore)
-            .credit(
-                account::vat_output(policy.paper_invoice_fee_vat),
-                fee_vat_ore,
-            ),
-        )
-        .await?;
-        queue_store_op(
-            conn,
-            "apply_invoice",
-            &number,
-            json!({ "invoice_id": format!("{}-fee", invoicing::store_invoice_id(id)),
-                    "usage_ore": 0, "fees_ore": fee_ore }),
-        )
-        .await?;
+        book_paper_fee(conn, policy, id, &number, &ocr, fee_ore, now).await?;
     }
     // Sent today, so due no earlier than the shortest time we give.
     let earliest = calendar::due_date_after(today, policy.threshold_due_days);
@@ -383,8 +187,8 @@ async fn release_invoice(
     .bind(fee_ore)
     .execute(&mut *conn)
     .await?;
-    let pdf = invoicing::render(conn, policy, id, DocumentKind::Invoice).await?;
-    queue(conn, id, DocumentKind::Invoice, channel.as_str(), pdf, None).await?;
+    let pdf = document::render(conn, policy, id, DocumentKind::Invoice).await?;
+    route::queue(conn, id, DocumentKind::Invoice, channel.as_str(), pdf, None).await?;
     audit(
         conn,
         "settlement",
@@ -394,6 +198,54 @@ async fn release_invoice(
     )
     .await?;
     Ok(true)
+}
+
+/// The paper fee of a released invoice that goes on paper as its holder
+/// chose (R13): a fee line with its VAT, booked, and the store told.
+async fn book_paper_fee(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    id: i64,
+    number: &str,
+    ocr: &str,
+    fee_ore: i64,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
+    let fee_vat_ore = policy.paper_invoice_fee_vat.vat_in_ore(fee_ore);
+    invoicing::add_vat_line(
+        conn,
+        id,
+        "fee",
+        invoicing::PAPER_FEE_DESCRIPTION,
+        fee_ore,
+        policy.paper_invoice_fee_vat,
+        fee_vat_ore,
+    )
+    .await?;
+    ledger::post(
+        conn,
+        &Txn::new(
+            format!("invoice-fee:{id}"),
+            now,
+            format!("paper fee, invoice {ocr} released"),
+        )
+        .debit(account::caller_invoiced(number), fee_ore)
+        .credit(account::INCOME_PAPER_FEE, fee_ore - fee_vat_ore)
+        .credit(
+            account::vat_output(policy.paper_invoice_fee_vat),
+            fee_vat_ore,
+        ),
+    )
+    .await?;
+    queue_store_op(
+        conn,
+        "apply_invoice",
+        number,
+        json!({ "invoice_id": format!("{}-fee", invoicing::store_invoice_id(id)),
+                "usage_ore": 0, "fees_ore": fee_ore }),
+    )
+    .await?;
+    Ok(())
 }
 
 fn document_kind(kind: &str) -> SettlementResult<DocumentKind> {
@@ -556,29 +408,10 @@ pub async fn report<S: Store>(
     .bind((!detail.is_empty()).then_some(detail))
     .execute(&mut *tx)
     .await?;
-    let invoice_id: i64 = row.get("invoice_id");
     let number: String = row.get("number");
     let mut fallback = None;
     if outcome == Outcome::Bounced {
-        if let Some(holder) = row.get::<Option<i64>, _>("holder_id") {
-            sqlx::query(
-                "update holders set email_bounced_at = coalesce(email_bounced_at, $2) where id = $1",
-            )
-            .bind(holder)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let kind = document_kind(row.get::<&str, _>("kind"))?;
-        let pdf = invoicing::render(&mut tx, &s.policy, invoice_id, kind).await?;
-        let id = queue(&mut tx, invoice_id, kind, "paper", pdf, Some(document_id)).await?;
-        if kind == DocumentKind::Invoice {
-            sqlx::query("update invoices set delivery = 'paper' where id = $1")
-                .bind(invoice_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        fallback = Some(id);
+        fallback = Some(paper_copy(&mut tx, &s.policy, &row, document_id, now).await?);
     }
     audit(
         &mut tx,
@@ -598,6 +431,38 @@ pub async fn report<S: Store>(
         fallback_document_id: fallback,
         changed: true,
     })
+}
+
+/// A bounced e-mail: the holder's address marked bouncing, and a paper copy
+/// of the document queued (or held) at once, without a fee (R13). Returns
+/// the copy's id.
+async fn paper_copy(
+    tx: &mut PgConnection,
+    policy: &SettlementPolicy,
+    row: &PgRow,
+    document_id: i64,
+    now: DateTime<Utc>,
+) -> SettlementResult<i64> {
+    let invoice_id: i64 = row.get("invoice_id");
+    if let Some(holder) = row.get::<Option<i64>, _>("holder_id") {
+        sqlx::query(
+            "update holders set email_bounced_at = coalesce(email_bounced_at, $2) where id = $1",
+        )
+        .bind(holder)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let kind = document_kind(row.get::<&str, _>("kind"))?;
+    let pdf = document::render(&mut *tx, policy, invoice_id, kind).await?;
+    let id = route::queue(&mut *tx, invoice_id, kind, "paper", pdf, Some(document_id)).await?;
+    if kind == DocumentKind::Invoice {
+        sqlx::query("update invoices set delivery = 'paper' where id = $1")
+            .bind(invoice_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(id)
 }
 
 /// Sets the delivery gauges: held invoices, and queued documents and the
@@ -633,53 +498,4 @@ pub fn describe_held(h: &HeldInvoice) -> String {
         Money::ore_unchecked(h.total_ore).to_swedish(),
         h.held_since
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(chosen: &str, postal: bool, email: bool) -> Recipient {
-        Recipient {
-            chosen: chosen.into(),
-            has_postal_address: postal,
-            has_working_email: email,
-        }
-    }
-
-    const EMAIL: Route = Route::Send {
-        channel: Channel::Email,
-        paper_fee: false,
-    };
-    const PAPER_WITH_FEE: Route = Route::Send {
-        channel: Channel::Paper,
-        paper_fee: true,
-    };
-    const PAPER_NO_FEE: Route = Route::Send {
-        channel: Channel::Paper,
-        paper_fee: false,
-    };
-
-    #[test]
-    fn invoices_go_the_chosen_way_or_fall_back_without_a_fee() {
-        // Chosen and possible.
-        assert_eq!(route_invoice(&r("email", true, true)), EMAIL);
-        assert_eq!(route_invoice(&r("email", false, true)), EMAIL);
-        assert_eq!(route_invoice(&r("paper", true, true)), PAPER_WITH_FEE);
-        assert_eq!(route_invoice(&r("paper", true, false)), PAPER_WITH_FEE);
-        // E-mail chosen but missing or bounced: paper, no fee (R13).
-        assert_eq!(route_invoice(&r("email", true, false)), PAPER_NO_FEE);
-        // Paper chosen but no postal address: e-mail, no fee.
-        assert_eq!(route_invoice(&r("paper", false, true)), EMAIL);
-        // Nowhere: held, never a PDF addressed to nobody.
-        assert_eq!(route_invoice(&r("paper", false, false)), Route::Held);
-        assert_eq!(route_invoice(&r("email", false, false)), Route::Held);
-    }
-
-    #[test]
-    fn letters_go_on_paper_when_they_can() {
-        assert_eq!(route_letter(&r("email", true, true)), PAPER_NO_FEE);
-        assert_eq!(route_letter(&r("email", false, true)), EMAIL);
-        assert_eq!(route_letter(&r("paper", false, false)), Route::Held);
-    }
 }

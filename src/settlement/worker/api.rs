@@ -20,12 +20,16 @@ use crate::auth::{principal, require_admin, Role};
 use crate::domain::text::{self, TextError};
 use crate::domain::{CodeHasher, CodeId, MerchantId, Money, E164};
 use crate::pb;
+use crate::settlement::billing::delivery::{self, Outcome};
+use crate::settlement::billing::route::Channel;
 use crate::settlement::context::{Settlement, SettlementError};
-use crate::settlement::delivery::{self, Channel, Outcome};
+use crate::settlement::payments::prepaid_orders::{self, OrderKind, OrderRef, PickedUp};
 use crate::settlement::payments::{self, MatchTarget};
-use crate::settlement::personal::{self, HolderInput};
-use crate::settlement::prepaid_orders::{self, OrderKind, OrderRef, PickedUp};
-use crate::settlement::{disputes, ladder, merchants, plans, projector};
+use crate::settlement::privacy::personal::{self, HolderInput};
+use crate::settlement::{
+    billing::merchants, collection::disputes, collection::ladder, collection::plans,
+    sync::projector,
+};
 use crate::store::Store;
 
 pub struct SettlementApi<S: Store> {
@@ -284,7 +288,7 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
             .await
             .map_err(to_status)?;
         if released.invoices > 0 {
-            if let Err(e) = crate::settlement::projector::flush(&self.settlement).await {
+            if let Err(e) = crate::settlement::sync::projector::flush(&self.settlement).await {
                 tracing::warn!(error = %e, "pushing a released invoice's fee to the state store failed; it is retried");
             }
         }
@@ -431,7 +435,7 @@ impl<S: Store> pb::settlement_server::Settlement for SettlementApi<S> {
         .await
         .map_err(to_status)?;
         tx.commit().await.map_err(|e| to_status(e.into()))?;
-        if let Err(e) = crate::settlement::projector::flush(s).await {
+        if let Err(e) = crate::settlement::sync::projector::flush(s).await {
             tracing::warn!(error = %e, "pushing the matched payment to the state store failed; it is retried");
         }
         Ok(Response::new(pb::MatchPaymentResponse {

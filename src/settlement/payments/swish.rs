@@ -42,7 +42,7 @@ use crate::domain::Money;
 use crate::settlement::context::{Settlement, SettlementError, SettlementResult};
 use crate::settlement::ledger::LedgerError;
 use crate::settlement::payments::{self, Channel, IncomingPayment, Registered};
-use crate::settlement::projector;
+use crate::settlement::sync::projector;
 use crate::store::Store;
 
 /// The largest callback body accepted (a real one is under 1 KiB).

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::domain::Event;
 use crate::settlement::context::{Settlement, SettlementError, SettlementResult};
 use crate::settlement::ingest::{commit_batch, Delivered};
-use crate::settlement::projector;
+use crate::settlement::sync::projector;
 use crate::store::Store;
 
 #[derive(Clone, Debug, Default, Serialize)]

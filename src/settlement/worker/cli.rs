@@ -8,19 +8,20 @@ use chrono::NaiveDate;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Money;
-use crate::settlement::config::{Cli, Command, Common, DocumentsAction};
-use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, ms_to_utc, Settlement};
+use crate::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
+use crate::settlement::worker::config::{Cli, Command, Common, DocumentsAction};
 use crate::settlement::{
-    daemon, daily, delivery, jsonl, merchants, payments, personal, projector, reconcile, retention,
-    time,
+    billing::delivery, billing::merchants, billing::route, ingest::jsonl, payments,
+    privacy::personal, privacy::retention, sync::projector, sync::reconcile, worker::daemon,
+    worker::daily, worker::time,
 };
 use crate::store::redis::RedisStore;
 
 /// Database connections of a one-off command.
 const COMMAND_POOL: u32 = 4;
 
-/// The clock of a one-off command (`settlement::time`); `at` is
+/// The clock of a one-off command (`settlement::worker::time`); `at` is
 /// `run-once --at`.
 fn command_clock(common: &Common, at: Option<NaiveDate>) -> anyhow::Result<Arc<dyn Clock>> {
     Ok(time::build(time::choose(
@@ -92,23 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("events committed by this command: {consumed}");
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::ImportBgmax { file } => {
-            let s = settlement(common, None).await?;
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let r = payments::import_bgmax(&s, &bytes).await?;
-            println!(
-                "{}: {} section(s), {} payment(s), {} matched, {} unmatched, {} already imported, total {}{}",
-                r.file_key,
-                r.sections,
-                r.payments,
-                r.matched,
-                r.unmatched,
-                r.duplicates,
-                r.total.to_swedish(),
-                if r.already_imported { " (the file was imported before: nothing changed)" } else { "" }
-            );
-        }
+        Command::ImportBgmax { file } => import_bgmax(common, file).await?,
         Command::IngestJsonl { file } => {
             let s = settlement(common, None).await?;
             let r = jsonl::ingest_file(&s, file, 500).await?;
@@ -117,36 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 r.lines, r.committed, r.duplicates
             );
         }
-        Command::Reconcile { repair } => {
-            let s = settlement(common, None).await?;
-            drain(&s, common).await?;
-            projector::flush(&s).await?;
-            let r = reconcile::reconcile(&s, *repair).await?;
-            println!(
-                "{} account(s) checked, {} skipped (changes still pending), {} drifting ({} in all), {} repaired, {} refused change(s) closed",
-                r.checked,
-                r.skipped_pending_ops,
-                r.drifting.len(),
-                Money::ore_unchecked(r.total_drift_ore).to_swedish(),
-                r.repaired,
-                r.refused_ops_resolved
-            );
-            for d in &r.drifting {
-                println!(
-                    "  {}: unbilled ledger {} store {}, invoiced-unpaid ledger {} store {}, overdue block ledger {} store {}, first invoice paid ledger {} store {}, {} refused change(s)",
-                    d.number,
-                    Money::ore_unchecked(d.ledger_unbilled_ore).to_swedish(),
-                    Money::ore_unchecked(d.store_unbilled_ore).to_swedish(),
-                    Money::ore_unchecked(d.ledger_invoiced_unpaid_ore).to_swedish(),
-                    Money::ore_unchecked(d.store_invoiced_unpaid_ore).to_swedish(),
-                    d.ledger_overdue_blocked,
-                    d.store_overdue_blocked,
-                    d.ledger_established,
-                    d.store_established,
-                    d.refused_ops
-                );
-            }
-        }
+        Command::Reconcile { repair } => reconcile_accounts(common, *repair).await?,
         Command::Extract { number, json } => {
             let clock = command_clock(common, None)?;
             let pool = connect(&common.database_url, 2).await?;
@@ -157,78 +113,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", x.text);
             }
         }
-        Command::Erase { number } => {
-            let s = settlement(common, None).await?;
-            let e = personal::erase(&s, number, "cli").await?;
-            println!(
-                "erased: holder {}, {} consent record(s); kept:",
-                if e.holder_erased {
-                    "erased"
-                } else {
-                    "none on file"
-                },
-                e.consents_deleted
-            );
-            for k in e.kept {
-                println!("  - {k}");
-            }
-        }
-        Command::Statements { merchant } => {
-            let pool = connect(&common.database_url, 2).await?;
-            for st in merchants::statements(&pool, merchant.as_deref()).await? {
-                println!("{}", merchants::describe(&st));
-                for (rate, base, vat) in merchants::vat_summary(&pool, st.id).await? {
-                    println!(
-                        "  moms {rate} %: underlag {}, moms {}",
-                        Money::ore_unchecked(base).to_swedish(),
-                        Money::ore_unchecked(vat).to_swedish()
-                    );
-                }
-            }
-        }
-        Command::RefusedStoreOps => {
-            let pool = connect(&common.database_url, 2).await?;
-            migrate(&pool).await?;
-            let ops = projector::refused(&pool).await?;
-            println!(
-                "{} refused account change(s); `reconcile --repair` rewrites these accounts from the ledger",
-                ops.len()
-            );
-            for op in ops {
-                println!(
-                    "  #{} {} {} queued {} refused {} after {} attempt(s): {}",
-                    op.id, op.kind, op.number, op.created_at, op.refused_at, op.attempts, op.error
-                );
-            }
-        }
+        Command::Erase { number } => erase(common, number).await?,
+        Command::Statements { merchant } => statements(common, merchant.as_deref()).await?,
+        Command::RefusedStoreOps => refused_store_ops(common).await?,
         Command::DismissPayment {
             payment_id,
             reason,
             by,
-        } => {
-            let clock = command_clock(common, None)?;
-            let pool = connect(&common.database_url, 2).await?;
-            migrate(&pool).await?;
-            let mut tx = pool.begin().await?;
-            let d = payments::dismiss_payment(
-                &mut tx,
-                *payment_id,
-                reason,
-                by,
-                ms_to_utc(clock.now_ms()),
-            )
-            .await?;
-            tx.commit().await?;
-            println!(
-                "payment {} dismissed{}",
-                d.payment_id,
-                if d.written_off.ore() > 0 {
-                    format!(", {} written off", d.written_off.to_swedish())
-                } else {
-                    String::new()
-                }
-            );
-        }
+        } => dismiss_payment(common, *payment_id, reason, by).await?,
         Command::Documents { action } => documents(common, action).await?,
         Command::Retention { at } => {
             let s = settlement(common, *at).await?;
@@ -237,6 +129,138 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }
+    Ok(())
+}
+
+/// `import-bgmax FILE`: registers a bank file's payments and prints the summary.
+async fn import_bgmax(common: &Common, file: &std::path::Path) -> anyhow::Result<()> {
+    let s = settlement(common, None).await?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let r = payments::import_bgmax(&s, &bytes).await?;
+    println!(
+        "{}: {} section(s), {} payment(s), {} matched, {} unmatched, {} already imported, total {}{}",
+        r.file_key,
+        r.sections,
+        r.payments,
+        r.matched,
+        r.unmatched,
+        r.duplicates,
+        r.total.to_swedish(),
+        if r.already_imported { " (the file was imported before: nothing changed)" } else { "" }
+    );
+    Ok(())
+}
+
+/// `reconcile [--repair]`: brings the ledger up to the streams, flushes the
+/// queued store operations, then compares (and repairs) every account.
+async fn reconcile_accounts(common: &Common, repair: bool) -> anyhow::Result<()> {
+    let s = settlement(common, None).await?;
+    drain(&s, common).await?;
+    projector::flush(&s).await?;
+    let r = reconcile::reconcile(&s, repair).await?;
+    println!(
+        "{} account(s) checked, {} skipped (changes still pending), {} drifting ({} in all), {} repaired, {} refused change(s) closed",
+        r.checked,
+        r.skipped_pending_ops,
+        r.drifting.len(),
+        Money::ore_unchecked(r.total_drift_ore).to_swedish(),
+        r.repaired,
+        r.refused_ops_resolved
+    );
+    for d in &r.drifting {
+        println!(
+            "  {}: unbilled ledger {} store {}, invoiced-unpaid ledger {} store {}, overdue block ledger {} store {}, first invoice paid ledger {} store {}, {} refused change(s)",
+            d.number,
+            Money::ore_unchecked(d.ledger_unbilled_ore).to_swedish(),
+            Money::ore_unchecked(d.store_unbilled_ore).to_swedish(),
+            Money::ore_unchecked(d.ledger_invoiced_unpaid_ore).to_swedish(),
+            Money::ore_unchecked(d.store_invoiced_unpaid_ore).to_swedish(),
+            d.ledger_overdue_blocked,
+            d.store_overdue_blocked,
+            d.ledger_established,
+            d.store_established,
+            d.refused_ops
+        );
+    }
+    Ok(())
+}
+
+/// `erase NUMBER` (R22): erases the holder's personal data and says what is kept and why.
+async fn erase(common: &Common, number: &str) -> anyhow::Result<()> {
+    let s = settlement(common, None).await?;
+    let e = personal::erase(&s, number, "cli").await?;
+    println!(
+        "erased: holder {}, {} consent record(s); kept:",
+        if e.holder_erased {
+            "erased"
+        } else {
+            "none on file"
+        },
+        e.consents_deleted
+    );
+    for k in e.kept {
+        println!("  - {k}");
+    }
+    Ok(())
+}
+
+/// `statements [--merchant ID]`: the merchant statements with their VAT per rate (R20).
+async fn statements(common: &Common, merchant: Option<&str>) -> anyhow::Result<()> {
+    let pool = connect(&common.database_url, 2).await?;
+    for st in merchants::statements(&pool, merchant).await? {
+        println!("{}", merchants::describe(&st));
+        for (rate, base, vat) in merchants::vat_summary(&pool, st.id).await? {
+            println!(
+                "  moms {rate} %: underlag {}, moms {}",
+                Money::ore_unchecked(base).to_swedish(),
+                Money::ore_unchecked(vat).to_swedish()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `refused-store-ops`: the account changes the state store refused.
+async fn refused_store_ops(common: &Common) -> anyhow::Result<()> {
+    let pool = connect(&common.database_url, 2).await?;
+    migrate(&pool).await?;
+    let ops = projector::refused(&pool).await?;
+    println!(
+        "{} refused account change(s); `reconcile --repair` rewrites these accounts from the ledger",
+        ops.len()
+    );
+    for op in ops {
+        println!(
+            "  #{} {} {} queued {} refused {} after {} attempt(s): {}",
+            op.id, op.kind, op.number, op.created_at, op.refused_at, op.attempts, op.error
+        );
+    }
+    Ok(())
+}
+
+/// `dismiss-payment ID --reason R --by WHO`: takes a payment off the manual queue.
+async fn dismiss_payment(
+    common: &Common,
+    payment_id: i64,
+    reason: &str,
+    by: &str,
+) -> anyhow::Result<()> {
+    let clock = command_clock(common, None)?;
+    let pool = connect(&common.database_url, 2).await?;
+    migrate(&pool).await?;
+    let mut tx = pool.begin().await?;
+    let d = payments::dismiss_payment(&mut tx, payment_id, reason, by, ms_to_utc(clock.now_ms()))
+        .await?;
+    tx.commit().await?;
+    println!(
+        "payment {} dismissed{}",
+        d.payment_id,
+        if d.written_off.ore() > 0 {
+            format!(", {} written off", d.written_off.to_swedish())
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 
@@ -251,7 +275,7 @@ async fn documents(common: &Common, action: &DocumentsAction) -> anyhow::Result<
             let channel = match channel.as_deref() {
                 None => None,
                 Some(c) => Some(
-                    delivery::Channel::parse(c)
+                    route::Channel::parse(c)
                         .ok_or_else(|| anyhow::anyhow!("--channel is email or paper"))?,
                 ),
             };

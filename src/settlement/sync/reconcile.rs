@@ -29,10 +29,10 @@ use serde::Serialize;
 use crate::domain::account::BlockKind;
 use crate::domain::{Money, Reference, E164};
 use crate::metrics as m;
+use crate::settlement::collection::claim;
 use crate::settlement::context::{Settlement, SettlementResult};
-use crate::settlement::ladder;
 use crate::settlement::ledger::{self, account};
-use crate::settlement::projector;
+use crate::settlement::sync::projector;
 use crate::store::{BlockChange, PaymentApply, Store};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -111,7 +111,7 @@ pub async fn reconcile<S: Store>(
             ledger::balance(&mut conn, &account::caller_unbilled(&number_text)).await?;
         let ledger_invoiced =
             ledger::balance(&mut conn, &account::caller_invoiced(&number_text)).await?;
-        let ledger_overdue = ladder::overdue_on_record(&mut conn, &number_text).await?;
+        let ledger_overdue = claim::overdue_on_record(&mut conn, &number_text).await?;
         let view = s.store.account(&number).await?;
         report.checked += 1;
         let drift = Drift {

@@ -1,13 +1,9 @@
-//! The invoice document as a PDF (SPEC R12, R13; reference/sweden.md §5.1
-//! and rule 23: neutral line texts).
-//!
-//! A deliberately small PDF 1.4 writer with no dependencies: A4 pages, the
-//! standard Helvetica and Helvetica-Bold fonts with WinAnsiEncoding (so å, ä,
-//! ö and the rest of Latin-1 are single bytes and no font is embedded), text
-//! and horizontal rules only, uncompressed content streams (an invoice is a
-//! few kilobytes, and tests and auditors can read the text in the file), and
-//! an exact cross-reference table. Call lines flow over as many pages as they
-//! need; every page carries "Sida n av m".
+//! What an invoice, a reminder or a collection demand says, and where on
+//! the page (SPEC R12, R13; reference/sweden.md §5.1 and rule 23: neutral
+//! line texts): the document model ([`InvoiceDocument`]) and its A4 layout —
+//! header, addresses, the call table flowing over as many pages as it needs
+//! ("Sida n av m" on every page), the summary with VAT per rate, payment
+//! details and notes. `formats::pdf` turns the laid-out pages into bytes.
 //!
 //! The document prints exactly the texts it is given. Keeping them neutral
 //! (a service number and "Samtal till betalnummer", never "tarot" or
@@ -18,12 +14,11 @@
 //! Layout coordinates are floating-point points; amounts never are: they are
 //! [`Money`] and printed with [`Money::to_swedish`].
 
-use std::fmt::Write as _;
-
 use chrono::NaiveDate;
 
 use crate::domain::money::Money;
 use crate::domain::vat::VatRate;
+use crate::settlement::formats::pdf::{fit, text_width, wrap, write_pdf, Font, Op, Page};
 
 /// The line text to use for a call unless a service has an approved neutral text.
 pub const NEUTRAL_CALL_DESCRIPTION: &str = "Samtal till betalnummer";
@@ -100,8 +95,6 @@ pub fn render_invoice(doc: &InvoiceDocument) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // Layout
 
-const PAGE_WIDTH: f64 = 595.0;
-const PAGE_HEIGHT: f64 = 842.0;
 const LEFT: f64 = 50.0;
 const RIGHT: f64 = 545.0;
 const TOP: f64 = 800.0;
@@ -133,43 +126,6 @@ const TABLE_TOP: f64 = 600.0;
 const SUMMARY_LABEL: f64 = 330.0;
 /// The VAT block's base column (right edge); the VAT itself is at RIGHT.
 const VAT_BASE_RIGHT: f64 = 470.0;
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Font {
-    Regular,
-    Bold,
-}
-
-impl Font {
-    fn resource(self) -> &'static str {
-        match self {
-            Font::Regular => "F1",
-            Font::Bold => "F2",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum Op {
-    Text {
-        x: f64,
-        y: f64,
-        font: Font,
-        size: f64,
-        text: String,
-    },
-    Rule {
-        x1: f64,
-        x2: f64,
-        y: f64,
-        width: f64,
-    },
-}
-
-#[derive(Default)]
-struct Page {
-    ops: Vec<Op>,
-}
 
 struct Layout<'a> {
     doc: &'a InvoiceDocument,
@@ -252,102 +208,134 @@ impl Layout<'_> {
     }
 }
 
+/// Lays the document out, block by block, in the order they are printed.
 fn layout(doc: &InvoiceDocument) -> Vec<Page> {
     let mut l = Layout {
         doc,
         pages: vec![Page::default()],
         y: TOP,
     };
-
-    // Issuer, top left.
-    let mut y = TOP;
-    for (i, line) in doc.issuer_lines.iter().enumerate() {
-        let font = if i == 0 { Font::Bold } else { Font::Regular };
-        l.text(LEFT, y, font, BODY_SIZE, &fit(line, 250.0, font, BODY_SIZE));
-        y -= LINE_HEIGHT;
-    }
-    let issuer_bottom = y;
-
-    // Document kind and the invoice facts, top right.
-    l.text_right(
-        RIGHT,
-        TOP - 5.0,
-        Font::Bold,
-        20.0,
-        &fit(&doc.kind, 200.0, Font::Bold, 20.0),
-    );
-    let period = format!("{} – {}", iso(doc.period.0), iso(doc.period.1));
-    let facts = [
-        ("Fakturanummer", doc.invoice_number.clone()),
-        ("Fakturadatum", iso(doc.invoice_date)),
-        ("Kundnummer", doc.customer_number.clone()),
-        ("Telefonnummer", doc.number_billed.clone()),
-        ("Period", period),
-        ("Förfallodag", iso(doc.due_date)),
-        ("OCR-nummer", doc.ocr.clone()),
-    ];
-    let mut y = TOP - 35.0;
-    for (label, value) in &facts {
-        l.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, label);
-        l.text_right(
-            RIGHT,
-            y,
-            Font::Regular,
-            BODY_SIZE,
-            &fit(value, 130.0, Font::Regular, BODY_SIZE),
-        );
-        y -= LINE_HEIGHT;
-    }
-    l.text(SUMMARY_LABEL, y, Font::Bold, 11.0, "Att betala");
-    l.text_right(RIGHT, y, Font::Bold, 11.0, &doc.total.to_swedish());
-
-    let facts_bottom = y;
-
-    // The addressee, where a window envelope shows it (lower if the issuer
-    // block is long).
-    let mut y = f64::min(ADDRESS_TOP, issuer_bottom - 5.0);
-    for (i, line) in std::iter::once(&doc.holder_name)
-        .chain(doc.address_lines.iter())
-        .enumerate()
-    {
-        let font = if i == 0 { Font::Bold } else { Font::Regular };
-        l.text(LEFT, y, font, 10.0, &fit(line, 250.0, font, 10.0));
-        y -= 13.0;
-    }
-
-    let address_bottom = y;
-
+    let issuer_bottom = l.issuer();
+    let facts_bottom = l.facts();
+    let address_bottom = l.addressee(issuer_bottom);
     // The calls, below whichever block ends lowest.
     l.y = TABLE_TOP
         .min(address_bottom - 20.0)
         .min(facts_bottom - 25.0);
-    l.text(LEFT, l.y, Font::Bold, 11.0, "Specifikation av samtal");
-    l.y -= 18.0;
-    l.table_header();
-    if doc.lines.is_empty() {
-        l.text(
-            COL_DATE,
-            l.y,
-            Font::Regular,
-            ROW_SIZE,
-            "Inga samtal under perioden.",
-        );
-        l.y -= ROW_HEIGHT;
-    }
-    for call in &doc.lines {
-        if l.ensure_space(ROW_HEIGHT) {
-            l.table_header();
+    l.calls();
+    l.summary();
+    l.vat();
+    l.payment_instructions();
+    l.notes();
+    l.footers();
+    l.pages
+}
+
+impl Layout<'_> {
+    /// Issuer, top left; returns where it ends.
+    fn issuer(&mut self) -> f64 {
+        let doc = self.doc;
+        let mut y = TOP;
+        for (i, line) in doc.issuer_lines.iter().enumerate() {
+            let font = if i == 0 { Font::Bold } else { Font::Regular };
+            self.text(LEFT, y, font, BODY_SIZE, &fit(line, 250.0, font, BODY_SIZE));
+            y -= LINE_HEIGHT;
         }
-        let y = l.y;
-        l.text(COL_DATE, y, Font::Regular, ROW_SIZE, &iso(call.date));
-        l.text(
+        y
+    }
+
+    /// Document kind and the invoice facts, top right; returns where they end.
+    fn facts(&mut self) -> f64 {
+        let doc = self.doc;
+        self.text_right(
+            RIGHT,
+            TOP - 5.0,
+            Font::Bold,
+            20.0,
+            &fit(&doc.kind, 200.0, Font::Bold, 20.0),
+        );
+        let period = format!("{} – {}", iso(doc.period.0), iso(doc.period.1));
+        let facts = [
+            ("Fakturanummer", doc.invoice_number.clone()),
+            ("Fakturadatum", iso(doc.invoice_date)),
+            ("Kundnummer", doc.customer_number.clone()),
+            ("Telefonnummer", doc.number_billed.clone()),
+            ("Period", period),
+            ("Förfallodag", iso(doc.due_date)),
+            ("OCR-nummer", doc.ocr.clone()),
+        ];
+        let mut y = TOP - 35.0;
+        for (label, value) in &facts {
+            self.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, label);
+            self.text_right(
+                RIGHT,
+                y,
+                Font::Regular,
+                BODY_SIZE,
+                &fit(value, 130.0, Font::Regular, BODY_SIZE),
+            );
+            y -= LINE_HEIGHT;
+        }
+        self.text(SUMMARY_LABEL, y, Font::Bold, 11.0, "Att betala");
+        self.text_right(RIGHT, y, Font::Bold, 11.0, &doc.total.to_swedish());
+        y
+    }
+
+    /// The addressee, where a window envelope shows it (lower if the issuer
+    /// block is long); returns where it ends.
+    fn addressee(&mut self, issuer_bottom: f64) -> f64 {
+        let doc = self.doc;
+        let mut y = f64::min(ADDRESS_TOP, issuer_bottom - 5.0);
+        for (i, line) in std::iter::once(&doc.holder_name)
+            .chain(doc.address_lines.iter())
+            .enumerate()
+        {
+            let font = if i == 0 { Font::Bold } else { Font::Regular };
+            self.text(LEFT, y, font, 10.0, &fit(line, 250.0, font, 10.0));
+            y -= 13.0;
+        }
+        y
+    }
+
+    /// The call table from `self.y`, flowing over as many pages as it needs.
+    fn calls(&mut self) {
+        let doc = self.doc;
+        self.text(LEFT, self.y, Font::Bold, 11.0, "Specifikation av samtal");
+        self.y -= 18.0;
+        self.table_header();
+        if doc.lines.is_empty() {
+            self.text(
+                COL_DATE,
+                self.y,
+                Font::Regular,
+                ROW_SIZE,
+                "Inga samtal under perioden.",
+            );
+            self.y -= ROW_HEIGHT;
+        }
+        for call in &doc.lines {
+            if self.ensure_space(ROW_HEIGHT) {
+                self.table_header();
+            }
+            self.call_row(call);
+            self.y -= ROW_HEIGHT;
+        }
+        self.rule(LEFT, RIGHT, self.y + ROW_HEIGHT - 4.0, 0.5);
+        self.y -= 10.0;
+    }
+
+    /// One call on the current line.
+    fn call_row(&mut self, call: &CallLine) {
+        let y = self.y;
+        self.text(COL_DATE, y, Font::Regular, ROW_SIZE, &iso(call.date));
+        self.text(
             COL_TIME,
             y,
             Font::Regular,
             ROW_SIZE,
             &fit(&call.time, 26.0, Font::Regular, ROW_SIZE),
         );
-        l.text(
+        self.text(
             COL_NUMBER,
             y,
             Font::Regular,
@@ -359,7 +347,7 @@ fn layout(doc: &InvoiceDocument) -> Vec<Page> {
                 ROW_SIZE,
             ),
         );
-        l.text(
+        self.text(
             COL_DESCRIPTION,
             y,
             Font::Regular,
@@ -371,152 +359,165 @@ fn layout(doc: &InvoiceDocument) -> Vec<Page> {
                 ROW_SIZE,
             ),
         );
-        l.text_right(
+        self.text_right(
             COL_DURATION_RIGHT,
             y,
             Font::Regular,
             ROW_SIZE,
             &duration(call.duration_seconds),
         );
-        l.text_right(
+        self.text_right(
             COL_CHARGED_RIGHT,
             y,
             Font::Regular,
             ROW_SIZE,
             &fit(&call.charged_minutes, 45.0, Font::Regular, ROW_SIZE),
         );
-        l.text_right(
+        self.text_right(
             COL_AMOUNT_RIGHT,
             y,
             Font::Regular,
             ROW_SIZE,
             &call.amount.to_swedish(),
         );
-        l.y -= ROW_HEIGHT;
     }
-    l.rule(LEFT, RIGHT, l.y + ROW_HEIGHT - 4.0, 0.5);
-    l.y -= 10.0;
 
-    // The summary: calls, fees, discounts, previous balance, total.
-    let calls_total = doc
-        .lines
-        .iter()
-        .try_fold(Money::ZERO, |sum, call| sum.checked_add(call.amount));
-    let summary_rows =
-        1 + doc.fees.len() + doc.discounts.len() + usize::from(doc.previous_balance.is_some());
-    l.ensure_space(summary_rows as f64 * LINE_HEIGHT + 20.0);
-    if let Some(calls_total) = calls_total {
-        l.summary_row("Summa samtal inkl. moms", calls_total, Font::Regular);
+    /// The summary: calls, fees, discounts, previous balance, total.
+    fn summary(&mut self) {
+        let doc = self.doc;
+        let calls_total = doc
+            .lines
+            .iter()
+            .try_fold(Money::ZERO, |sum, call| sum.checked_add(call.amount));
+        let summary_rows =
+            1 + doc.fees.len() + doc.discounts.len() + usize::from(doc.previous_balance.is_some());
+        self.ensure_space(summary_rows as f64 * LINE_HEIGHT + 20.0);
+        if let Some(calls_total) = calls_total {
+            self.summary_row("Summa samtal inkl. moms", calls_total, Font::Regular);
+        }
+        for (label, amount) in &doc.fees {
+            self.summary_row(label, *amount, Font::Regular);
+        }
+        for (label, amount) in &doc.discounts {
+            self.summary_row(
+                label,
+                Money::ore_unchecked(-amount.ore().saturating_abs()),
+                Font::Regular,
+            );
+        }
+        if let Some(balance) = doc.previous_balance {
+            self.summary_row("Tidigare saldo", balance, Font::Regular);
+        }
+        self.rule(SUMMARY_LABEL, RIGHT, self.y + LINE_HEIGHT - 3.0, 0.5);
+        self.y -= 3.0;
+        self.summary_row("Att betala", doc.total, Font::Bold);
+        self.y -= 15.0;
     }
-    for (label, amount) in &doc.fees {
-        l.summary_row(label, *amount, Font::Regular);
-    }
-    for (label, amount) in &doc.discounts {
-        l.summary_row(
-            label,
-            Money::ore_unchecked(-amount.ore().saturating_abs()),
-            Font::Regular,
-        );
-    }
-    if let Some(balance) = doc.previous_balance {
-        l.summary_row("Tidigare saldo", balance, Font::Regular);
-    }
-    l.rule(SUMMARY_LABEL, RIGHT, l.y + LINE_HEIGHT - 3.0, 0.5);
-    l.y -= 3.0;
-    l.summary_row("Att betala", doc.total, Font::Bold);
-    l.y -= 15.0;
 
-    // VAT per rate: the base and the VAT contained in the amounts above.
-    if !doc.vat.is_empty() {
-        l.ensure_space((doc.vat.len() as f64 + 2.0) * LINE_HEIGHT + 10.0);
-        let y = l.y;
-        l.text(SUMMARY_LABEL, y, Font::Bold, BODY_SIZE, "Momsspecifikation");
-        l.text_right(VAT_BASE_RIGHT, y, Font::Bold, BODY_SIZE, "Underlag");
-        l.text_right(RIGHT, y, Font::Bold, BODY_SIZE, "Moms");
-        l.y -= LINE_HEIGHT;
+    /// VAT per rate: the base and the VAT contained in the amounts above
+    /// (mervärdesskattelagen 17 kap.); nothing when there is no VAT.
+    fn vat(&mut self) {
+        let doc = self.doc;
+        if doc.vat.is_empty() {
+            return;
+        }
+        self.ensure_space((doc.vat.len() as f64 + 2.0) * LINE_HEIGHT + 10.0);
+        let y = self.y;
+        self.text(SUMMARY_LABEL, y, Font::Bold, BODY_SIZE, "Momsspecifikation");
+        self.text_right(VAT_BASE_RIGHT, y, Font::Bold, BODY_SIZE, "Underlag");
+        self.text_right(RIGHT, y, Font::Bold, BODY_SIZE, "Moms");
+        self.y -= LINE_HEIGHT;
         let mut total_vat = Money::ZERO;
         for line in &doc.vat {
-            let y = l.y;
+            let y = self.y;
             let label = format!("Moms {}", line.rate.label());
-            l.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, &label);
-            l.text_right(
+            self.text(SUMMARY_LABEL, y, Font::Regular, BODY_SIZE, &label);
+            self.text_right(
                 VAT_BASE_RIGHT,
                 y,
                 Font::Regular,
                 BODY_SIZE,
                 &line.base.to_swedish(),
             );
-            l.text_right(RIGHT, y, Font::Regular, BODY_SIZE, &line.vat.to_swedish());
+            self.text_right(RIGHT, y, Font::Regular, BODY_SIZE, &line.vat.to_swedish());
             total_vat = total_vat.checked_add(line.vat).unwrap_or(total_vat);
-            l.y -= LINE_HEIGHT;
+            self.y -= LINE_HEIGHT;
         }
-        l.summary_row("Summa moms", total_vat, Font::Regular);
-        l.y -= 12.0;
+        self.summary_row("Summa moms", total_vat, Font::Regular);
+        self.y -= 12.0;
     }
 
-    // Payment instructions (Bankgirot requires the OCR instruction on the invoice).
-    let payment_rows = [
-        ("Bankgiro", doc.bankgiro.clone()),
-        ("OCR-nummer", doc.ocr.clone()),
-        ("Förfallodag", iso(doc.due_date)),
-        ("Att betala", doc.total.to_swedish()),
-    ];
-    l.ensure_space(LINE_HEIGHT * (payment_rows.len() as f64 + 3.0));
-    l.rule(LEFT, RIGHT, l.y + LINE_HEIGHT, 1.0);
-    l.text(LEFT, l.y, Font::Bold, 11.0, "Betalningsinformation");
-    l.y -= LINE_HEIGHT + 3.0;
-    for (label, value) in &payment_rows {
-        let y = l.y;
-        l.text(LEFT, y, Font::Regular, BODY_SIZE, label);
-        l.text(
-            LEFT + 90.0,
-            y,
+    /// Payment instructions (Bankgirot requires the OCR instruction on the invoice).
+    fn payment_instructions(&mut self) {
+        let doc = self.doc;
+        let payment_rows = [
+            ("Bankgiro", doc.bankgiro.clone()),
+            ("OCR-nummer", doc.ocr.clone()),
+            ("Förfallodag", iso(doc.due_date)),
+            ("Att betala", doc.total.to_swedish()),
+        ];
+        self.ensure_space(LINE_HEIGHT * (payment_rows.len() as f64 + 3.0));
+        self.rule(LEFT, RIGHT, self.y + LINE_HEIGHT, 1.0);
+        self.text(LEFT, self.y, Font::Bold, 11.0, "Betalningsinformation");
+        self.y -= LINE_HEIGHT + 3.0;
+        for (label, value) in &payment_rows {
+            let y = self.y;
+            self.text(LEFT, y, Font::Regular, BODY_SIZE, label);
+            self.text(
+                LEFT + 90.0,
+                y,
+                Font::Bold,
+                BODY_SIZE,
+                &fit(value, 200.0, Font::Bold, BODY_SIZE),
+            );
+            self.y -= LINE_HEIGHT;
+        }
+        self.text(
+            LEFT,
+            self.y,
             Font::Bold,
             BODY_SIZE,
-            &fit(value, 200.0, Font::Bold, BODY_SIZE),
+            "Ange OCR-nummer vid betalning",
         );
-        l.y -= LINE_HEIGHT;
+        self.y -= LINE_HEIGHT * 2.0;
     }
-    l.text(
-        LEFT,
-        l.y,
-        Font::Bold,
-        BODY_SIZE,
-        "Ange OCR-nummer vid betalning",
-    );
-    l.y -= LINE_HEIGHT * 2.0;
 
-    // Notes, word-wrapped.
-    for note in &doc.notes {
-        for line in wrap(note, RIGHT - LEFT, Font::Regular, BODY_SIZE) {
-            l.ensure_space(LINE_HEIGHT);
-            let y = l.y;
-            l.text(LEFT, y, Font::Regular, BODY_SIZE, &line);
-            l.y -= LINE_HEIGHT;
+    /// Notes, word-wrapped.
+    fn notes(&mut self) {
+        let doc = self.doc;
+        for note in &doc.notes {
+            for line in wrap(note, RIGHT - LEFT, Font::Regular, BODY_SIZE) {
+                self.ensure_space(LINE_HEIGHT);
+                let y = self.y;
+                self.text(LEFT, y, Font::Regular, BODY_SIZE, &line);
+                self.y -= LINE_HEIGHT;
+            }
+            self.y -= 4.0;
         }
-        l.y -= 4.0;
     }
 
-    // Footers, now that the page count is known.
-    let count = l.pages.len();
-    for (i, page) in l.pages.iter_mut().enumerate() {
-        let footer = format!("Sida {} av {}", i + 1, count);
-        page.ops.push(Op::Text {
-            x: RIGHT - text_width(&footer, Font::Regular, 8.0),
-            y: FOOTER_Y,
-            font: Font::Regular,
-            size: 8.0,
-            text: footer,
-        });
-        page.ops.push(Op::Text {
-            x: LEFT,
-            y: FOOTER_Y,
-            font: Font::Regular,
-            size: 8.0,
-            text: format!("{} {}", doc.kind, doc.invoice_number),
-        });
+    /// Footers, once the page count is known: "Sida n av m" and the document.
+    fn footers(&mut self) {
+        let doc = self.doc;
+        let count = self.pages.len();
+        for (i, page) in self.pages.iter_mut().enumerate() {
+            let footer = format!("Sida {} av {}", i + 1, count);
+            page.ops.push(Op::Text {
+                x: RIGHT - text_width(&footer, Font::Regular, 8.0),
+                y: FOOTER_Y,
+                font: Font::Regular,
+                size: 8.0,
+                text: footer,
+            });
+            page.ops.push(Op::Text {
+                x: LEFT,
+                y: FOOTER_Y,
+                font: Font::Regular,
+                size: 8.0,
+                text: format!("{} {}", doc.kind, doc.invoice_number),
+            });
+        }
     }
-    l.pages
 }
 
 fn iso(date: NaiveDate) -> String {
@@ -533,271 +534,10 @@ fn duration(seconds: u32) -> String {
     }
 }
 
-/// `text` cut to `max_width` points, ending in "…" when cut.
-fn fit(text: &str, max_width: f64, font: Font, size: f64) -> String {
-    if text_width(text, font, size) <= max_width {
-        return text.to_string();
-    }
-    let ellipsis = '…';
-    let mut out = String::new();
-    for c in text.chars() {
-        out.push(c);
-        out.push(ellipsis);
-        let too_wide = text_width(&out, font, size) > max_width;
-        out.pop();
-        if too_wide {
-            out.pop();
-            break;
-        }
-    }
-    let trimmed = out.trim_end().to_string();
-    trimmed + "…"
-}
-
-/// Greedy word wrap to `max_width` points; a word wider than a line is cut.
-fn wrap(text: &str, max_width: f64, font: Font, size: f64) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut current = String::new();
-    for word in text.split_whitespace() {
-        let candidate = if current.is_empty() {
-            word.to_string()
-        } else {
-            format!("{current} {word}")
-        };
-        if text_width(&candidate, font, size) <= max_width || current.is_empty() {
-            current = candidate;
-        } else {
-            lines.push(std::mem::take(&mut current));
-            current = word.to_string();
-        }
-        if text_width(&current, font, size) > max_width {
-            lines.push(fit(&current, max_width, font, size));
-            current.clear();
-        }
-    }
-    if !current.is_empty() {
-        lines.push(current);
-    }
-    lines
-}
-
-// ---------------------------------------------------------------------------
-// Text encoding and metrics
-
-/// The WinAnsiEncoding byte for `c`; `?` for characters it cannot show.
-/// WinAnsi equals Latin-1 for 0xA0–0xFF and ASCII below 0x80.
-fn winansi(c: char) -> u8 {
-    let code = u32::from(c);
-    match code {
-        0x20..=0x7E | 0xA0..=0xFF => code as u8,
-        _ => match c {
-            '\t' | '\n' | '\r' => b' ',
-            '€' => 0x80,
-            '‚' => 0x82,
-            'ƒ' => 0x83,
-            '„' => 0x84,
-            '…' => 0x85,
-            '†' => 0x86,
-            '‡' => 0x87,
-            'ˆ' => 0x88,
-            '‰' => 0x89,
-            'Š' => 0x8A,
-            '‹' => 0x8B,
-            'Œ' => 0x8C,
-            'Ž' => 0x8E,
-            '‘' => 0x91,
-            '’' => 0x92,
-            '“' => 0x93,
-            '”' => 0x94,
-            '•' => 0x95,
-            '–' => 0x96,
-            '—' => 0x97,
-            '˜' => 0x98,
-            '™' => 0x99,
-            'š' => 0x9A,
-            '›' => 0x9B,
-            'œ' => 0x9C,
-            'ž' => 0x9E,
-            'Ÿ' => 0x9F,
-            '\u{2212}' => b'-',
-            '\u{2007}' | '\u{2009}' | '\u{202F}' => 0xA0,
-            _ => b'?',
-        },
-    }
-}
-
-/// A PDF literal string in WinAnsi bytes, parentheses and backslashes escaped.
-fn pdf_string(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 2);
-    out.push(b'(');
-    for c in text.chars() {
-        let b = winansi(c);
-        if matches!(b, b'(' | b')' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b')');
-    out
-}
-
-/// A PDF text string (outside content streams) as UTF-16BE hex with a byte
-/// order mark: exact for any character, unlike PDFDocEncoding.
-fn text_string(text: &str) -> String {
-    let mut hex = String::from("<FEFF");
-    for unit in text.encode_utf16() {
-        let _ = write!(hex, "{unit:04X}");
-    }
-    hex.push('>');
-    hex
-}
-
-/// Advance widths (1/1000 em) of ASCII 0x20–0x7E in the standard Helvetica.
-const HELVETICA: [u16; 95] = [
-    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278,
-    278, // space–/
-    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, // 0–?
-    1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778, // @–O
-    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, // P–_
-    333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, // `–o
-    556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584, // p–~
-];
-
-/// Advance widths of ASCII 0x20–0x7E in the standard Helvetica-Bold.
-const HELVETICA_BOLD: [u16; 95] = [
-    278, 333, 474, 556, 556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278,
-    278, // space–/
-    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 333, 333, 584, 584, 584, 611, // 0–?
-    975, 722, 722, 722, 722, 667, 611, 778, 722, 278, 556, 722, 611, 833, 722, 778, // @–O
-    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 333, 278, 333, 584, 556, // P–_
-    333, 556, 611, 556, 611, 556, 333, 611, 611, 278, 278, 556, 278, 889, 611, 611, // `–o
-    611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584, // p–~
-];
-
-/// The printed width of `text` in points. Exact for ASCII; Latin-1 letters
-/// use a typical width of their case (close enough for alignment and cutting).
-fn text_width(text: &str, font: Font, size: f64) -> f64 {
-    let table = match font {
-        Font::Regular => &HELVETICA,
-        Font::Bold => &HELVETICA_BOLD,
-    };
-    let units: u64 = text
-        .chars()
-        .map(|c| {
-            let b = winansi(c);
-            let w = match b {
-                0x20..=0x7E => table[usize::from(b - 0x20)],
-                0x85 | 0x97 | 0x89 => 1000,
-                0xA0 => 278,
-                0xC0..=0xDE => 722,
-                0xDF..=0xFF => 556,
-                _ => 556,
-            };
-            u64::from(w)
-        })
-        .sum();
-    units as f64 * size / 1000.0
-}
-
-// ---------------------------------------------------------------------------
-// PDF file structure
-
-/// Serialises the pages: catalog (1), page tree (2), the two fonts (3, 4),
-/// the info dictionary (5), then a page object and its content stream for
-/// each page.
-fn write_pdf(pages: &[Page], title: &str) -> Vec<u8> {
-    let mut out: Vec<u8> = Vec::new();
-    let mut offsets: Vec<usize> = Vec::new();
-    out.extend_from_slice(b"%PDF-1.4\n%\xE2\xE3\xCF\xD3\n");
-
-    let first_page_object = 6;
-    let kids: Vec<String> = (0..pages.len())
-        .map(|i| format!("{} 0 R", first_page_object + 2 * i))
-        .collect();
-
-    let mut objects: Vec<Vec<u8>> = vec![
-        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-        format!(
-            "<< /Type /Pages /Kids [{}] /Count {} /MediaBox [0 0 {PAGE_WIDTH} {PAGE_HEIGHT}] >>",
-            kids.join(" "),
-            pages.len()
-        )
-        .into_bytes(),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-            .to_vec(),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>"
-            .to_vec(),
-    ];
-    objects.push(format!("<< /Producer (callauth) /Title {} >>", text_string(title)).into_bytes());
-
-    for (i, page) in pages.iter().enumerate() {
-        let content_object = first_page_object + 2 * i + 1;
-        objects.push(
-            format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {PAGE_WIDTH} {PAGE_HEIGHT}] \
-                 /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents {content_object} 0 R >>"
-            )
-            .into_bytes(),
-        );
-        let content = content_stream(page);
-        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
-        stream.extend(content);
-        stream.extend_from_slice(b"\nendstream");
-        objects.push(stream);
-    }
-
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n", i + 1).into_bytes());
-        out.extend_from_slice(body);
-        out.extend_from_slice(b"\nendobj\n");
-    }
-
-    let xref_offset = out.len();
-    let mut xref = format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
-    for offset in &offsets {
-        // Each entry is exactly 20 bytes, the end of line included.
-        let _ = writeln!(xref, "{offset:010} 00000 n ");
-    }
-    let _ = write!(
-        xref,
-        "trailer\n<< /Size {} /Root 1 0 R /Info 5 0 R >>\nstartxref\n{xref_offset}\n%%EOF\n",
-        objects.len() + 1
-    );
-    out.extend(xref.into_bytes());
-    out
-}
-
-fn content_stream(page: &Page) -> Vec<u8> {
-    let mut out = Vec::new();
-    for op in &page.ops {
-        match op {
-            Op::Text {
-                x,
-                y,
-                font,
-                size,
-                text,
-            } => {
-                out.extend(
-                    format!("BT /{} {size:.1} Tf {x:.2} {y:.2} Td ", font.resource()).into_bytes(),
-                );
-                out.extend(pdf_string(text));
-                out.extend_from_slice(b" Tj ET\n");
-            }
-            Op::Rule { x1, x2, y, width } => {
-                out.extend(
-                    format!("{width:.2} w {x1:.2} {y:.2} m {x2:.2} {y:.2} l S\n").into_bytes(),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settlement::formats::pdf::{pdf_string, text_string, winansi};
 
     fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

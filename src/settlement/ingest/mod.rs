@@ -8,6 +8,12 @@
 //! one `unnest` statement per kind per batch; the rare ones one by one. A
 //! threshold event issues its invoice in the same transaction (R8: "an
 //! invoice is created and sent at once").
+//!
+//! Where the events come from: [`consumer`] reads the partitions' Redis
+//! streams, [`jsonl`] an embedded gateway's JSON-lines outbox file.
+
+pub mod consumer;
+pub mod jsonl;
 
 use std::collections::HashSet;
 
@@ -17,8 +23,8 @@ use sqlx::PgConnection;
 
 use crate::domain::decision::Funding;
 use crate::domain::event::{Event, EventBody};
+use crate::settlement::billing::invoicing::{issue_invoice, InvoiceKind};
 use crate::settlement::context::{audit, ms_to_utc, SettlementResult};
-use crate::settlement::invoicing::{issue_invoice, InvoiceKind};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
 
@@ -49,7 +55,9 @@ fn opt(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-/// Commits a batch in the caller's transaction.
+/// Commits a batch in the caller's transaction: records the event ids,
+/// then books only the events that were new — usage and consents in bulk,
+/// the rest one by one in stream order.
 pub async fn commit_batch(
     conn: &mut PgConnection,
     policy: &SettlementPolicy,
@@ -61,7 +69,23 @@ pub async fn commit_batch(
     if batch.is_empty() {
         return Ok(out);
     }
-    // 1. Record the event ids; learn which are new.
+    let fresh = record_events(conn, batch).await?;
+    out.committed = fresh.len();
+    out.duplicates = batch.len() - fresh.len();
+    out.usage_posted = post_usage(conn, &fresh).await?;
+    record_consents(conn, &fresh).await?;
+    for e in &fresh {
+        apply_event(conn, policy, e, today, now, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// Step 1: records the event ids and returns the events that were new, once
+/// each (a batch may carry a redelivery next to the original).
+async fn record_events<'a>(
+    conn: &mut PgConnection,
+    batch: &'a [Delivered],
+) -> SettlementResult<Vec<&'a Event>> {
     let ids: Vec<&str> = batch.iter().map(|d| d.event.event_id.as_str()).collect();
     let partitions: Vec<i32> = batch.iter().map(|d| d.partition as i32).collect();
     let stream_ids: Vec<&str> = batch.iter().map(|d| d.stream_id.as_str()).collect();
@@ -91,12 +115,14 @@ pub async fn commit_batch(
         .map(|d| &d.event)
         .filter(|e| new.contains(&e.event_id) && seen.insert(e.event_id.clone()))
         .collect();
-    out.committed = fresh.len();
-    out.duplicates = batch.len() - fresh.len();
+    Ok(fresh)
+}
 
-    // 2. Usage (bulk): the CDRs, the numbers, and one ledger transaction
-    // each: the charge (VAT included) from the caller or the code, to the
-    // merchant without VAT and the VAT to output VAT at the call's rate.
+/// Step 2, usage (bulk): the CDRs, the numbers, and one ledger transaction
+/// each: the charge (VAT included) from the caller or the code, to the
+/// merchant without VAT and the VAT to output VAT at the call's rate.
+/// Returns how many calls were posted.
+async fn post_usage(conn: &mut PgConnection, fresh: &[&Event]) -> SettlementResult<usize> {
     let usages: Vec<(&Event, &crate::domain::event::UsagePosted)> = fresh
         .iter()
         .filter_map(|e| match &e.body {
@@ -128,10 +154,12 @@ pub async fn commit_batch(
             })
             .collect();
         ledger::post_many(conn, &txns).await?;
-        out.usage_posted = usages.len();
     }
+    Ok(usages.len())
+}
 
-    // 3. Consents (bulk).
+/// Step 3: consents (bulk).
+async fn record_consents(conn: &mut PgConnection, fresh: &[&Event]) -> SettlementResult<()> {
     let consents: Vec<&crate::domain::event::ConsentRecorded> = fresh
         .iter()
         .filter_map(|e| match &e.body {
@@ -142,128 +170,171 @@ pub async fn commit_batch(
     if !consents.is_empty() {
         insert_consents(conn, &consents).await?;
     }
+    Ok(())
+}
 
-    // 4. The rest, in stream order.
-    for e in &fresh {
-        let at = ms_to_utc(e.at_ms);
-        match &e.body {
-            EventBody::UsagePosted(_) | EventBody::ConsentRecorded(_) => {}
-            EventBody::ThresholdReached(t) => {
-                // R8: invoice what is not yet invoiced, at once.
-                if let Ok(inv) = issue_invoice(
-                    conn,
-                    policy,
-                    &t.number,
-                    InvoiceKind::Threshold,
-                    today,
-                    None,
-                    now,
-                )
-                .await?
-                {
-                    audit(
-                        conn,
-                        "settlement",
-                        "threshold_invoice",
-                        &t.number,
-                        json!({ "invoice_id": inv.id, "total_ore": inv.total.ore() }),
-                    )
-                    .await?;
-                    out.invoices_issued += 1;
-                }
+/// Step 4: one of the other events, in stream order.
+async fn apply_event(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    e: &Event,
+    today: chrono::NaiveDate,
+    now: DateTime<Utc>,
+    out: &mut BatchOutcome,
+) -> SettlementResult<()> {
+    let at = ms_to_utc(e.at_ms);
+    match &e.body {
+        EventBody::UsagePosted(_) | EventBody::ConsentRecorded(_) => {}
+        EventBody::ThresholdReached(t) => {
+            if threshold_invoice(conn, policy, t, today, now).await? {
+                out.invoices_issued += 1;
             }
-            EventBody::PrepaidCredited(p) => {
-                sqlx::query(
-                    "insert into prepaid_codes (code_id, purchase_ref, issued_at) values ($1, $2, $3)
-                     on conflict (code_id) do nothing",
-                )
-                .bind(&p.code_id)
-                .bind(if p.issued { Some(p.reference.as_str()) } else { None })
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
-                insert_movement(
-                    conn,
-                    &e.event_id,
-                    &p.code_id,
-                    "credit",
-                    p.amount_ore,
-                    p.balance_after_ore,
-                    Some(&p.reference),
-                    None,
-                    at,
-                )
-                .await?;
-                ledger::post(
-                    conn,
-                    &Txn::new(
-                        format!("prepaid-credit:{}:{}", p.code_id, p.reference),
-                        at,
-                        "prepaid code credited",
-                    )
-                    .debit(account::PREPAID_SALES, p.amount_ore)
-                    .credit(account::prepaid(&p.code_id), p.amount_ore),
-                )
-                .await?;
-            }
-            EventBody::PrepaidDebited(p) => {
-                insert_movement(
-                    conn,
-                    &e.event_id,
-                    &p.code_id,
-                    "debit",
-                    p.amount_ore,
-                    p.balance_after_ore,
-                    None,
-                    Some(&p.call_id),
-                    at,
-                )
-                .await?;
-            }
-            EventBody::DirectoryChanged(d) => {
-                sqlx::query(
-                    "insert into numbers (number, holder_registered) values ($1, $2)
-                     on conflict (number) do update set holder_registered = excluded.holder_registered",
-                )
-                .bind(&d.number)
-                .bind(d.holder_registered)
-                .execute(&mut *conn)
-                .await?;
-            }
-            EventBody::BlockChanged(b) => {
-                audit(
-                    conn,
-                    &b.actor,
-                    if b.blocked { "block" } else { "unblock" },
-                    &b.number,
-                    json!({ "kind": b.kind, "target": b.target, "reason": b.reason }),
-                )
-                .await?;
-            }
-            EventBody::LimitChanged(l) => {
-                audit(conn, &l.actor, "limit_changed", &l.number, json!({ "limit_ore": l.limit_ore, "source": l.source, "reference": l.reference })).await?;
-            }
-            EventBody::LimitReached(l) => {
-                audit(
-                    conn,
-                    "gateway",
-                    "limit_reached",
-                    &l.number,
-                    json!({ "exposure_ore": l.exposure_ore, "limit_ore": l.limit_ore }),
-                )
-                .await?;
-            }
-            EventBody::BalancesRepaired(r) => {
-                audit(conn, "reconciliation", "balances_repaired", &r.number, json!({ "unbilled_after_ore": r.unbilled_after_ore, "invoiced_unpaid_after_ore": r.invoiced_unpaid_after_ore, "reason": r.reason })).await?;
-            }
-            // Kept in `events`; nothing more to book.
-            EventBody::HoldExpired(_)
-            | EventBody::HoldVoided(_)
-            | EventBody::InvoiceApplied(_)
-            | EventBody::PaymentApplied(_) => {}
         }
+        EventBody::PrepaidCredited(p) => credit_prepaid(conn, &e.event_id, p, at).await?,
+        EventBody::PrepaidDebited(p) => {
+            insert_movement(
+                conn,
+                &e.event_id,
+                &p.code_id,
+                "debit",
+                p.amount_ore,
+                p.balance_after_ore,
+                None,
+                Some(&p.call_id),
+                at,
+            )
+            .await?;
+        }
+        EventBody::DirectoryChanged(d) => {
+            sqlx::query(
+                "insert into numbers (number, holder_registered) values ($1, $2)
+                 on conflict (number) do update set holder_registered = excluded.holder_registered",
+            )
+            .bind(&d.number)
+            .bind(d.holder_registered)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventBody::BlockChanged(b) => {
+            audit(
+                conn,
+                &b.actor,
+                if b.blocked { "block" } else { "unblock" },
+                &b.number,
+                json!({ "kind": b.kind, "target": b.target, "reason": b.reason }),
+            )
+            .await?;
+        }
+        EventBody::LimitChanged(l) => {
+            audit(
+                conn,
+                &l.actor,
+                "limit_changed",
+                &l.number,
+                json!({ "limit_ore": l.limit_ore, "source": l.source, "reference": l.reference }),
+            )
+            .await?;
+        }
+        EventBody::LimitReached(l) => {
+            audit(
+                conn,
+                "gateway",
+                "limit_reached",
+                &l.number,
+                json!({ "exposure_ore": l.exposure_ore, "limit_ore": l.limit_ore }),
+            )
+            .await?;
+        }
+        EventBody::BalancesRepaired(r) => {
+            audit(conn, "reconciliation", "balances_repaired", &r.number, json!({ "unbilled_after_ore": r.unbilled_after_ore, "invoiced_unpaid_after_ore": r.invoiced_unpaid_after_ore, "reason": r.reason })).await?;
+        }
+        // Kept in `events`; nothing more to book.
+        EventBody::HoldExpired(_)
+        | EventBody::HoldVoided(_)
+        | EventBody::InvoiceApplied(_)
+        | EventBody::PaymentApplied(_) => {}
     }
-    Ok(out)
+    Ok(())
+}
+
+/// R8: a threshold event invoices what is not yet invoiced, at once; true
+/// when an invoice was issued.
+async fn threshold_invoice(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    t: &crate::domain::event::ThresholdReached,
+    today: chrono::NaiveDate,
+    now: DateTime<Utc>,
+) -> SettlementResult<bool> {
+    // R8: invoice what is not yet invoiced, at once.
+    if let Ok(inv) = issue_invoice(
+        conn,
+        policy,
+        &t.number,
+        InvoiceKind::Threshold,
+        today,
+        None,
+        now,
+    )
+    .await?
+    {
+        audit(
+            conn,
+            "settlement",
+            "threshold_invoice",
+            &t.number,
+            json!({ "invoice_id": inv.id, "total_ore": inv.total.ore() }),
+        )
+        .await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// A prepaid code credited: the code, its movement, and the sale in the ledger.
+async fn credit_prepaid(
+    conn: &mut PgConnection,
+    event_id: &str,
+    p: &crate::domain::event::PrepaidCredited,
+    at: DateTime<Utc>,
+) -> SettlementResult<()> {
+    sqlx::query(
+        "insert into prepaid_codes (code_id, purchase_ref, issued_at) values ($1, $2, $3)
+         on conflict (code_id) do nothing",
+    )
+    .bind(&p.code_id)
+    .bind(if p.issued {
+        Some(p.reference.as_str())
+    } else {
+        None
+    })
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    insert_movement(
+        conn,
+        event_id,
+        &p.code_id,
+        "credit",
+        p.amount_ore,
+        p.balance_after_ore,
+        Some(&p.reference),
+        None,
+        at,
+    )
+    .await?;
+    ledger::post(
+        conn,
+        &Txn::new(
+            format!("prepaid-credit:{}:{}", p.code_id, p.reference),
+            at,
+            "prepaid code credited",
+        )
+        .debit(account::PREPAID_SALES, p.amount_ore)
+        .credit(account::prepaid(&p.code_id), p.amount_ore),
+    )
+    .await?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -299,16 +370,11 @@ async fn insert_usage(
     conn: &mut PgConnection,
     usages: &[(&Event, &crate::domain::event::UsagePosted)],
 ) -> SettlementResult<()> {
-    let numbers: Vec<&str> = usages
-        .iter()
-        .filter(|(_, u)| u.funding == Funding::Postpaid && !u.number.is_empty())
-        .map(|(_, u)| u.number.as_str())
-        .collect();
-    sqlx::query("insert into numbers (number) select * from unnest($1::text[]) on conflict (number) do nothing")
-        .bind(&numbers)
-        .execute(&mut *conn)
-        .await?;
+    insert_numbers(conn, usages).await?;
     let col = |f: fn(&crate::domain::event::UsagePosted) -> String| -> Vec<String> {
+        usages.iter().map(|(_, u)| f(u)).collect()
+    };
+    let ints = |f: fn(&crate::domain::event::UsagePosted) -> i32| -> Vec<i32> {
         usages.iter().map(|(_, u)| f(u)).collect()
     };
     let call_ids = col(|u| u.call_id.clone());
@@ -320,41 +386,20 @@ async fn insert_usage(
     let codes: Vec<Option<&str>> = usages.iter().map(|(_, u)| opt(&u.code_id)).collect();
     let terms = col(|u| u.terms_id.clone());
     let prices: Vec<i64> = usages.iter().map(|(_, u)| u.price_per_minute_ore).collect();
-    let steps: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.billing_step_seconds as i32)
-        .collect();
-    let minimums: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.minimum_minutes as i32)
-        .collect();
+    let steps = ints(|u| u.billing_step_seconds as i32);
+    let minimums = ints(|u| u.minimum_minutes as i32);
     let started: Vec<DateTime<Utc>> = usages
         .iter()
         .map(|(_, u)| ms_to_utc(u.started_at_ms))
         .collect();
-    let durations: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.duration_seconds as i32)
-        .collect();
-    let billed: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.billed_seconds as i32)
-        .collect();
+    let durations = ints(|u| u.duration_seconds as i32);
+    let billed = ints(|u| u.billed_seconds as i32);
     let charges: Vec<i64> = usages.iter().map(|(_, u)| u.charge_ore).collect();
-    let granted: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.granted_seconds as i32)
-        .collect();
-    let overruns: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.overrun_seconds as i32)
-        .collect();
+    let granted = ints(|u| u.granted_seconds as i32);
+    let overruns = ints(|u| u.overrun_seconds as i32);
     let late: Vec<bool> = usages.iter().map(|(_, u)| u.late).collect();
     let posted: Vec<DateTime<Utc>> = usages.iter().map(|(e, _)| ms_to_utc(e.at_ms)).collect();
-    let vat_rates: Vec<i32> = usages
-        .iter()
-        .map(|(_, u)| u.vat_rate.percent() as i32)
-        .collect();
+    let vat_rates = ints(|u| u.vat_rate.percent() as i32);
     let vats: Vec<i64> = usages
         .iter()
         .map(|(_, u)| u.vat_rate.vat_in_ore(u.charge_ore))
@@ -393,6 +438,23 @@ async fn insert_usage(
     .bind(&vats)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// The postpaid calls' numbers, known to the ledger from their first call.
+async fn insert_numbers(
+    conn: &mut PgConnection,
+    usages: &[(&Event, &crate::domain::event::UsagePosted)],
+) -> SettlementResult<()> {
+    let numbers: Vec<&str> = usages
+        .iter()
+        .filter(|(_, u)| u.funding == Funding::Postpaid && !u.number.is_empty())
+        .map(|(_, u)| u.number.as_str())
+        .collect();
+    sqlx::query("insert into numbers (number) select * from unnest($1::text[]) on conflict (number) do nothing")
+        .bind(&numbers)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -25,10 +25,10 @@ use chrono::NaiveTime;
 use tokio::sync::watch;
 
 use crate::metrics as m;
-use crate::settlement::consumer::{ConsumeError, StreamConsumer};
 use crate::settlement::context::{ms_to_utc, Settlement, SettlementError};
-use crate::settlement::daily::{self, DayReport};
-use crate::settlement::{calendar, interest, reconcile};
+use crate::settlement::ingest::consumer::{ConsumeError, StreamConsumer};
+use crate::settlement::worker::daily::{self, DayReport};
+use crate::settlement::{calendar, interest, sync::reconcile};
 use crate::store::redis::RedisStore;
 
 /// How often the loop looks at the clock.

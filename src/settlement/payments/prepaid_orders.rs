@@ -25,13 +25,14 @@
 //! support resolves it (e.g. a new order whose amount is refunded).
 
 use serde_json::json;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::{CodeHasher, CodeId, Money, PrepaidCode, Reference};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::ocr;
+use crate::settlement::formats::ocr;
 use crate::store::{IssueOutcome, Store};
 
 /// Order OCR references are this plus the order id (plus length and check digit).
@@ -219,40 +220,10 @@ pub async fn pick_up<S: Store>(
     hasher: &CodeHasher,
 ) -> SettlementResult<PickedUp> {
     let mut tx = s.pool.begin().await?;
-    // The row lock makes concurrent pick-ups of one order take turns.
-    let query = match &order {
-        OrderRef::Id(id) => sqlx::query(
-            "select id, kind, status, code_id, paid_ore, pickup_secret_sha256 from prepaid_orders where id = $1 for update",
-        )
-        .bind(*id),
-        OrderRef::Ocr(ocr) => sqlx::query(
-            "select id, kind, status, code_id, paid_ore, pickup_secret_sha256 from prepaid_orders where ocr = $1 for update",
-        )
-        .bind(ocr.trim().to_string()),
-    };
-    let row = query
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| SettlementError::NotFound(format!("prepaid order {order:?}")))?;
+    let row = lock_order(&mut tx, &order).await?;
     let id: i64 = row.get("id");
     let status: String = row.get("status");
-    // Constant-time comparison of the digests: the secret never leaks by timing.
-    let stored: Option<String> = row.get("pickup_secret_sha256");
-    let presented = sha256_hex(pickup_secret);
-    let secret_ok = stored.is_some_and(|h| {
-        use subtle::ConstantTimeEq;
-        bool::from(h.as_bytes().ct_eq(presented.as_bytes()))
-    });
-    if row.get::<String, _>("kind") == "issue" && !secret_ok {
-        return Err(SettlementError::Refused(format!(
-            "prepaid order {id}: wrong pick-up secret"
-        )));
-    }
-    if row.get::<String, _>("kind") != "issue" {
-        return Err(SettlementError::Refused(format!(
-            "prepaid order {id} is a top-up: its amount goes to an existing code"
-        )));
-    }
+    check_issue_order(&row, id, pickup_secret)?;
     match status.as_str() {
         "picked_up" => {
             let code_id = stored_code_id(row.get("code_id"), id)?;
@@ -310,6 +281,47 @@ pub async fn pick_up<S: Store>(
     })
 }
 
+/// Reads and locks the order: the row lock makes concurrent pick-ups of one
+/// order take turns.
+async fn lock_order(tx: &mut PgConnection, order: &OrderRef) -> SettlementResult<PgRow> {
+    let query = match order {
+        OrderRef::Id(id) => sqlx::query(
+            "select id, kind, status, code_id, paid_ore, pickup_secret_sha256 from prepaid_orders where id = $1 for update",
+        )
+        .bind(*id),
+        OrderRef::Ocr(ocr) => sqlx::query(
+            "select id, kind, status, code_id, paid_ore, pickup_secret_sha256 from prepaid_orders where ocr = $1 for update",
+        )
+        .bind(ocr.trim().to_string()),
+    };
+    query
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| SettlementError::NotFound(format!("prepaid order {order:?}")))
+}
+
+/// Only an issue order is picked up, and only with its pick-up secret
+/// (compared in constant time: the secret never leaks by timing).
+fn check_issue_order(row: &PgRow, id: i64, pickup_secret: &str) -> SettlementResult<()> {
+    let stored: Option<String> = row.get("pickup_secret_sha256");
+    let presented = sha256_hex(pickup_secret);
+    let secret_ok = stored.is_some_and(|h| {
+        use subtle::ConstantTimeEq;
+        bool::from(h.as_bytes().ct_eq(presented.as_bytes()))
+    });
+    if row.get::<String, _>("kind") == "issue" && !secret_ok {
+        return Err(SettlementError::Refused(format!(
+            "prepaid order {id}: wrong pick-up secret"
+        )));
+    }
+    if row.get::<String, _>("kind") != "issue" {
+        return Err(SettlementError::Refused(format!(
+            "prepaid order {id} is a top-up: its amount goes to an existing code"
+        )));
+    }
+    Ok(())
+}
+
 fn stored_code_id(value: Option<String>, order_id: i64) -> SettlementResult<CodeId> {
     value
         .as_deref()
@@ -331,7 +343,7 @@ mod tests {
         let parsed = ocr::parse(&ocr, ocr::OcrLevel::CheckDigitAndLength).unwrap();
         assert_eq!(ocr::payload(&parsed), Some(ORDER_OCR_BASE + 1));
         // Invoice OCRs start at the invoice id plus 100 000: eight digits for a long time.
-        let invoice = crate::settlement::invoicing::invoice_ocr(
+        let invoice = crate::settlement::billing::invoicing::invoice_ocr(
             &crate::settlement::SettlementPolicy::default(),
             1,
         );

@@ -35,10 +35,11 @@ use sqlx::{PgConnection, Row};
 
 use crate::domain::{Money, E164};
 use crate::settlement::calendar;
+use crate::settlement::collection::claim::{is_overdue, other_overdue, record_step};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::ladder::{is_overdue, other_overdue, record_step};
+use crate::settlement::policy::SettlementPolicy;
 use crate::store::Store;
 
 /// A plan longer than this is a typing error, not a plan (10 years).
@@ -187,54 +188,15 @@ pub async fn create_plan<S: Store>(
         .map_err(|e| SettlementError::Invalid(format!("number: {e}")))?
         .as_str()
         .to_string();
-    if decided_by.trim().is_empty() {
-        return Err(SettlementError::Invalid(
-            "a plan needs the name of whoever decided it".into(),
-        ));
-    }
-    let min_monthly = s.policy.installment_min_monthly;
-    if monthly < min_monthly {
-        return Err(SettlementError::Refused(format!(
-            "at least {min_monthly} a month (R18); {monthly} asked"
-        )));
-    }
     let today = s.today();
-    if first_due < today {
-        return Err(SettlementError::Invalid(format!(
-            "the first installment cannot be due before today ({first_due} < {today})"
-        )));
-    }
+    check_request(&s.policy, monthly, first_due, decided_by, today)?;
 
     let mut tx = s.pool.begin().await?;
-    let rows = sqlx::query(
-        "select i.id, i.total_ore, i.paid_ore, i.due_date, i.stage_due_date,
-                (select p.id from installment_plans p where p.id = i.plan_id and p.status = 'active') as active_plan
-         from invoices i
-         where i.number = $1 and i.status = 'open' and not i.disputed and i.total_ore > i.paid_ore
-         order by i.id for update of i",
-    )
-    .bind(&number)
-    .fetch_all(&mut *tx)
-    .await?;
-    if let Some(active) = rows
-        .iter()
-        .find_map(|r| r.get::<Option<i64>, _>("active_plan"))
-    {
-        return Err(SettlementError::Refused(format!(
-            "{number} already has installment plan {active}"
-        )));
-    }
-    let invoice_ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
-    let debt = Money::ore_unchecked(
-        rows.iter()
-            .map(|r| r.get::<i64, _>("total_ore") - r.get::<i64, _>("paid_ore"))
-            .sum(),
-    );
-    if debt.ore() <= 0 {
-        return Err(SettlementError::Refused(format!(
-            "{number} has no open, undisputed debt"
-        )));
-    }
+    let PlanClaims {
+        invoice_ids,
+        debt,
+        was_overdue,
+    } = plan_claims(&mut tx, &number, today, s.policy.payment_grace_bank_days).await?;
     let min_debt = s.policy.installment_min_debt;
     let small = debt <= min_debt;
     if small && !allow_small_debt {
@@ -243,14 +205,6 @@ pub async fn create_plan<S: Store>(
         )));
     }
     let items = schedule(debt, monthly, first_due)?;
-    let was_overdue = rows.iter().any(|r| {
-        is_overdue(
-            r.get("due_date"),
-            r.get("stage_due_date"),
-            today,
-            s.policy.payment_grace_bank_days,
-        )
-    });
 
     let paid_before: i64 = sqlx::query_scalar(
         "select coalesce(sum(amount_ore), 0)::bigint from payment_allocations
@@ -264,73 +218,28 @@ pub async fn create_plan<S: Store>(
     } else {
         ""
     };
-    let id: i64 = sqlx::query_scalar(
-        "insert into installment_plans (number, total_ore, monthly_ore, first_due_date, status, decided_by, note,
-                                        created_at, paid_before_ore)
-         values ($1, $2, $3, $4, 'active', $5, $6, $7, $8) returning id",
+    let new_plan = NewPlan {
+        number: &number,
+        debt,
+        monthly,
+        first_due,
+        decided_by,
+        note,
+        paid_before,
+        items: &items,
+        invoice_ids: &invoice_ids,
+    };
+    let id = insert_plan(&mut tx, &new_plan, s.now()).await?;
+    pause_claims(
+        &mut tx,
+        id,
+        &number,
+        &invoice_ids,
+        today,
+        was_overdue,
+        s.policy.payment_grace_bank_days,
     )
-    .bind(&number)
-    .bind(debt.ore())
-    .bind(monthly.ore())
-    .bind(first_due)
-    .bind(decided_by)
-    .bind(note)
-    .bind(s.now())
-    .bind(paid_before)
-    .fetch_one(&mut *tx)
     .await?;
-    let seqs: Vec<i32> = items.iter().map(|i| i.seq).collect();
-    let dates: Vec<NaiveDate> = items.iter().map(|i| i.due_date).collect();
-    let amounts: Vec<i64> = items.iter().map(|i| i.amount.ore()).collect();
-    sqlx::query(
-        "insert into installment_items (plan_id, seq, due_date, amount_ore)
-         select $1, s, d, a from unnest($2::int[], $3::date[], $4::bigint[]) as t(s, d, a)",
-    )
-    .bind(id)
-    .bind(&seqs)
-    .bind(&dates)
-    .bind(&amounts)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("update invoices set plan_id = $1 where id = any($2)")
-        .bind(id)
-        .bind(&invoice_ids)
-        .execute(&mut *tx)
-        .await?;
-    let step_note = format!("installment plan {id}");
-    for &invoice_id in &invoice_ids {
-        // Once per invoice: a later plan for the same invoice is in the audit log.
-        record_step(
-            &mut tx,
-            invoice_id,
-            "paused_plan",
-            today,
-            0,
-            0,
-            None,
-            &step_note,
-        )
-        .await?;
-    }
-    // The planned invoices no longer count as overdue (R7).
-    if was_overdue
-        && !other_overdue(
-            &mut tx,
-            &number,
-            &invoice_ids,
-            today,
-            s.policy.payment_grace_bank_days,
-        )
-        .await?
-    {
-        queue_store_op(
-            &mut tx,
-            "set_block",
-            &number,
-            json!({ "blocked": false, "reason": format!("installment plan {id}") }),
-        )
-        .await?;
-    }
     audit(
         &mut tx,
         decided_by,
@@ -353,6 +262,189 @@ pub async fn create_plan<S: Store>(
         invoice_ids,
         items,
     })
+}
+
+/// The checks of a plan request that need no database (R18): who decided
+/// it, at least the minimum monthly amount, a first due date not past.
+fn check_request(
+    policy: &SettlementPolicy,
+    monthly: Money,
+    first_due: NaiveDate,
+    decided_by: &str,
+    today: NaiveDate,
+) -> SettlementResult<()> {
+    if decided_by.trim().is_empty() {
+        return Err(SettlementError::Invalid(
+            "a plan needs the name of whoever decided it".into(),
+        ));
+    }
+    let min_monthly = policy.installment_min_monthly;
+    if monthly < min_monthly {
+        return Err(SettlementError::Refused(format!(
+            "at least {min_monthly} a month (R18); {monthly} asked"
+        )));
+    }
+    if first_due < today {
+        return Err(SettlementError::Invalid(format!(
+            "the first installment cannot be due before today ({first_due} < {today})"
+        )));
+    }
+    Ok(())
+}
+
+/// The claims a plan covers, their debt, and whether any is overdue.
+struct PlanClaims {
+    invoice_ids: Vec<i64>,
+    debt: Money,
+    was_overdue: bool,
+}
+
+/// Every open, undisputed invoice of `number` with something outstanding,
+/// locked. Refused when one is already in a kept plan, or there is no debt.
+async fn plan_claims(
+    tx: &mut PgConnection,
+    number: &str,
+    today: NaiveDate,
+    grace_bank_days: u32,
+) -> SettlementResult<PlanClaims> {
+    let rows = sqlx::query(
+        "select i.id, i.total_ore, i.paid_ore, i.due_date, i.stage_due_date,
+                (select p.id from installment_plans p where p.id = i.plan_id and p.status = 'active') as active_plan
+         from invoices i
+         where i.number = $1 and i.status = 'open' and not i.disputed and i.total_ore > i.paid_ore
+         order by i.id for update of i",
+    )
+    .bind(number)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(active) = rows
+        .iter()
+        .find_map(|r| r.get::<Option<i64>, _>("active_plan"))
+    {
+        return Err(SettlementError::Refused(format!(
+            "{number} already has installment plan {active}"
+        )));
+    }
+    let invoice_ids: Vec<i64> = rows.iter().map(|r| r.get("id")).collect();
+    let debt = Money::ore_unchecked(
+        rows.iter()
+            .map(|r| r.get::<i64, _>("total_ore") - r.get::<i64, _>("paid_ore"))
+            .sum(),
+    );
+    if debt.ore() <= 0 {
+        return Err(SettlementError::Refused(format!(
+            "{number} has no open, undisputed debt"
+        )));
+    }
+    let was_overdue = rows.iter().any(|r| {
+        is_overdue(
+            r.get("due_date"),
+            r.get("stage_due_date"),
+            today,
+            grace_bank_days,
+        )
+    });
+    Ok(PlanClaims {
+        invoice_ids,
+        debt,
+        was_overdue,
+    })
+}
+
+/// A plan about to be stored.
+struct NewPlan<'a> {
+    number: &'a str,
+    debt: Money,
+    monthly: Money,
+    first_due: NaiveDate,
+    decided_by: &'a str,
+    note: &'a str,
+    /// What was paid towards the invoices before the plan.
+    paid_before: i64,
+    items: &'a [PlanItem],
+    invoice_ids: &'a [i64],
+}
+
+/// Stores the plan, its installments, and the plan on its invoices;
+/// returns the plan's id.
+async fn insert_plan(
+    tx: &mut PgConnection,
+    p: &NewPlan<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SettlementResult<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "insert into installment_plans (number, total_ore, monthly_ore, first_due_date, status, decided_by, note,
+                                        created_at, paid_before_ore)
+         values ($1, $2, $3, $4, 'active', $5, $6, $7, $8) returning id",
+    )
+    .bind(p.number)
+    .bind(p.debt.ore())
+    .bind(p.monthly.ore())
+    .bind(p.first_due)
+    .bind(p.decided_by)
+    .bind(p.note)
+    .bind(now)
+    .bind(p.paid_before)
+    .fetch_one(&mut *tx)
+    .await?;
+    let seqs: Vec<i32> = p.items.iter().map(|i| i.seq).collect();
+    let dates: Vec<NaiveDate> = p.items.iter().map(|i| i.due_date).collect();
+    let amounts: Vec<i64> = p.items.iter().map(|i| i.amount.ore()).collect();
+    sqlx::query(
+        "insert into installment_items (plan_id, seq, due_date, amount_ore)
+         select $1, s, d, a from unnest($2::int[], $3::date[], $4::bigint[]) as t(s, d, a)",
+    )
+    .bind(id)
+    .bind(&seqs)
+    .bind(&dates)
+    .bind(&amounts)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("update invoices set plan_id = $1 where id = any($2)")
+        .bind(id)
+        .bind(p.invoice_ids)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
+}
+
+/// The planned claims leave the ladder: a `paused_plan` step on each, and
+/// the overdue block lifted when no other claim keeps it (R7).
+async fn pause_claims(
+    tx: &mut PgConnection,
+    id: i64,
+    number: &str,
+    invoice_ids: &[i64],
+    today: NaiveDate,
+    was_overdue: bool,
+    grace_bank_days: u32,
+) -> SettlementResult<()> {
+    let step_note = format!("installment plan {id}");
+    for &invoice_id in invoice_ids {
+        // Once per invoice: a later plan for the same invoice is in the audit log.
+        record_step(
+            &mut *tx,
+            invoice_id,
+            "paused_plan",
+            today,
+            0,
+            0,
+            None,
+            &step_note,
+        )
+        .await?;
+    }
+    // The planned invoices no longer count as overdue (R7).
+    if was_overdue && !other_overdue(&mut *tx, number, invoice_ids, today, grace_bank_days).await? {
+        queue_store_op(
+            &mut *tx,
+            "set_block",
+            number,
+            json!({ "blocked": false, "reason": format!("installment plan {id}") }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Judges every active plan on `date` (see the module doc); returns how many
@@ -448,83 +540,121 @@ async fn check_plan<S: Store>(
     };
     match &verdict {
         Standing::Kept => {}
-        Standing::Completed => {
-            sqlx::query(
-                "update installment_plans set status = 'completed', ended_at = $2 where id = $1",
-            )
-            .bind(id)
-            .bind(s.now())
-            .execute(&mut *conn)
-            .await?;
-            audit(
-                conn,
-                "settlement",
-                "installment_plan_completed",
-                &number,
-                json!({ "plan_id": id, "paid_since_ore": paid_since.ore(), "on": date }),
-            )
-            .await?;
-        }
+        Standing::Completed => complete_plan(conn, id, &number, paid_since, date, s.now()).await?,
         Standing::Broken { missed_seq } => {
-            sqlx::query(
-                "update installment_plans set status = 'broken', ended_at = $2 where id = $1",
-            )
-            .bind(id)
-            .bind(s.now())
-            .execute(&mut *conn)
-            .await?;
-            let note =
-                format!("installment {missed_seq} of plan {id} missed: the whole debt is due");
-            let mut reopened = 0;
-            for r in &invoices {
-                let open = r.get::<String, _>("status") == "open"
-                    && r.get::<i64, _>("total_ore") > r.get::<i64, _>("paid_ore");
-                if !open {
-                    continue;
-                }
-                let invoice_id: i64 = r.get("id");
-                record_step(
-                    conn,
-                    invoice_id,
-                    "plan_broken",
-                    date,
-                    0,
-                    0,
-                    Some(date),
-                    &note,
-                )
-                .await?;
-                sqlx::query("update invoices set stage_due_date = $2 where id = $1")
-                    .bind(invoice_id)
-                    .bind(date)
-                    .execute(&mut *conn)
-                    .await?;
-                reopened += 1;
-            }
-            if reopened > 0 {
-                // A missed installment is a payment default: blocked at once (R7).
-                queue_store_op(
-                    conn,
-                    "set_block",
-                    &number,
-                    json!({ "blocked": true, "reason": format!("installment plan {id} broken") }),
-                )
-                .await?;
-            }
-            audit(
-                conn,
-                "settlement",
-                "installment_plan_broken",
-                &number,
-                json!({ "plan_id": id, "missed_seq": missed_seq, "paid_since_ore": paid_since.ore(),
-                        "on": date, "invoices": invoice_ids }),
-            )
-            .await?;
-            metrics::counter!(crate::metrics::SETTLEMENT_LADDER_STEPS_TOTAL, "step" => "plan_broken")
-                .increment(1);
+            let plan = PlanRef {
+                id,
+                number: &number,
+                paid_since,
+            };
+            break_plan(conn, &plan, *missed_seq, &invoices, date, s.now()).await?
         }
     }
     Ok(Some(verdict))
+}
+
+/// The plan being judged.
+struct PlanRef<'a> {
+    id: i64,
+    number: &'a str,
+    paid_since: Money,
+}
+
+/// Every claim of the plan is paid: the plan is completed.
+async fn complete_plan(
+    conn: &mut PgConnection,
+    id: i64,
+    number: &str,
+    paid_since: Money,
+    date: NaiveDate,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SettlementResult<()> {
+    sqlx::query("update installment_plans set status = 'completed', ended_at = $2 where id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    audit(
+        conn,
+        "settlement",
+        "installment_plan_completed",
+        number,
+        json!({ "plan_id": id, "paid_since_ore": paid_since.ore(), "on": date }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// An installment was missed (R18): the plan is broken, the whole debt is
+/// due at once, the claims rejoin the ladder and the number is blocked (R7).
+async fn break_plan(
+    conn: &mut PgConnection,
+    plan: &PlanRef<'_>,
+    missed_seq: i32,
+    invoices: &[sqlx::postgres::PgRow],
+    date: NaiveDate,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SettlementResult<()> {
+    let PlanRef {
+        id,
+        number,
+        paid_since,
+    } = *plan;
+    let invoice_ids: Vec<i64> = invoices.iter().map(|r| r.get("id")).collect();
+    sqlx::query("update installment_plans set status = 'broken', ended_at = $2 where id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let note = format!("installment {missed_seq} of plan {id} missed: the whole debt is due");
+    let mut reopened = 0;
+    for r in invoices {
+        let open = r.get::<String, _>("status") == "open"
+            && r.get::<i64, _>("total_ore") > r.get::<i64, _>("paid_ore");
+        if !open {
+            continue;
+        }
+        let invoice_id: i64 = r.get("id");
+        record_step(
+            conn,
+            invoice_id,
+            "plan_broken",
+            date,
+            0,
+            0,
+            Some(date),
+            &note,
+        )
+        .await?;
+        sqlx::query("update invoices set stage_due_date = $2 where id = $1")
+            .bind(invoice_id)
+            .bind(date)
+            .execute(&mut *conn)
+            .await?;
+        reopened += 1;
+    }
+    if reopened > 0 {
+        // A missed installment is a payment default: blocked at once (R7).
+        queue_store_op(
+            conn,
+            "set_block",
+            number,
+            json!({ "blocked": true, "reason": format!("installment plan {id} broken") }),
+        )
+        .await?;
+    }
+    audit(
+        conn,
+        "settlement",
+        "installment_plan_broken",
+        number,
+        json!({ "plan_id": id, "missed_seq": missed_seq, "paid_since_ore": paid_since.ore(),
+                "on": date, "invoices": invoice_ids }),
+    )
+    .await?;
+    metrics::counter!(crate::metrics::SETTLEMENT_LADDER_STEPS_TOTAL, "step" => "plan_broken")
+        .increment(1);
+    Ok(())
 }
 
 /// A plan as stored.

@@ -239,77 +239,21 @@ pub async fn extract(
             .fetch_one(&mut *conn)
             .await?;
     let free = previous.is_none_or(|p| now - p >= Duration::days(365));
-    let holder = rows_json(
-        &mut conn,
-        "select to_jsonb(h) - 'id' from holders h join numbers n on n.holder_id = h.id where n.number = $1",
-        n,
-    )
-    .await?;
-    let numbers = rows_json(
-        &mut conn,
-        "select to_jsonb(n) - 'holder_id' from numbers n where n.number = $1",
-        n,
-    )
-    .await?;
-    let invoices = rows_json(
-        &mut conn,
-        "select to_jsonb(i) || jsonb_build_object('lines',
-            (select coalesce(jsonb_agg(to_jsonb(l) - 'invoice_id' order by l.id), '[]') from invoice_lines l where l.invoice_id = i.id))
-         from invoices i where i.number = $1 order by i.id",
-        n,
-    )
-    .await?;
-    let calls = rows_json(
-        &mut conn,
-        "select to_jsonb(u) from usage u where u.number = $1 order by u.started_at",
-        n,
-    )
-    .await?;
-    let consents = rows_json(
-        &mut conn,
-        "select to_jsonb(c) from consents c where c.number = $1 order by c.authorized_at",
-        n,
-    )
-    .await?;
-    // Each payment once, with where its money went (an invoice, the credit).
-    let payments = rows_json(
-        &mut conn,
-        "select to_jsonb(p) - 'raw' || jsonb_build_object('allocations',
-            (select jsonb_agg(jsonb_build_object('kind', a.kind, 'invoice_id', a.invoice_id, 'amount_ore', a.amount_ore)
-                              order by a.id)
-             from payment_allocations a where a.payment_id = p.id and a.number = $1))
-         from payments p
-         where p.id in (select a.payment_id from payment_allocations a where a.number = $1)
-         order by p.id",
-        n,
-    )
-    .await?;
-    // What we owe the holder: overpayments not yet used or refunded.
-    let credit_ore = -ledger::balance(&mut conn, &account::caller_credit(n)).await?;
-    let steps = rows_json(
-        &mut conn,
-        "select to_jsonb(s) from collection_steps s join invoices i on i.id = s.invoice_id where i.number = $1 order by s.id",
-        n,
-    )
-    .await?;
-    let plans = rows_json(
-        &mut conn,
-        "select to_jsonb(p) from installment_plans p where p.number = $1 order by p.id",
-        n,
-    )
-    .await?;
-    let disputes = rows_json(
-        &mut conn,
-        "select to_jsonb(d) - 'evidence' from disputes d join invoices i on i.id = d.invoice_id where i.number = $1 order by d.id",
-        n,
-    )
-    .await?;
-    let extracts = rows_json(
-        &mut conn,
-        "select to_jsonb(x) from data_extracts x where x.number = $1 order by x.id",
-        n,
-    )
-    .await?;
+    let PersonalRecords {
+        holder,
+        numbers,
+        calls,
+        consents,
+        extracts,
+    } = personal_records(&mut conn, n).await?;
+    let LedgerRecords {
+        invoices,
+        payments,
+        credit_ore,
+        steps,
+        plans,
+        disputes,
+    } = ledger_records(&mut conn, n).await?;
     let json = json!({
         "number": n,
         "generated_at": now,
@@ -353,6 +297,120 @@ pub async fn extract(
     })
 }
 
+/// What an extract shows about the person: holder, number, calls,
+/// consents and earlier extracts, each row as JSON.
+struct PersonalRecords {
+    holder: Vec<Value>,
+    numbers: Vec<Value>,
+    calls: Vec<Value>,
+    consents: Vec<Value>,
+    extracts: Vec<Value>,
+}
+
+async fn personal_records(conn: &mut PgConnection, n: &str) -> SettlementResult<PersonalRecords> {
+    let holder = rows_json(
+        &mut *conn,
+        "select to_jsonb(h) - 'id' from holders h join numbers n on n.holder_id = h.id where n.number = $1",
+        n,
+    )
+    .await?;
+    let numbers = rows_json(
+        &mut *conn,
+        "select to_jsonb(n) - 'holder_id' from numbers n where n.number = $1",
+        n,
+    )
+    .await?;
+    let calls = rows_json(
+        &mut *conn,
+        "select to_jsonb(u) from usage u where u.number = $1 order by u.started_at",
+        n,
+    )
+    .await?;
+    let consents = rows_json(
+        &mut *conn,
+        "select to_jsonb(c) from consents c where c.number = $1 order by c.authorized_at",
+        n,
+    )
+    .await?;
+    let extracts = rows_json(
+        &mut *conn,
+        "select to_jsonb(x) from data_extracts x where x.number = $1 order by x.id",
+        n,
+    )
+    .await?;
+    Ok(PersonalRecords {
+        holder,
+        numbers,
+        calls,
+        consents,
+        extracts,
+    })
+}
+
+/// What an extract shows from the books: invoices with their lines,
+/// payments (each once, with where its money went), what we owe the holder,
+/// collection steps, plans and disputes.
+struct LedgerRecords {
+    invoices: Vec<Value>,
+    payments: Vec<Value>,
+    credit_ore: i64,
+    steps: Vec<Value>,
+    plans: Vec<Value>,
+    disputes: Vec<Value>,
+}
+
+async fn ledger_records(conn: &mut PgConnection, n: &str) -> SettlementResult<LedgerRecords> {
+    let invoices = rows_json(
+        &mut *conn,
+        "select to_jsonb(i) || jsonb_build_object('lines',
+            (select coalesce(jsonb_agg(to_jsonb(l) - 'invoice_id' order by l.id), '[]') from invoice_lines l where l.invoice_id = i.id))
+         from invoices i where i.number = $1 order by i.id",
+        n,
+    )
+    .await?;
+    // Each payment once, with where its money went (an invoice, the credit).
+    let payments = rows_json(
+        &mut *conn,
+        "select to_jsonb(p) - 'raw' || jsonb_build_object('allocations',
+            (select jsonb_agg(jsonb_build_object('kind', a.kind, 'invoice_id', a.invoice_id, 'amount_ore', a.amount_ore)
+                              order by a.id)
+             from payment_allocations a where a.payment_id = p.id and a.number = $1))
+         from payments p
+         where p.id in (select a.payment_id from payment_allocations a where a.number = $1)
+         order by p.id",
+        n,
+    )
+    .await?;
+    // What we owe the holder: overpayments not yet used or refunded.
+    let credit_ore = -ledger::balance(&mut *conn, &account::caller_credit(n)).await?;
+    let steps = rows_json(
+        &mut *conn,
+        "select to_jsonb(s) from collection_steps s join invoices i on i.id = s.invoice_id where i.number = $1 order by s.id",
+        n,
+    )
+    .await?;
+    let plans = rows_json(
+        &mut *conn,
+        "select to_jsonb(p) from installment_plans p where p.number = $1 order by p.id",
+        n,
+    )
+    .await?;
+    let disputes = rows_json(
+        &mut *conn,
+        "select to_jsonb(d) - 'evidence' from disputes d join invoices i on i.id = d.invoice_id where i.number = $1 order by d.id",
+        n,
+    )
+    .await?;
+    Ok(LedgerRecords {
+        invoices,
+        payments,
+        credit_ore,
+        steps,
+        plans,
+        disputes,
+    })
+}
+
 fn ore(v: &Value) -> String {
     Money::ore_unchecked(v.as_i64().unwrap_or(0)).to_swedish()
 }
@@ -360,134 +418,17 @@ fn ore(v: &Value) -> String {
 /// The extract as readable Swedish text.
 fn readable(x: &Value, free: bool) -> String {
     let mut out = String::new();
-    let number = x["number"].as_str().unwrap_or("");
-    let national = E164::parse(number)
-        .map(|n| n.national_display())
-        .unwrap_or_default();
-    out.push_str(&format!("Registerutdrag för {national} ({number})\n"));
-    out.push_str(&format!(
-        "Upprättat {}\n",
-        x["generated_at"].as_str().unwrap_or("")
-    ));
-    if !free {
-        out.push_str("Ett utdrag har redan lämnats under de senaste tolv månaderna.\n");
-    }
-    out.push_str("\nÄndamål: fakturering av samtal från numret, bokföring (sparas i 7 år), indrivning av obetalda fakturor.\n");
-    let h = &x["holder"];
-    out.push_str("\nInnehavare\n");
-    if h.is_null() {
-        out.push_str("  inga uppgifter registrerade\n");
-    } else {
-        out.push_str(&format!(
-            "  kundnummer: {}\n",
-            h["customer_number"].as_str().unwrap_or("")
-        ));
-        out.push_str(&format!(
-            "  namn: {}\n",
-            h["name"].as_str().unwrap_or("(saknas)")
-        ));
-        let addr: Vec<&str> = h["address_lines"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|l| l.as_str()).collect())
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "  adress: {}\n",
-            if addr.is_empty() {
-                "(saknas)".into()
-            } else {
-                addr.join(", ")
-            }
-        ));
-        out.push_str(&format!(
-            "  e-post: {}\n",
-            h["email"].as_str().unwrap_or("(saknas)")
-        ));
-        out.push_str(&format!(
-            "  personnummer: {}\n",
-            h["personal_number"].as_str().unwrap_or("(saknas)")
-        ));
-        out.push_str(&format!(
-            "  fakturor skickas med: {}\n",
-            h["invoice_delivery"].as_str().unwrap_or("")
-        ));
-        out.push_str(&format!(
-            "  direktreklam: {}\n",
-            if h["marketing_opt_out"].as_bool().unwrap_or(false) {
-                "spärrad"
-            } else {
-                "tillåten"
-            }
-        ));
-    }
-    let section = |out: &mut String, title: &str, items: &Value, f: &dyn Fn(&Value) -> String| {
-        let list = items.as_array().cloned().unwrap_or_default();
-        out.push_str(&format!("\n{title} ({})\n", list.len()));
-        for item in &list {
-            out.push_str(&format!("  {}\n", f(item)));
-        }
-    };
-    section(&mut out, "Fakturor", &x["invoices"], &|i| {
-        format!(
-            "{} {} OCR {}: {} att betala, {} betalt, status {}, förfallodag {}",
-            i["issue_date"].as_str().unwrap_or(""),
-            i["kind"].as_str().unwrap_or(""),
-            i["ocr"].as_str().unwrap_or(""),
-            ore(&i["total_ore"]),
-            ore(&i["paid_ore"]),
-            i["status"].as_str().unwrap_or(""),
-            i["due_date"].as_str().unwrap_or("")
-        )
-    });
-    section(&mut out, "Samtal", &x["calls"], &|c| {
-        format!(
-            "{} till {}: {} s, {}",
-            c["started_at"].as_str().unwrap_or(""),
-            c["service_number"].as_str().unwrap_or(""),
-            c["duration_seconds"].as_i64().unwrap_or(0),
-            ore(&c["charge_ore"])
-        )
-    });
+    readable_header(&mut out, x, free);
+    readable_holder(&mut out, &x["holder"]);
+    section(&mut out, "Fakturor", &x["invoices"], &invoice_line);
+    section(&mut out, "Samtal", &x["calls"], &call_line);
     section(
         &mut out,
         "Godkännanden (samtycken)",
         &x["consents"],
-        &|c| {
-            format!(
-                "{} samtal {}: 18 år {}, eget nummer {}, pris godkänt {} (villkor {})",
-                c["authorized_at"].as_str().unwrap_or(""),
-                c["call_id"].as_str().unwrap_or(""),
-                yes(&c["age_confirmed"]),
-                yes(&c["own_number_confirmed"]),
-                yes(&c["terms_accepted"]),
-                c["terms_id"].as_str().unwrap_or("")
-            )
-        },
+        &consent_line,
     );
-    section(&mut out, "Betalningar", &x["payments"], &|p| {
-        let went: Vec<String> = p["allocations"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|a| match a["kind"].as_str() {
-                        Some("invoice") => format!(
-                            "{} till faktura {}",
-                            ore(&a["amount_ore"]),
-                            a["invoice_id"].as_i64().unwrap_or(0)
-                        ),
-                        Some("credit") => format!("{} tillgodo", ore(&a["amount_ore"])),
-                        _ => ore(&a["amount_ore"]),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        format!(
-            "{} {}: {} ({})",
-            p["paid_on"].as_str().unwrap_or(""),
-            p["channel"].as_str().unwrap_or(""),
-            ore(&p["amount_ore"]),
-            went.join(", ")
-        )
-    });
+    section(&mut out, "Betalningar", &x["payments"], &payment_line);
     let credit = x["credit_ore"].as_i64().unwrap_or(0);
     out.push_str(&format!(
         "\nTillgodohavande: {}{}\n",
@@ -502,37 +443,180 @@ fn readable(x: &Value, free: bool) -> String {
         &mut out,
         "Påminnelser och inkasso",
         &x["collection_steps"],
-        &|s| {
-            format!(
-                "{} {}: avgift {}",
-                s["on_date"].as_str().unwrap_or(""),
-                s["step"].as_str().unwrap_or(""),
-                ore(&s["fee_ore"])
-            )
-        },
+        &step_line,
     );
     section(
         &mut out,
         "Avbetalningsplaner",
         &x["installment_plans"],
-        &|p| {
-            format!(
-                "{}: {} per månad, status {}",
-                ore(&p["total_ore"]),
-                ore(&p["monthly_ore"]),
-                p["status"].as_str().unwrap_or("")
-            )
-        },
+        &plan_line,
     );
-    section(&mut out, "Invändningar", &x["disputes"], &|d| {
-        format!(
-            "{}: {} ({})",
-            d["opened_at"].as_str().unwrap_or(""),
-            d["reason"].as_str().unwrap_or(""),
-            d["status"].as_str().unwrap_or("")
-        )
-    });
+    section(&mut out, "Invändningar", &x["disputes"], &dispute_line);
     out
+}
+
+/// Whose extract, when, and why the data is kept.
+fn readable_header(out: &mut String, x: &Value, free: bool) {
+    let number = x["number"].as_str().unwrap_or("");
+    let national = E164::parse(number)
+        .map(|n| n.national_display())
+        .unwrap_or_default();
+    out.push_str(&format!("Registerutdrag för {national} ({number})\n"));
+    out.push_str(&format!(
+        "Upprättat {}\n",
+        x["generated_at"].as_str().unwrap_or("")
+    ));
+    if !free {
+        out.push_str("Ett utdrag har redan lämnats under de senaste tolv månaderna.\n");
+    }
+    out.push_str("\nÄndamål: fakturering av samtal från numret, bokföring (sparas i 7 år), indrivning av obetalda fakturor.\n");
+}
+
+/// The holder's details, or that none are on file.
+fn readable_holder(out: &mut String, h: &Value) {
+    out.push_str("\nInnehavare\n");
+    if h.is_null() {
+        out.push_str("  inga uppgifter registrerade\n");
+        return;
+    }
+    out.push_str(&format!(
+        "  kundnummer: {}\n",
+        h["customer_number"].as_str().unwrap_or("")
+    ));
+    out.push_str(&format!(
+        "  namn: {}\n",
+        h["name"].as_str().unwrap_or("(saknas)")
+    ));
+    let addr: Vec<&str> = h["address_lines"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l.as_str()).collect())
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "  adress: {}\n",
+        if addr.is_empty() {
+            "(saknas)".into()
+        } else {
+            addr.join(", ")
+        }
+    ));
+    out.push_str(&format!(
+        "  e-post: {}\n",
+        h["email"].as_str().unwrap_or("(saknas)")
+    ));
+    out.push_str(&format!(
+        "  personnummer: {}\n",
+        h["personal_number"].as_str().unwrap_or("(saknas)")
+    ));
+    out.push_str(&format!(
+        "  fakturor skickas med: {}\n",
+        h["invoice_delivery"].as_str().unwrap_or("")
+    ));
+    out.push_str(&format!(
+        "  direktreklam: {}\n",
+        if h["marketing_opt_out"].as_bool().unwrap_or(false) {
+            "spärrad"
+        } else {
+            "tillåten"
+        }
+    ));
+}
+
+/// A titled list with its count, one line per item.
+fn section(out: &mut String, title: &str, items: &Value, f: &dyn Fn(&Value) -> String) {
+    let list = items.as_array().cloned().unwrap_or_default();
+    out.push_str(&format!("\n{title} ({})\n", list.len()));
+    for item in &list {
+        out.push_str(&format!("  {}\n", f(item)));
+    }
+}
+
+fn invoice_line(i: &Value) -> String {
+    format!(
+        "{} {} OCR {}: {} att betala, {} betalt, status {}, förfallodag {}",
+        i["issue_date"].as_str().unwrap_or(""),
+        i["kind"].as_str().unwrap_or(""),
+        i["ocr"].as_str().unwrap_or(""),
+        ore(&i["total_ore"]),
+        ore(&i["paid_ore"]),
+        i["status"].as_str().unwrap_or(""),
+        i["due_date"].as_str().unwrap_or("")
+    )
+}
+
+fn call_line(c: &Value) -> String {
+    format!(
+        "{} till {}: {} s, {}",
+        c["started_at"].as_str().unwrap_or(""),
+        c["service_number"].as_str().unwrap_or(""),
+        c["duration_seconds"].as_i64().unwrap_or(0),
+        ore(&c["charge_ore"])
+    )
+}
+
+fn consent_line(c: &Value) -> String {
+    format!(
+        "{} samtal {}: 18 år {}, eget nummer {}, pris godkänt {} (villkor {})",
+        c["authorized_at"].as_str().unwrap_or(""),
+        c["call_id"].as_str().unwrap_or(""),
+        yes(&c["age_confirmed"]),
+        yes(&c["own_number_confirmed"]),
+        yes(&c["terms_accepted"]),
+        c["terms_id"].as_str().unwrap_or("")
+    )
+}
+
+/// A payment and where its money went.
+fn payment_line(p: &Value) -> String {
+    let went: Vec<String> = p["allocations"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|a| match a["kind"].as_str() {
+                    Some("invoice") => format!(
+                        "{} till faktura {}",
+                        ore(&a["amount_ore"]),
+                        a["invoice_id"].as_i64().unwrap_or(0)
+                    ),
+                    Some("credit") => format!("{} tillgodo", ore(&a["amount_ore"])),
+                    _ => ore(&a["amount_ore"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{} {}: {} ({})",
+        p["paid_on"].as_str().unwrap_or(""),
+        p["channel"].as_str().unwrap_or(""),
+        ore(&p["amount_ore"]),
+        went.join(", ")
+    )
+}
+
+fn step_line(s: &Value) -> String {
+    format!(
+        "{} {}: avgift {}",
+        s["on_date"].as_str().unwrap_or(""),
+        s["step"].as_str().unwrap_or(""),
+        ore(&s["fee_ore"])
+    )
+}
+
+fn plan_line(p: &Value) -> String {
+    format!(
+        "{}: {} per månad, status {}",
+        ore(&p["total_ore"]),
+        ore(&p["monthly_ore"]),
+        p["status"].as_str().unwrap_or("")
+    )
+}
+
+fn dispute_line(d: &Value) -> String {
+    format!(
+        "{}: {} ({})",
+        d["opened_at"].as_str().unwrap_or(""),
+        d["reason"].as_str().unwrap_or(""),
+        d["status"].as_str().unwrap_or("")
+    )
 }
 
 fn yes(v: &Value) -> &'static str {
@@ -615,183 +699,18 @@ pub async fn erase<S: Store>(
     let n = number.as_str();
     let mut tx = s.pool.begin().await?;
     ensure_number(&mut tx, n).await?;
-    let holder_id: Option<i64> =
-        sqlx::query_scalar("select holder_id from numbers where number = $1 for update")
-            .bind(n)
-            .fetch_one(&mut *tx)
-            .await?;
-    let numbers: Vec<String> = match holder_id {
+    let (holder_id, numbers) = holder_numbers(&mut tx, n).await?;
+    check_erasable(s, &mut tx, &number, &numbers).await?;
+    let holder_erased = match holder_id {
         Some(id) => {
-            sqlx::query_scalar(
-                "select number from numbers where holder_id = $1 order by number for update",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?
+            erase_holder(&mut tx, id, s.now()).await?;
+            true
         }
-        None => vec![n.to_string()],
+        None => false,
     };
-    let (open, disputed, uninvoiced, plans): (i64, i64, i64, i64) = sqlx::query_as(
-        "select (select count(*) from invoices where number = any($1) and status in ('open', 'held')),
-                (select count(*) from disputes d join invoices i on i.id = d.invoice_id
-                  where i.number = any($1) and d.status = 'open'),
-                (select count(*) from usage where number = any($1) and funding = 'postpaid' and invoice_id is null),
-                (select count(*) from installment_plans where number = any($1) and status = 'active')",
-    )
-    .bind(&numbers)
-    .fetch_one(&mut *tx)
-    .await?;
-    if open + disputed + uninvoiced + plans > 0 {
-        return Err(SettlementError::Refused(format!(
-            "cannot erase {}: {open} open invoice(s), {disputed} open dispute(s), {uninvoiced} call(s) not yet invoiced, {plans} active plan(s) (GDPR Art. 17(3)(e))",
-            number.masked()
-        )));
-    }
-    let mut credit_ore = 0;
-    for num in &numbers {
-        credit_ore -= ledger::balance(&mut tx, &account::caller_credit(num)).await?;
-    }
-    if credit_ore > 0 {
-        return Err(SettlementError::Refused(format!(
-            "cannot erase {}: we owe the holder {} (an overpayment held as credit); refund it or let an invoice use it first, since the refund needs the holder's name and address",
-            number.masked(),
-            Money::ore_unchecked(credit_ore).to_swedish()
-        )));
-    }
-    for num in &numbers {
-        let parsed = E164::parse(num).map_err(|e| SettlementError::Invalid(e.to_string()))?;
-        let account = s.store.account(&parsed).await?;
-        if account.pending > Money::ZERO
-            || account.unbilled > Money::ZERO
-            || account.invoiced_unpaid > Money::ZERO
-        {
-            return Err(SettlementError::Refused(format!(
-                "cannot erase {}: the state store still holds money for it (calls in progress or not yet settled)",
-                parsed.masked()
-            )));
-        }
-    }
-
-    let mut holder_erased = false;
-    if let Some(id) = holder_id {
-        sqlx::query(
-            "update holders set name = null, address_lines = '{}', email = null, personal_number = null,
-               marketing_opt_out = false, marketing_address = null, email_bounced_at = null,
-               erased_at = $2, updated_at = $2
-             where id = $1",
-        )
-        .bind(id)
-        .bind(s.now())
-        .execute(&mut *tx)
-        .await?;
-        holder_erased = true;
-    }
     let redacted = json!({ "redacted": REDACTED });
-    // Events keyed by the number's calls (collected before the consents go).
-    let call_ids: Vec<String> = sqlx::query_scalar(
-        "select call_id from usage where number = any($1) union select call_id from consents where number = any($1)",
-    )
-    .bind(&numbers)
-    .fetch_all(&mut *tx)
-    .await?;
-    let call_event_ids: Vec<String> = call_ids
-        .iter()
-        .flat_map(|c| {
-            [
-                ids::usage(c),
-                ids::consent(c),
-                ids::expired(c),
-                ids::voided(c),
-                ids::prepaid_debit(c),
-            ]
-        })
-        .collect();
-    sqlx::query("update events set payload = $2 where event_id = any($1)")
-        .bind(&call_event_ids)
-        .bind(&redacted)
-        .execute(&mut *tx)
-        .await?;
-    for num in &numbers {
-        for prefix in ids::number_prefixes(num) {
-            // The predicate of the partial index on the rare kinds' ids (migration 0006).
-            sqlx::query(
-                "update events set payload = $2
-                 where event_id like $1 and kind not in ('usage_posted', 'consent_recorded')",
-            )
-            .bind(format!("{}%", like_escape(&prefix)))
-            .bind(&redacted)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("update dead_letters set payload = $2 where strpos(payload, $1) > 0")
-            .bind(num)
-            .bind(REDACTED)
-            .execute(&mut *tx)
-            .await?;
-        // A prepaid order's receipt address may be the number.
-        let national = E164::parse(num)
-            .map(|e| e.national_display())
-            .unwrap_or_default();
-        sqlx::query(
-            "update prepaid_orders set deliver_to = '' where deliver_to = $1 or deliver_to = $2",
-        )
-        .bind(num)
-        .bind(&national)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let consents_deleted = sqlx::query("delete from consents where number = any($1)")
-        .bind(&numbers)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    // Prepaid calls are not on any invoice: the number is not bookkeeping there.
-    sqlx::query("update usage set number = null where number = any($1) and funding = 'prepaid'")
-        .bind(&numbers)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "update disputes set evidence = '[]'::jsonb, reason = $2,
-                resolution = case when resolution is null then null else $2 end
-         where invoice_id in (select id from invoices where number = any($1))",
-    )
-    .bind(&numbers)
-    .bind(REDACTED)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("update installment_plans set note = '' where number = any($1)")
-        .bind(&numbers)
-        .execute(&mut *tx)
-        .await?;
-    // The payments stay (with their amount, date, channel and reference);
-    // who paid, from where and with what message goes.
-    sqlx::query(
-        "update payments set payer_name = null, payer_alias = null,
-                raw = raw - array['payer_bankgiro', 'payer_name', 'payer_extra_name', 'address', 'postcode',
-                                  'city', 'country_code', 'info', 'payerAlias', 'payer_alias', 'payerSSN',
-                                  'message']
-         where id in (select payment_id from payment_allocations where number = any($1))",
-    )
-    .bind(&numbers)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "update audit_log set details = $2
-         where subject = any($1)
-            or exists (select 1 from unnest($1::text[]) as m(num) where strpos(details::text, m.num) > 0)",
-    )
-    .bind(&numbers)
-    .bind(&redacted)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("delete from store_ops where number = any($1) and applied_at is not null")
-        .bind(&numbers)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("delete from data_extracts where number = any($1)")
-        .bind(&numbers)
-        .execute(&mut *tx)
-        .await?;
+    redact_events(&mut tx, &numbers, &redacted).await?;
+    let consents_deleted = redact_records(&mut tx, &numbers, &redacted).await?;
     audit(
         &mut tx,
         actor,
@@ -817,6 +736,223 @@ pub async fn erase<S: Store>(
             .flat_map(|(tables, _)| tables.iter().copied())
             .collect(),
     })
+}
+
+/// The number's holder (locked), and every number of that holder (locked):
+/// they are erased together. Without a holder, just the number.
+async fn holder_numbers(
+    tx: &mut PgConnection,
+    n: &str,
+) -> SettlementResult<(Option<i64>, Vec<String>)> {
+    let holder_id: Option<i64> =
+        sqlx::query_scalar("select holder_id from numbers where number = $1 for update")
+            .bind(n)
+            .fetch_one(&mut *tx)
+            .await?;
+    let numbers: Vec<String> = match holder_id {
+        Some(id) => {
+            sqlx::query_scalar(
+                "select number from numbers where holder_id = $1 order by number for update",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        None => vec![n.to_string()],
+    };
+    Ok((holder_id, numbers))
+}
+
+/// Refuses the erasure while a debt is open or disputed, usage is not yet
+/// invoiced or a plan runs (GDPR Art. 17(3)(e)), while we owe the holder
+/// money, or while the state store still holds money for a number.
+async fn check_erasable<S: Store>(
+    s: &Settlement<S>,
+    tx: &mut PgConnection,
+    number: &E164,
+    numbers: &[String],
+) -> SettlementResult<()> {
+    let (open, disputed, uninvoiced, plans): (i64, i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from invoices where number = any($1) and status in ('open', 'held')),
+                (select count(*) from disputes d join invoices i on i.id = d.invoice_id
+                  where i.number = any($1) and d.status = 'open'),
+                (select count(*) from usage where number = any($1) and funding = 'postpaid' and invoice_id is null),
+                (select count(*) from installment_plans where number = any($1) and status = 'active')",
+    )
+    .bind(numbers)
+    .fetch_one(&mut *tx)
+    .await?;
+    if open + disputed + uninvoiced + plans > 0 {
+        return Err(SettlementError::Refused(format!(
+            "cannot erase {}: {open} open invoice(s), {disputed} open dispute(s), {uninvoiced} call(s) not yet invoiced, {plans} active plan(s) (GDPR Art. 17(3)(e))",
+            number.masked()
+        )));
+    }
+    let mut credit_ore = 0;
+    for num in numbers {
+        credit_ore -= ledger::balance(&mut *tx, &account::caller_credit(num)).await?;
+    }
+    if credit_ore > 0 {
+        return Err(SettlementError::Refused(format!(
+            "cannot erase {}: we owe the holder {} (an overpayment held as credit); refund it or let an invoice use it first, since the refund needs the holder's name and address",
+            number.masked(),
+            Money::ore_unchecked(credit_ore).to_swedish()
+        )));
+    }
+    for num in numbers {
+        let parsed = E164::parse(num).map_err(|e| SettlementError::Invalid(e.to_string()))?;
+        let account = s.store.account(&parsed).await?;
+        if account.pending > Money::ZERO
+            || account.unbilled > Money::ZERO
+            || account.invoiced_unpaid > Money::ZERO
+        {
+            return Err(SettlementError::Refused(format!(
+                "cannot erase {}: the state store still holds money for it (calls in progress or not yet settled)",
+                parsed.masked()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The holder's personal details, cleared; the row stays (`erased_at`).
+async fn erase_holder(tx: &mut PgConnection, id: i64, now: DateTime<Utc>) -> SettlementResult<()> {
+    sqlx::query(
+        "update holders set name = null, address_lines = '{}', email = null, personal_number = null,
+           marketing_opt_out = false, marketing_address = null, email_bounced_at = null,
+           erased_at = $2, updated_at = $2
+         where id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The events and dead letters that carry the numbers, redacted; a prepaid
+/// order's receipt address cleared.
+async fn redact_events(
+    tx: &mut PgConnection,
+    numbers: &[String],
+    redacted: &serde_json::Value,
+) -> SettlementResult<()> {
+    // Events keyed by the number's calls (collected before the consents go).
+    let call_ids: Vec<String> = sqlx::query_scalar(
+        "select call_id from usage where number = any($1) union select call_id from consents where number = any($1)",
+    )
+    .bind(numbers)
+    .fetch_all(&mut *tx)
+    .await?;
+    let call_event_ids: Vec<String> = call_ids
+        .iter()
+        .flat_map(|c| {
+            [
+                ids::usage(c),
+                ids::consent(c),
+                ids::expired(c),
+                ids::voided(c),
+                ids::prepaid_debit(c),
+            ]
+        })
+        .collect();
+    sqlx::query("update events set payload = $2 where event_id = any($1)")
+        .bind(&call_event_ids)
+        .bind(redacted)
+        .execute(&mut *tx)
+        .await?;
+    for num in numbers {
+        for prefix in ids::number_prefixes(num) {
+            // The predicate of the partial index on the rare kinds' ids (migration 0006).
+            sqlx::query(
+                "update events set payload = $2
+                 where event_id like $1 and kind not in ('usage_posted', 'consent_recorded')",
+            )
+            .bind(format!("{}%", like_escape(&prefix)))
+            .bind(redacted)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("update dead_letters set payload = $2 where strpos(payload, $1) > 0")
+            .bind(num)
+            .bind(REDACTED)
+            .execute(&mut *tx)
+            .await?;
+        // A prepaid order's receipt address may be the number.
+        let national = E164::parse(num)
+            .map(|e| e.national_display())
+            .unwrap_or_default();
+        sqlx::query(
+            "update prepaid_orders set deliver_to = '' where deliver_to = $1 or deliver_to = $2",
+        )
+        .bind(num)
+        .bind(&national)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The records that stay for bookkeeping lose what identifies the holder;
+/// consents go. Returns how many consents were deleted.
+async fn redact_records(
+    tx: &mut PgConnection,
+    numbers: &[String],
+    redacted: &serde_json::Value,
+) -> SettlementResult<u64> {
+    let consents_deleted = sqlx::query("delete from consents where number = any($1)")
+        .bind(numbers)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    // Prepaid calls are not on any invoice: the number is not bookkeeping there.
+    sqlx::query("update usage set number = null where number = any($1) and funding = 'prepaid'")
+        .bind(numbers)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update disputes set evidence = '[]'::jsonb, reason = $2,
+                resolution = case when resolution is null then null else $2 end
+         where invoice_id in (select id from invoices where number = any($1))",
+    )
+    .bind(numbers)
+    .bind(REDACTED)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("update installment_plans set note = '' where number = any($1)")
+        .bind(numbers)
+        .execute(&mut *tx)
+        .await?;
+    // The payments stay (with their amount, date, channel and reference);
+    // who paid, from where and with what message goes.
+    sqlx::query(
+        "update payments set payer_name = null, payer_alias = null,
+                raw = raw - array['payer_bankgiro', 'payer_name', 'payer_extra_name', 'address', 'postcode',
+                                  'city', 'country_code', 'info', 'payerAlias', 'payer_alias', 'payerSSN',
+                                  'message']
+         where id in (select payment_id from payment_allocations where number = any($1))",
+    )
+    .bind(numbers)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update audit_log set details = $2
+         where subject = any($1)
+            or exists (select 1 from unnest($1::text[]) as m(num) where strpos(details::text, m.num) > 0)",
+    )
+    .bind(numbers)
+    .bind(redacted)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from store_ops where number = any($1) and applied_at is not null")
+        .bind(numbers)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from data_extracts where number = any($1)")
+        .bind(numbers)
+        .execute(&mut *tx)
+        .await?;
+    Ok(consents_deleted)
 }
 
 /// `text` as a literal LIKE pattern (the default escape character is `\`).

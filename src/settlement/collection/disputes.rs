@@ -32,17 +32,19 @@
 //! plan acknowledged the debt (R18). Every change is one transaction and is
 //! audited; refusals write nothing.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::VatRate;
+use crate::settlement::collection::claim::{
+    is_overdue, lock_invoice, other_overdue, record_step, InvoiceRow,
+};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::ladder::{is_overdue, lock_invoice, other_overdue, record_step};
 use crate::settlement::ledger::{self, account, Txn};
-use crate::settlement::{calendar, credit_note, invoicing};
+use crate::settlement::{billing::credit_note, billing::invoicing, calendar};
 use crate::store::Store;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -108,37 +110,8 @@ pub async fn open_dispute<S: Store>(
     let inv = lock_invoice(&mut tx, invoice_id)
         .await?
         .ok_or_else(|| SettlementError::NotFound(format!("invoice {invoice_id}")))?;
-    if inv.status != "open" || inv.outstanding_ore() == 0 {
-        return Err(SettlementError::Refused(format!(
-            "invoice {invoice_id} is {} with nothing outstanding; there is no claim to dispute",
-            inv.status
-        )));
-    }
-    if inv.disputed {
-        return Err(SettlementError::Refused(format!(
-            "invoice {invoice_id} is already disputed"
-        )));
-    }
-    if inv.plan_active {
-        return Err(SettlementError::Refused(format!(
-            "invoice {invoice_id} is in installment plan {}, which acknowledged the debt",
-            inv.plan_id.unwrap_or_default()
-        )));
-    }
-    let evidence: serde_json::Value = sqlx::query_scalar(
-        "select coalesce(jsonb_agg(to_jsonb(c) order by c.authorized_at, c.call_id), '[]'::jsonb)
-         from consents c
-         where c.call_id in (select l.call_id from invoice_lines l where l.invoice_id = $1 and l.kind = 'call')",
-    )
-    .bind(invoice_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let calls: i64 = sqlx::query_scalar(
-        "select count(*) from invoice_lines where invoice_id = $1 and kind = 'call'",
-    )
-    .bind(invoice_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    check_disputable(&inv)?;
+    let (evidence, calls) = consent_evidence(&mut tx, invoice_id).await?;
     let evidence_calls = evidence.as_array().map_or(0, |a| a.len());
     let now = s.now();
     let id: i64 = sqlx::query_scalar(
@@ -156,30 +129,7 @@ pub async fn open_dispute<S: Store>(
         .bind(invoice_id)
         .execute(&mut *tx)
         .await?;
-    // Once per invoice; a later dispute of the same invoice is in `disputes` and the audit log.
-    record_step(
-        &mut tx,
-        invoice_id,
-        "paused_dispute",
-        today,
-        0,
-        0,
-        None,
-        &format!("dispute {id}"),
-    )
-    .await?;
-    let grace = s.policy.payment_grace_bank_days;
-    if is_overdue(inv.due_date, inv.stage_due_date, today, grace)
-        && !other_overdue(&mut tx, &inv.number, &[invoice_id], today, grace).await?
-    {
-        queue_store_op(
-            &mut tx,
-            "set_block",
-            &inv.number,
-            json!({ "blocked": false, "reason": format!("invoice {} disputed", inv.ocr) }),
-        )
-        .await?;
-    }
+    pause_for_dispute(&mut tx, &inv, id, today, s.policy.payment_grace_bank_days).await?;
     audit(
         &mut tx,
         actor,
@@ -241,59 +191,10 @@ pub async fn resolve_dispute<S: Store>(
     let mut details = json!({ "dispute_id": dispute_id, "invoice_id": invoice_id,
                               "outcome": outcome.as_str(), "resolution": resolution });
     if upheld {
-        let credit = inv.outstanding_ore();
-        if credit > 0 {
-            let note = credit_note::credit_note(&invoice_parts(&mut tx, invoice_id).await?);
-            if note.total_ore() != credit {
-                return Err(SettlementError::Invalid(format!(
-                    "invoice {invoice_id}: its parts explain {} öre of the {credit} öre outstanding",
-                    note.total_ore()
-                )));
-            }
-            book_credit_note(&mut tx, &inv, dispute_id, &note, now).await?;
-            let clear_overdue =
-                !other_overdue(&mut tx, &inv.number, &[invoice_id], today, grace).await?;
-            queue_store_op(
-                &mut tx,
-                "apply_payment",
-                &inv.number,
-                json!({ "payment_id": format!("credit-dispute-{dispute_id}"), "amount_ore": credit,
-                        "clear_overdue": clear_overdue, "first_invoice_paid": false }),
-            )
-            .await?;
-        }
-        sqlx::query(
-            "update invoices set status = case when status = 'open' then 'credited' else status end,
-                    credited_at = case when status = 'open' then $3 else credited_at end,
-                    disputed = false, credits_ore = credits_ore + $2, total_ore = total_ore - $2
-             where id = $1",
-        )
-        .bind(invoice_id)
-        .bind(credit)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let credit = uphold(&mut tx, &inv, dispute_id, now, today, grace).await?;
         details["credited_ore"] = json!(credit);
     } else {
-        // Never less time than the claim had (R19; module doc).
-        let new_due = calendar::due_date_after(today, s.policy.reminder_due_days)
-            .max(inv.due_date)
-            .max(inv.stage_due_date);
-        sqlx::query("update invoices set disputed = false, stage_due_date = $2 where id = $1")
-            .bind(invoice_id)
-            .bind(new_due)
-            .execute(&mut *tx)
-            .await?;
-        let still_open = inv.status == "open" && inv.outstanding_ore() > 0 && !inv.plan_active;
-        if still_open && is_overdue(inv.due_date, new_due, today, grace) {
-            queue_store_op(
-                &mut tx,
-                "set_block",
-                &inv.number,
-                json!({ "blocked": true, "reason": format!("invoice {} overdue (dispute rejected)", inv.ocr) }),
-            )
-            .await?;
-        }
+        let new_due = reject(&mut tx, &inv, s.policy.reminder_due_days, today, grace).await?;
         details["new_due_date"] = json!(new_due);
     }
     sqlx::query(
@@ -310,6 +211,168 @@ pub async fn resolve_dispute<S: Store>(
     let dispute = load(&mut tx, dispute_id).await?;
     tx.commit().await?;
     Ok(dispute)
+}
+
+/// Only an open claim with something outstanding, not already disputed and
+/// not in a kept plan (which acknowledged the debt) can be disputed.
+fn check_disputable(inv: &InvoiceRow) -> SettlementResult<()> {
+    let invoice_id = inv.id;
+    if inv.status != "open" || inv.outstanding_ore() == 0 {
+        return Err(SettlementError::Refused(format!(
+            "invoice {invoice_id} is {} with nothing outstanding; there is no claim to dispute",
+            inv.status
+        )));
+    }
+    if inv.disputed {
+        return Err(SettlementError::Refused(format!(
+            "invoice {invoice_id} is already disputed"
+        )));
+    }
+    if inv.plan_active {
+        return Err(SettlementError::Refused(format!(
+            "invoice {invoice_id} is in installment plan {}, which acknowledged the debt",
+            inv.plan_id.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// The consent evidence of every call on the invoice, and how many calls
+/// it has.
+async fn consent_evidence(
+    tx: &mut PgConnection,
+    invoice_id: i64,
+) -> SettlementResult<(serde_json::Value, i64)> {
+    let evidence: serde_json::Value = sqlx::query_scalar(
+        "select coalesce(jsonb_agg(to_jsonb(c) order by c.authorized_at, c.call_id), '[]'::jsonb)
+         from consents c
+         where c.call_id in (select l.call_id from invoice_lines l where l.invoice_id = $1 and l.kind = 'call')",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let calls: i64 = sqlx::query_scalar(
+        "select count(*) from invoice_lines where invoice_id = $1 and kind = 'call'",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok((evidence, calls))
+}
+
+/// The disputed claim leaves the ladder: a `paused_dispute` step, and the
+/// overdue block lifted when no other claim keeps it (R7, R19).
+async fn pause_for_dispute(
+    tx: &mut PgConnection,
+    inv: &InvoiceRow,
+    id: i64,
+    today: NaiveDate,
+    grace: u32,
+) -> SettlementResult<()> {
+    let invoice_id = inv.id;
+    // Once per invoice; a later dispute of the same invoice is in `disputes` and the audit log.
+    record_step(
+        &mut *tx,
+        invoice_id,
+        "paused_dispute",
+        today,
+        0,
+        0,
+        None,
+        &format!("dispute {id}"),
+    )
+    .await?;
+    if is_overdue(inv.due_date, inv.stage_due_date, today, grace)
+        && !other_overdue(&mut *tx, &inv.number, &[invoice_id], today, grace).await?
+    {
+        queue_store_op(
+            &mut *tx,
+            "set_block",
+            &inv.number,
+            json!({ "blocked": false, "reason": format!("invoice {} disputed", inv.ocr) }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// An upheld dispute: the outstanding amount credited by a credit note,
+/// the store told, the invoice credited. Returns the amount credited.
+async fn uphold(
+    tx: &mut PgConnection,
+    inv: &InvoiceRow,
+    dispute_id: i64,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+    grace: u32,
+) -> SettlementResult<i64> {
+    let invoice_id = inv.id;
+    let credit = inv.outstanding_ore();
+    if credit > 0 {
+        let note = credit_note::credit_note(&invoice_parts(&mut *tx, invoice_id).await?);
+        if note.total_ore() != credit {
+            return Err(SettlementError::Invalid(format!(
+                "invoice {invoice_id}: its parts explain {} öre of the {credit} öre outstanding",
+                note.total_ore()
+            )));
+        }
+        book_credit_note(&mut *tx, inv, dispute_id, &note, now).await?;
+        let clear_overdue =
+            !other_overdue(&mut *tx, &inv.number, &[invoice_id], today, grace).await?;
+        queue_store_op(
+            &mut *tx,
+            "apply_payment",
+            &inv.number,
+            json!({ "payment_id": format!("credit-dispute-{dispute_id}"), "amount_ore": credit,
+                    "clear_overdue": clear_overdue, "first_invoice_paid": false }),
+        )
+        .await?;
+    }
+    sqlx::query(
+        "update invoices set status = case when status = 'open' then 'credited' else status end,
+                credited_at = case when status = 'open' then $3 else credited_at end,
+                disputed = false, credits_ore = credits_ore + $2, total_ore = total_ore - $2
+         where id = $1",
+    )
+    .bind(invoice_id)
+    .bind(credit)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(credit)
+}
+
+/// A rejected dispute: the ladder resumes with new time, never less than
+/// the claim had (R19), and the block returns when the claim is overdue.
+/// Returns the new due date.
+async fn reject(
+    tx: &mut PgConnection,
+    inv: &InvoiceRow,
+    reminder_due_days: u32,
+    today: NaiveDate,
+    grace: u32,
+) -> SettlementResult<NaiveDate> {
+    let invoice_id = inv.id;
+    // Never less time than the claim had (R19; module doc).
+    let new_due = calendar::due_date_after(today, reminder_due_days)
+        .max(inv.due_date)
+        .max(inv.stage_due_date);
+    sqlx::query("update invoices set disputed = false, stage_due_date = $2 where id = $1")
+        .bind(invoice_id)
+        .bind(new_due)
+        .execute(&mut *tx)
+        .await?;
+    let still_open = inv.status == "open" && inv.outstanding_ore() > 0 && !inv.plan_active;
+    if still_open && is_overdue(inv.due_date, new_due, today, grace) {
+        queue_store_op(
+            &mut *tx,
+            "set_block",
+            &inv.number,
+            json!({ "blocked": true, "reason": format!("invoice {} overdue (dispute rejected)", inv.ocr) }),
+        )
+        .await?;
+    }
+    Ok(new_due)
 }
 
 /// What an invoice consists of, for its credit note, read under the
@@ -386,46 +449,14 @@ async fn invoice_parts(
 /// statements, and the state-store payment that lowers invoiced-unpaid.
 async fn book_credit_note(
     conn: &mut PgConnection,
-    inv: &crate::settlement::ladder::InvoiceRow,
+    inv: &InvoiceRow,
     dispute_id: i64,
     note: &credit_note::CreditNote,
     now: DateTime<Utc>,
 ) -> SettlementResult<()> {
-    const TEXT: &str = "Kreditering efter utredning av invändning";
     let credit = note.total_ore();
     let paper_rate = paper_rate(conn, inv.id).await?;
-    // Credit lines: one per VAT rate (calls and the paper fee), one for
-    // what is outside the scope of VAT.
-    let mut by_rate: std::collections::BTreeMap<u32, (VatRate, i64, i64)> = Default::default();
-    let mut without_vat =
-        note.reminder_fee_ore + note.collection_fee_ore + note.interest_ore + note.unattributed_ore;
-    let vat_parts = note
-        .chargebacks
-        .iter()
-        .map(|c| (c.rate, c.gross_ore, c.vat_ore))
-        .chain(std::iter::once((
-            paper_rate,
-            note.paper_fee_ore,
-            note.paper_fee_vat_ore,
-        )));
-    for (rate, gross, vat) in vat_parts {
-        match rate {
-            Some(r) => {
-                let e = by_rate.entry(r.percent()).or_insert((r, 0, 0));
-                e.1 += gross;
-                e.2 += vat;
-            }
-            None => without_vat += gross,
-        }
-    }
-    for (rate, gross, vat) in by_rate.values().rev() {
-        if *gross != 0 {
-            invoicing::add_vat_line(conn, inv.id, "credit", TEXT, -gross, *rate, -vat).await?;
-        }
-    }
-    if without_vat != 0 {
-        invoicing::add_line(conn, inv.id, "credit", TEXT, -without_vat).await?;
-    }
+    credit_lines(conn, inv.id, note, paper_rate).await?;
 
     let mut txn = Txn::new(
         format!("dispute-credit:{dispute_id}"),
@@ -467,6 +498,48 @@ async fn book_credit_note(
         txn = txn.debit(account::vat_output(rate), note.paper_fee_vat_ore);
     }
     ledger::post(conn, &txn).await?;
+    Ok(())
+}
+
+/// The credit note's lines on the invoice: one per VAT rate (calls and the
+/// paper fee), one for what is outside the scope of VAT.
+async fn credit_lines(
+    conn: &mut PgConnection,
+    invoice_id: i64,
+    note: &credit_note::CreditNote,
+    paper_rate: Option<VatRate>,
+) -> SettlementResult<()> {
+    const TEXT: &str = "Kreditering efter utredning av invändning";
+    let mut by_rate: std::collections::BTreeMap<u32, (VatRate, i64, i64)> = Default::default();
+    let mut without_vat =
+        note.reminder_fee_ore + note.collection_fee_ore + note.interest_ore + note.unattributed_ore;
+    let vat_parts = note
+        .chargebacks
+        .iter()
+        .map(|c| (c.rate, c.gross_ore, c.vat_ore))
+        .chain(std::iter::once((
+            paper_rate,
+            note.paper_fee_ore,
+            note.paper_fee_vat_ore,
+        )));
+    for (rate, gross, vat) in vat_parts {
+        match rate {
+            Some(r) => {
+                let e = by_rate.entry(r.percent()).or_insert((r, 0, 0));
+                e.1 += gross;
+                e.2 += vat;
+            }
+            None => without_vat += gross,
+        }
+    }
+    for (rate, gross, vat) in by_rate.values().rev() {
+        if *gross != 0 {
+            invoicing::add_vat_line(conn, invoice_id, "credit", TEXT, -gross, *rate, -vat).await?;
+        }
+    }
+    if without_vat != 0 {
+        invoicing::add_line(conn, invoice_id, "credit", TEXT, -without_vat).await?;
+    }
     Ok(())
 }
 

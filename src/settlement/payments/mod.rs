@@ -29,8 +29,8 @@
 //!
 //! Blocks and the limit. A payment lifts the overdue block when no other
 //! invoice of the number is overdue by the ladder's rule, bank days of grace
-//! included (`ladder::other_overdue`), and raises the default limit when the
-//! number's *first* invoice is now paid in full (`settle_first_invoice`,
+//! included (`claim::other_overdue`), and raises the default limit when the
+//! number's *first* invoice is now paid in full (`claim::settle_first_invoice`,
 //! R8: paying a later invoice first does not).
 //!
 //! Trade-offs: at most [`MAX_REFERENCES`] references of a payment are
@@ -39,6 +39,12 @@
 //! are counted when a payment is registered in the caller's transaction, so a
 //! transaction that is rolled back afterwards (a refused BgMax file is refused
 //! before any registration, so only a database failure) over-counts.
+//!
+//! The other ways money arrives: [`swish`] (the Swish callback) and
+//! [`prepaid_orders`] (prepaid codes bought with an OCR reference).
+
+pub mod prepaid_orders;
+pub mod swish;
 
 use std::collections::HashMap;
 
@@ -49,13 +55,13 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::{Money, E164};
 use crate::metrics as m;
-use crate::settlement::bgmax::{self, Payment as BgMaxPayment, Section};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
+use crate::settlement::formats::bgmax::{self, Payment as BgMaxPayment, Section};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{ladder, prepaid_orders, projector};
+use crate::settlement::{collection::claim, sync::projector};
 use crate::store::Store;
 
 /// The most references of one payment that are matched.
@@ -174,41 +180,8 @@ pub async fn register_payment(
     let channel = p.channel.as_str();
     let references = clean_references(&p.references);
     let reference_text = (!references.is_empty()).then(|| references.join(" "));
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "insert into payments (channel, external_id, reference, amount_ore, payer_name, payer_alias,
-                               paid_on, received_at, status, unallocated_ore, raw)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, 'unmatched', $4, $9)
-         on conflict (external_id) do nothing
-         returning id",
-    )
-    .bind(channel)
-    .bind(external_id)
-    .bind(&reference_text)
-    .bind(p.amount.ore())
-    .bind(&p.payer_name)
-    .bind(&p.payer_alias)
-    .bind(p.paid_on)
-    .bind(now)
-    .bind(&p.raw)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(payment_id) = inserted else {
-        let (payment_id, amount_ore): (i64, i64) =
-            sqlx::query_as("select id, amount_ore from payments where external_id = $1")
-                .bind(external_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        if amount_ore != p.amount.ore() {
-            tracing::warn!(
-                payment_id,
-                external_id,
-                registered_ore = amount_ore,
-                received_ore = p.amount.ore(),
-                "payment repeated with another amount; the first registration stands"
-            );
-        }
-        metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => "duplicate")
-            .increment(1);
+    let Some(payment_id) = insert_payment(conn, p, external_id, &reference_text, now).await? else {
+        let payment_id = repeated_payment(conn, p, external_id).await?;
         return Ok(Registered::AlreadyRegistered { payment_id });
     };
 
@@ -231,7 +204,88 @@ pub async fn register_payment(
         Target::Nothing(reason) => Err(reason),
         target => allocate(conn, &booking, &target).await?,
     };
-    let result = match allocated {
+    let result = record_outcome(conn, payment_id, allocated, &booking, channel).await?;
+    let label = match result {
+        Registered::Matched { .. } => "matched",
+        _ => "unmatched",
+    };
+    metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => label)
+        .increment(1);
+    if p.amount.ore() > 0 {
+        metrics::counter!(m::SETTLEMENT_PAYMENTS_ORE_TOTAL, "channel" => channel)
+            .increment(p.amount.ore() as u64);
+    }
+    Ok(result)
+}
+
+/// Inserts the payment once per external id; None when it was registered
+/// before.
+async fn insert_payment(
+    conn: &mut PgConnection,
+    p: &IncomingPayment,
+    external_id: &str,
+    reference_text: &Option<String>,
+    now: DateTime<Utc>,
+) -> SettlementResult<Option<i64>> {
+    let channel = p.channel.as_str();
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "insert into payments (channel, external_id, reference, amount_ore, payer_name, payer_alias,
+                               paid_on, received_at, status, unallocated_ore, raw)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, 'unmatched', $4, $9)
+         on conflict (external_id) do nothing
+         returning id",
+    )
+    .bind(channel)
+    .bind(external_id)
+    .bind(reference_text)
+    .bind(p.amount.ore())
+    .bind(&p.payer_name)
+    .bind(&p.payer_alias)
+    .bind(p.paid_on)
+    .bind(now)
+    .bind(&p.raw)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(inserted)
+}
+
+/// A payment registered before: the first registration stands (a repeat
+/// with another amount is logged); returns its id.
+async fn repeated_payment(
+    conn: &mut PgConnection,
+    p: &IncomingPayment,
+    external_id: &str,
+) -> SettlementResult<i64> {
+    let channel = p.channel.as_str();
+    let (payment_id, amount_ore): (i64, i64) =
+        sqlx::query_as("select id, amount_ore from payments where external_id = $1")
+            .bind(external_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if amount_ore != p.amount.ore() {
+        tracing::warn!(
+            payment_id,
+            external_id,
+            registered_ore = amount_ore,
+            received_ore = p.amount.ore(),
+            "payment repeated with another amount; the first registration stands"
+        );
+    }
+    metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => "duplicate")
+        .increment(1);
+    Ok(payment_id)
+}
+
+/// Marks the payment matched, or books it as unmatched for manual matching.
+async fn record_outcome(
+    conn: &mut PgConnection,
+    payment_id: i64,
+    allocated: Result<Vec<Allocation>, String>,
+    booking: &Booking,
+    channel: &str,
+) -> SettlementResult<Registered> {
+    let now = booking.now;
+    Ok(match allocated {
         Ok(allocations) => {
             sqlx::query(
                 "update payments set status = 'matched', unallocated_ore = 0 where id = $1",
@@ -259,18 +313,7 @@ pub async fn register_payment(
             .await?;
             Registered::Unmatched { payment_id }
         }
-    };
-    let label = match result {
-        Registered::Matched { .. } => "matched",
-        _ => "unmatched",
-    };
-    metrics::counter!(m::SETTLEMENT_PAYMENTS_TOTAL, "channel" => channel, "result" => label)
-        .increment(1);
-    if p.amount.ore() > 0 {
-        metrics::counter!(m::SETTLEMENT_PAYMENTS_ORE_TOTAL, "channel" => channel)
-            .increment(p.amount.ore() as u64);
-    }
-    Ok(result)
+    })
 }
 
 /// The references worth matching: trimmed, non-empty, without duplicates, at
@@ -444,74 +487,8 @@ async fn allocate_to_invoices(
     named: &[i64],
     surplus_number: &str,
 ) -> SettlementResult<Vec<Allocation>> {
-    // Lock the numbers first, in a fixed order, so that two payments of one
-    // number (or a payment and an invoice run) serialise without deadlock.
-    let numbers_of_named: Vec<String> =
-        sqlx::query_scalar("select distinct number from invoices where id = any($1)")
-            .bind(named)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut numbers: Vec<String> = numbers_of_named;
-    numbers.push(surplus_number.to_string());
-    numbers.sort();
-    numbers.dedup();
-    let established: HashMap<String, bool> = sqlx::query(
-        "select number, established from numbers where number = any($1) order by number for update",
-    )
-    .bind(&numbers)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.get("number"), r.get("established")))
-    .collect();
-    if !established.contains_key(surplus_number) {
-        return Err(SettlementError::NotFound(format!(
-            "number {surplus_number}"
-        )));
-    }
-
-    let named_rows = sqlx::query(
-        "select id, number, total_ore - paid_ore as outstanding_ore, status
-         from invoices where id = any($1) order by id for update",
-    )
-    .bind(named)
-    .fetch_all(&mut *conn)
-    .await?;
-    let by_id: HashMap<i64, Claim> = named_rows
-        .iter()
-        .map(|r| {
-            let open = r.get::<String, _>("status") == "open";
-            let id: i64 = r.get("id");
-            (
-                id,
-                Claim {
-                    invoice_id: id,
-                    number: r.get("number"),
-                    outstanding_ore: if open { r.get("outstanding_ore") } else { 0 },
-                },
-            )
-        })
-        .collect();
-    let named_claims: Vec<Claim> = named
-        .iter()
-        .filter_map(|id| by_id.get(id).cloned())
-        .collect();
-    let others: Vec<Claim> = sqlx::query(
-        "select id, number, total_ore - paid_ore as outstanding_ore from invoices
-         where number = $1 and status = 'open' and not disputed and id <> all($2)
-         order by due_date, id for update",
-    )
-    .bind(surplus_number)
-    .bind(named)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| Claim {
-        invoice_id: r.get("id"),
-        number: r.get("number"),
-        outstanding_ore: r.get("outstanding_ore"),
-    })
-    .collect();
+    let established = lock_numbers(conn, named, surplus_number).await?;
+    let (named_claims, others) = open_claims(conn, named, surplus_number).await?;
 
     let (plan, credit_ore) = plan_allocation(b.amount_ore, &named_claims, &others);
     let number_of: HashMap<i64, &str> = named_claims
@@ -574,6 +551,93 @@ async fn allocate_to_invoices(
     Ok(allocations)
 }
 
+/// Locks the numbers of the named invoices and the payer's, in a fixed
+/// order (so that two payments of one number, or a payment and an invoice
+/// run, serialise without deadlock); returns whether each is established.
+async fn lock_numbers(
+    conn: &mut PgConnection,
+    named: &[i64],
+    surplus_number: &str,
+) -> SettlementResult<HashMap<String, bool>> {
+    let numbers_of_named: Vec<String> =
+        sqlx::query_scalar("select distinct number from invoices where id = any($1)")
+            .bind(named)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut numbers: Vec<String> = numbers_of_named;
+    numbers.push(surplus_number.to_string());
+    numbers.sort();
+    numbers.dedup();
+    let established: HashMap<String, bool> = sqlx::query(
+        "select number, established from numbers where number = any($1) order by number for update",
+    )
+    .bind(&numbers)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.get("number"), r.get("established")))
+    .collect();
+    if !established.contains_key(surplus_number) {
+        return Err(SettlementError::NotFound(format!(
+            "number {surplus_number}"
+        )));
+    }
+    Ok(established)
+}
+
+/// The named invoices (in the order named; one that is not open counts as
+/// nothing outstanding) and the payer's other open, undisputed invoices by
+/// due date, all locked.
+async fn open_claims(
+    conn: &mut PgConnection,
+    named: &[i64],
+    surplus_number: &str,
+) -> SettlementResult<(Vec<Claim>, Vec<Claim>)> {
+    let named_rows = sqlx::query(
+        "select id, number, total_ore - paid_ore as outstanding_ore, status
+         from invoices where id = any($1) order by id for update",
+    )
+    .bind(named)
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_id: HashMap<i64, Claim> = named_rows
+        .iter()
+        .map(|r| {
+            let open = r.get::<String, _>("status") == "open";
+            let id: i64 = r.get("id");
+            (
+                id,
+                Claim {
+                    invoice_id: id,
+                    number: r.get("number"),
+                    outstanding_ore: if open { r.get("outstanding_ore") } else { 0 },
+                },
+            )
+        })
+        .collect();
+    let named_claims: Vec<Claim> = named
+        .iter()
+        .filter_map(|id| by_id.get(id).cloned())
+        .collect();
+    let others: Vec<Claim> = sqlx::query(
+        "select id, number, total_ore - paid_ore as outstanding_ore from invoices
+         where number = $1 and status = 'open' and not disputed and id <> all($2)
+         order by due_date, id for update",
+    )
+    .bind(surplus_number)
+    .bind(named)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| Claim {
+        invoice_id: r.get("id"),
+        number: r.get("number"),
+        outstanding_ore: r.get("outstanding_ore"),
+    })
+    .collect();
+    Ok((named_claims, others))
+}
+
 /// One `apply_payment` store operation per invoice allocation (R7, R8, R15).
 async fn queue_payment_ops(
     conn: &mut PgConnection,
@@ -597,7 +661,7 @@ async fn queue_payment_ops(
             Some(clear) => *clear,
             None => {
                 let clear =
-                    !ladder::other_overdue(conn, number, &[], b.today, b.grace_bank_days).await?;
+                    !claim::other_overdue(conn, number, &[], b.today, b.grace_bank_days).await?;
                 clear_overdue.insert(number, clear);
                 clear
             }
@@ -611,7 +675,7 @@ async fn queue_payment_ops(
             false
         } else {
             first_paid_checked.push(number);
-            settle_first_invoice(conn, number).await?
+            claim::settle_first_invoice(conn, number).await?
         };
         queue_store_op(
             conn,
@@ -627,41 +691,6 @@ async fn queue_payment_ops(
         .await?;
     }
     Ok(())
-}
-
-/// R8 (seed 000: "efter att första fakturan är betald"): marks `number`
-/// established when its first invoice is paid in full, and says whether it
-/// did so now. The first invoice is the earliest one that was owed: a
-/// credited invoice (an upheld dispute) never was. Paying a later invoice
-/// first changes nothing. In the caller's transaction, after the payment's
-/// allocations are booked.
-pub(crate) async fn settle_first_invoice(
-    conn: &mut PgConnection,
-    number: &str,
-) -> SettlementResult<bool> {
-    let established: Option<bool> =
-        sqlx::query_scalar("select established from numbers where number = $1")
-            .bind(number)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if established != Some(false) {
-        return Ok(false);
-    }
-    let first_paid: Option<bool> = sqlx::query_scalar(
-        "select status = 'paid' from invoices where number = $1 and status <> 'credited'
-         order by id limit 1",
-    )
-    .bind(number)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if first_paid != Some(true) {
-        return Ok(false);
-    }
-    sqlx::query("update numbers set established = true where number = $1")
-        .bind(number)
-        .execute(&mut *conn)
-        .await?;
-    Ok(true)
 }
 
 // ---------------------------------------------------------------------------
@@ -695,26 +724,7 @@ pub async fn import_bgmax<S: Store>(
 ) -> SettlementResult<BgMaxImport> {
     let file = bgmax::parse(bytes)
         .map_err(|e| SettlementError::Invalid(format!("BgMax file refused: {e}")))?;
-    let ours: String = s
-        .policy
-        .bankgiro
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    if let Some((i, section)) = file
-        .sections
-        .iter()
-        .enumerate()
-        .find(|(_, sec)| sec.payee_bankgiro != ours)
-    {
-        return Err(SettlementError::Invalid(format!(
-            "BgMax file refused: deposit {} (section {}) is to bankgiro {}, ours is {}",
-            section.deposit_serial,
-            i + 1,
-            section.payee_bankgiro,
-            s.policy.bankgiro
-        )));
-    }
+    check_payee(&file, &s.policy.bankgiro)?;
     let file_key = file.file_key();
     let total: Money = file.sections.iter().map(|sec| sec.deposit_amount).sum();
     let mut report = BgMaxImport {
@@ -786,6 +796,26 @@ pub async fn import_bgmax<S: Store>(
         tracing::warn!(error = %e, "store operations after the BgMax import wait for the projector");
     }
     Ok(report)
+}
+
+/// A file that pays another bankgiro than ours is refused whole.
+fn check_payee(file: &bgmax::BgMaxFile, bankgiro: &str) -> SettlementResult<()> {
+    let ours: String = bankgiro.chars().filter(char::is_ascii_digit).collect();
+    if let Some((i, section)) = file
+        .sections
+        .iter()
+        .enumerate()
+        .find(|(_, sec)| sec.payee_bankgiro != ours)
+    {
+        return Err(SettlementError::Invalid(format!(
+            "BgMax file refused: deposit {} (section {}) is to bankgiro {}, ours is {}",
+            section.deposit_serial,
+            i + 1,
+            section.payee_bankgiro,
+            bankgiro
+        )));
+    }
+    Ok(())
 }
 
 fn bgmax_payment(section: &Section, p: &BgMaxPayment, key: String) -> IncomingPayment {
@@ -876,38 +906,7 @@ pub async fn match_payment(
             Money::ore_unchecked(amount_ore)
         )));
     }
-    let resolved = match &target {
-        MatchTarget::Invoice(reference) => {
-            let reference = reference.trim();
-            let row: Option<(i64, String)> = sqlx::query_as(
-                "select id, number from invoices where ocr = $1 or id::text = $1
-                     order by ocr = $1 desc limit 1",
-            )
-            .bind(reference)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let (id, number) =
-                row.ok_or_else(|| SettlementError::NotFound(format!("invoice {reference}")))?;
-            Target::Invoices {
-                named: vec![id],
-                number,
-            }
-        }
-        MatchTarget::Number(number) => {
-            let number = E164::parse(number.trim())
-                .map_err(|e| SettlementError::Invalid(format!("number: {e}")))?;
-            Target::Number(number.as_str().to_string())
-        }
-        MatchTarget::PrepaidOrder(ocr) => {
-            let ocr = ocr.trim();
-            let id: i64 = sqlx::query_scalar("select id from prepaid_orders where ocr = $1")
-                .bind(ocr)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| SettlementError::NotFound(format!("prepaid order {ocr}")))?;
-            Target::PrepaidOrder(id)
-        }
-    };
+    let resolved = resolve_target(conn, &target).await?;
     let booking = Booking {
         payment_id,
         amount_ore,
@@ -947,6 +946,43 @@ pub async fn match_payment(
     Ok(allocations)
 }
 
+/// What an operator's match names, looked up: an invoice (by OCR reference
+/// or id), a number, or a prepaid order (by OCR reference).
+async fn resolve_target(conn: &mut PgConnection, target: &MatchTarget) -> SettlementResult<Target> {
+    Ok(match target {
+        MatchTarget::Invoice(reference) => {
+            let reference = reference.trim();
+            let row: Option<(i64, String)> = sqlx::query_as(
+                "select id, number from invoices where ocr = $1 or id::text = $1
+                     order by ocr = $1 desc limit 1",
+            )
+            .bind(reference)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (id, number) =
+                row.ok_or_else(|| SettlementError::NotFound(format!("invoice {reference}")))?;
+            Target::Invoices {
+                named: vec![id],
+                number,
+            }
+        }
+        MatchTarget::Number(number) => {
+            let number = E164::parse(number.trim())
+                .map_err(|e| SettlementError::Invalid(format!("number: {e}")))?;
+            Target::Number(number.as_str().to_string())
+        }
+        MatchTarget::PrepaidOrder(ocr) => {
+            let ocr = ocr.trim();
+            let id: i64 = sqlx::query_scalar("select id from prepaid_orders where ocr = $1")
+                .bind(ocr)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| SettlementError::NotFound(format!("prepaid order {ocr}")))?;
+            Target::PrepaidOrder(id)
+        }
+    })
+}
+
 /// The longest reason accepted when a payment is dismissed.
 pub const MAX_DISMISS_REASON_CHARS: usize = 500;
 
@@ -974,23 +1010,7 @@ pub async fn dismiss_payment(
     actor: &str,
     now: DateTime<Utc>,
 ) -> SettlementResult<Dismissed> {
-    let actor = actor.trim();
-    if actor.is_empty() {
-        return Err(SettlementError::Invalid(
-            "who dismissed the payment is required".into(),
-        ));
-    }
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(SettlementError::Invalid(
-            "a reason for dismissing the payment is required".into(),
-        ));
-    }
-    if reason.chars().count() > MAX_DISMISS_REASON_CHARS {
-        return Err(SettlementError::Invalid(format!(
-            "the reason is longer than {MAX_DISMISS_REASON_CHARS} characters"
-        )));
-    }
+    let (actor, reason) = dismissal_input(actor, reason)?;
     let row = sqlx::query(
         "select status, unallocated_ore, channel from payments where id = $1 for update",
     )
@@ -1054,6 +1074,29 @@ pub async fn dismiss_payment(
         payment_id,
         written_off: Money::ore_unchecked(written_off),
     })
+}
+
+/// Who dismisses a payment and why, trimmed; both required, the reason
+/// bounded.
+fn dismissal_input<'a>(actor: &'a str, reason: &'a str) -> SettlementResult<(&'a str, &'a str)> {
+    let actor = actor.trim();
+    if actor.is_empty() {
+        return Err(SettlementError::Invalid(
+            "who dismissed the payment is required".into(),
+        ));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(SettlementError::Invalid(
+            "a reason for dismissing the payment is required".into(),
+        ));
+    }
+    if reason.chars().count() > MAX_DISMISS_REASON_CHARS {
+        return Err(SettlementError::Invalid(format!(
+            "the reason is longer than {MAX_DISMISS_REASON_CHARS} characters"
+        )));
+    }
+    Ok((actor, reason))
 }
 
 /// A payment waiting in the manual-matching queue.

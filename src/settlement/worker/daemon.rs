@@ -16,11 +16,13 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::CodeHasher;
 use crate::pb;
 use crate::process::{self, ReadyProbe, Tasks};
-use crate::settlement::api::SettlementApi;
-use crate::settlement::config::{Common, RunArgs};
-use crate::settlement::consumer::{ConsumerConfig, StreamConsumer};
 use crate::settlement::context::{connect, migrate, Settlement};
-use crate::settlement::{delivery, projector, scheduler, swish, time};
+use crate::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
+use crate::settlement::worker::api::SettlementApi;
+use crate::settlement::worker::config::{Common, RunArgs};
+use crate::settlement::{
+    billing::delivery, payments::swish, sync::projector, worker::scheduler, worker::time,
+};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
@@ -70,22 +72,67 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     let consumer = Arc::new(StreamConsumer::new(
         settlement.clone(),
         store.clone(),
-        ConsumerConfig {
-            consumer: consumer_name.clone(),
-            partitions: ConsumerConfig::owned(
+        consumer_config(
+            args,
+            consumer_name.clone(),
+            ConsumerConfig::owned(
                 common.store_policy.partitions,
                 args.replica_index,
                 args.replica_count,
             ),
-            batch: args.batch,
-            max_deliveries: args.max_deliveries,
-            claim_idle: args.claim_idle(),
-            poll_interval: Duration::from_millis(200),
-            concurrency: args.ingest_concurrency as usize,
-        },
+            args.ingest_concurrency as usize,
+        ),
     ));
 
     let mut tasks = Tasks::new();
+    spawn_workers(
+        &mut tasks,
+        &settlement,
+        &consumer,
+        store,
+        args,
+        &consumer_name,
+        common.store_policy.partitions,
+    );
+    let tls = process::tls_server(&mut tasks, tls_settings)?;
+    serve(&mut tasks, &settlement, args, prometheus, tls.as_ref()).await?;
+    tracing::info!(grpc = %args.grpc_listen, http = %args.http_listen, consumer = %consumer_name, "settlement worker running");
+    process::shutdown_signal().await;
+    tracing::info!("shutting down");
+    tasks.shutdown();
+    tasks.join(Duration::from_secs(15)).await
+}
+
+/// A stream consumer's configuration from the worker's flags.
+fn consumer_config(
+    args: &RunArgs,
+    consumer: String,
+    partitions: Vec<u32>,
+    concurrency: usize,
+) -> ConsumerConfig {
+    ConsumerConfig {
+        consumer,
+        partitions,
+        batch: args.batch,
+        max_deliveries: args.max_deliveries,
+        claim_idle: args.claim_idle(),
+        poll_interval: Duration::from_millis(200),
+        concurrency,
+    }
+}
+
+/// The worker's background tasks: the event consumer, the projector, the
+/// daily calendar loop (with a drainer of its own) and the mailing queue's
+/// gauges.
+fn spawn_workers(
+    tasks: &mut Tasks,
+    settlement: &Arc<Settlement<RedisStore>>,
+    consumer: &Arc<StreamConsumer<RedisStore>>,
+    store: RedisStore,
+    args: &RunArgs,
+    consumer_name: &str,
+    partitions: u32,
+) {
     {
         let consumer = consumer.clone();
         let stop = tasks.stop_signal();
@@ -109,15 +156,12 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         let drainer = StreamConsumer::new(
             settlement.clone(),
             store,
-            ConsumerConfig {
-                consumer: format!("{consumer_name}-calendar"),
-                partitions: ConsumerConfig::owned(common.store_policy.partitions, 0, 1),
-                batch: args.batch,
-                max_deliveries: args.max_deliveries,
-                claim_idle: args.claim_idle(),
-                poll_interval: Duration::from_millis(200),
-                concurrency: 1,
-            },
+            consumer_config(
+                args,
+                format!("{consumer_name}-calendar"),
+                ConsumerConfig::owned(partitions, 0, 1),
+                1,
+            ),
         );
         let fut = scheduler::run(
             settlement.clone(),
@@ -144,13 +188,6 @@ pub async fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let tls = process::tls_server(&mut tasks, tls_settings)?;
-    serve(&mut tasks, &settlement, args, prometheus, tls.as_ref()).await?;
-    tracing::info!(grpc = %args.grpc_listen, http = %args.http_listen, consumer = %consumer_name, "settlement worker running");
-    process::shutdown_signal().await;
-    tracing::info!("shutting down");
-    tasks.shutdown();
-    tasks.join(Duration::from_secs(15)).await
 }
 
 /// The HTTP side (metrics, health, Swish callbacks) and the gRPC side (the
@@ -235,7 +272,7 @@ async fn dependencies_ready<S: Store>(s: &Settlement<S>) -> Result<(), String> {
 mod tests {
     use clap::Parser;
 
-    use crate::settlement::config::{Cli, Command};
+    use crate::settlement::worker::config::{Cli, Command};
 
     /// The check runs before anything is connected: a concurrency that leaves
     /// no connections for the API and the calendar is refused at start.

@@ -85,13 +85,18 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::domain::Money;
 use crate::metrics as m;
+use crate::settlement::billing::document::{self, DocumentKind};
+use crate::settlement::billing::invoicing;
+use crate::settlement::collection::claim::{
+    self, deadline_passed, is_overdue, lock_invoice, other_overdue, record_step, recorded_steps,
+    InvoiceRow, Stage,
+};
 use crate::settlement::context::{
     audit, queue_store_op, Settlement, SettlementError, SettlementResult,
 };
-use crate::settlement::invoicing::{self, DocumentKind};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{calendar, interest, payments, plans};
+use crate::settlement::{calendar, collection::plans, interest};
 use crate::store::Store;
 
 /// Lag (1981:739) 4 § p.1: the most a written reminder may cost.
@@ -105,36 +110,6 @@ const BATCH: i64 = 500;
 /// A claim takes at most this many steps in one run (overdue and reminder
 /// can both be due on the same day; the later steps wait for deadlines).
 const MAX_STEPS_PER_RUN: usize = 4;
-
-/// Where a claim is on the ladder (`invoices.stage`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Stage {
-    Invoiced,
-    Reminded,
-    Collection,
-    Enforcement,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Invoiced => "invoiced",
-            Stage::Reminded => "reminded",
-            Stage::Collection => "collection",
-            Stage::Enforcement => "enforcement",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Stage> {
-        Some(match s {
-            "invoiced" => Stage::Invoiced,
-            "reminded" => Stage::Reminded,
-            "collection" => Stage::Collection,
-            "enforcement" => Stage::Enforcement,
-            _ => return None,
-        })
-    }
-}
 
 /// A step the ladder takes (`collection_steps.step`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -173,27 +148,6 @@ pub struct ClaimState {
     /// The principal is paid: what is left is the ladder's own fees and
     /// interest (module doc: such a claim is not escalated).
     pub fees_only: bool,
-}
-
-/// True when `deadline` has passed on `date` for a payment (R15): after the
-/// deadline, moved to a bank day, plus `grace_bank_days` bank days for the
-/// money to arrive ([`calendar::payment_grace_end`]).
-pub fn deadline_passed(deadline: NaiveDate, date: NaiveDate, grace_bank_days: u32) -> bool {
-    date > calendar::payment_grace_end(deadline, grace_bank_days)
-}
-
-/// True when a claim with these dates is overdue on `date` (R7, R15). The
-/// earlier of the two dates counts: a broken plan makes the whole debt due at
-/// once, while a rejected dispute's new time postpones the next fee, not the
-/// fact that the invoice was not paid when due. Either way a payment gets its
-/// bank days of grace.
-pub fn is_overdue(
-    due_date: NaiveDate,
-    stage_due_date: NaiveDate,
-    date: NaiveDate,
-    grace_bank_days: u32,
-) -> bool {
-    deadline_passed(due_date.min(stage_due_date), date, grace_bank_days)
 }
 
 /// The step due for a claim on `date`, if any (pure; see the module doc).
@@ -483,7 +437,7 @@ async fn reminder(
     .execute(&mut *conn)
     .await?;
     block(conn, inv, "overdue").await?;
-    let doc = invoicing::render(conn, policy, inv.id, DocumentKind::Reminder).await?;
+    let doc = document::render(conn, policy, inv.id, DocumentKind::Reminder).await?;
     invoicing::queue_document(conn, inv.id, DocumentKind::Reminder, "paper", doc).await?;
     Ok(Some((fee, Money::ZERO)))
 }
@@ -500,32 +454,7 @@ async fn collection(
     let fee = collection_fee(policy);
     let ladder_fees = ladder_fees_ore(conn, inv.id).await?;
     let principal = Money::ore_unchecked((inv.principal_ore(ladder_fees) - inv.paid_ore).max(0));
-    // Interest runs from the effective due date: a payment on the next bank
-    // day after a due date on a weekend or holiday was on time. After a
-    // broken plan the debt fell due again on the day it broke.
-    let due = calendar::next_bank_day_on_or_after(inv.due_date);
-    let interest_from = steps
-        .iter()
-        .filter(|(st, _)| st == "plan_broken")
-        .map(|(_, on)| *on)
-        .max()
-        .map_or(due, |broken_on| broken_on.max(due));
-    if let interest::Coverage::Stale { valid_through } = policy.reference_rates.coverage(date) {
-        tracing::warn!(
-            invoice = inv.id,
-            %date,
-            %valid_through,
-            "the reference-rate table ends before this date: the last rate is used; add the Riksbank's rate for the new half-year"
-        );
-    }
-    let interest = interest::late_interest(
-        principal,
-        interest_from,
-        date,
-        &policy.reference_rates,
-        policy.interest_margin_pp,
-    )
-    .map_err(|e| SettlementError::Invalid(format!("invoice {}: {e}", inv.id)))?;
+    let (interest, interest_from) = collection_interest(policy, inv, steps, date, principal)?;
     let new_due = calendar::due_date_after(
         date,
         policy.collection_due_days.max(MIN_COLLECTION_DUE_DAYS),
@@ -587,9 +516,47 @@ async fn collection(
     .execute(&mut *conn)
     .await?;
     block(conn, inv, "overdue").await?;
-    let doc = invoicing::render(conn, policy, inv.id, DocumentKind::Collection).await?;
+    let doc = document::render(conn, policy, inv.id, DocumentKind::Collection).await?;
     invoicing::queue_document(conn, inv.id, DocumentKind::Collection, "paper", doc).await?;
     Ok(Some((fee, interest)))
+}
+
+/// Late-payment interest on `principal` up to `date` (räntelagen 6 §), and
+/// the day it runs from.
+fn collection_interest(
+    policy: &SettlementPolicy,
+    inv: &InvoiceRow,
+    steps: &[(String, NaiveDate)],
+    date: NaiveDate,
+    principal: Money,
+) -> SettlementResult<(Money, NaiveDate)> {
+    // Interest runs from the effective due date: a payment on the next bank
+    // day after a due date on a weekend or holiday was on time. After a
+    // broken plan the debt fell due again on the day it broke.
+    let due = calendar::next_bank_day_on_or_after(inv.due_date);
+    let interest_from = steps
+        .iter()
+        .filter(|(st, _)| st == "plan_broken")
+        .map(|(_, on)| *on)
+        .max()
+        .map_or(due, |broken_on| broken_on.max(due));
+    if let interest::Coverage::Stale { valid_through } = policy.reference_rates.coverage(date) {
+        tracing::warn!(
+            invoice = inv.id,
+            %date,
+            %valid_through,
+            "the reference-rate table ends before this date: the last rate is used; add the Riksbank's rate for the new half-year"
+        );
+    }
+    let interest = interest::late_interest(
+        principal,
+        interest_from,
+        date,
+        &policy.reference_rates,
+        policy.interest_margin_pp,
+    )
+    .map_err(|e| SettlementError::Invalid(format!("invoice {}: {e}", inv.id)))?;
+    Ok((interest, interest_from))
 }
 
 /// Step 4: the hand-over to Kronofogden.
@@ -655,6 +622,48 @@ async fn waive_fees(
     {
         return Ok(None);
     }
+    write_off(conn, inv, remainder, now).await?;
+    let clear_overdue = !other_overdue(
+        conn,
+        &inv.number,
+        &[inv.id],
+        date,
+        policy.payment_grace_bank_days,
+    )
+    .await?;
+    let first_invoice_paid = claim::settle_first_invoice(conn, &inv.number).await?;
+    queue_store_op(
+        conn,
+        "apply_payment",
+        &inv.number,
+        json!({ "payment_id": format!("waive-{}", invoicing::store_invoice_id(inv.id)),
+                "amount_ore": remainder, "clear_overdue": clear_overdue,
+                "first_invoice_paid": first_invoice_paid }),
+    )
+    .await?;
+    audit(
+        conn,
+        "settlement",
+        "ladder_fees_waived",
+        &inv.number,
+        json!({ "invoice_id": inv.id, "stage": inv.stage.as_str(), "on": date,
+                "fees_ore": waived_fees, "interest_ore": waived_interest }),
+    )
+    .await?;
+    Ok(Some((
+        Money::ore_unchecked(-waived_fees),
+        Money::ore_unchecked(-waived_interest),
+    )))
+}
+
+/// The remainder of a claim of fees only, written off: a credit line, the
+/// loss booked, the invoice paid.
+async fn write_off(
+    conn: &mut PgConnection,
+    inv: &InvoiceRow,
+    remainder: i64,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
     invoicing::add_line(
         conn,
         inv.id,
@@ -683,37 +692,7 @@ async fn waive_fees(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    let clear_overdue = !other_overdue(
-        conn,
-        &inv.number,
-        &[inv.id],
-        date,
-        policy.payment_grace_bank_days,
-    )
-    .await?;
-    let first_invoice_paid = payments::settle_first_invoice(conn, &inv.number).await?;
-    queue_store_op(
-        conn,
-        "apply_payment",
-        &inv.number,
-        json!({ "payment_id": format!("waive-{}", invoicing::store_invoice_id(inv.id)),
-                "amount_ore": remainder, "clear_overdue": clear_overdue,
-                "first_invoice_paid": first_invoice_paid }),
-    )
-    .await?;
-    audit(
-        conn,
-        "settlement",
-        "ladder_fees_waived",
-        &inv.number,
-        json!({ "invoice_id": inv.id, "stage": inv.stage.as_str(), "on": date,
-                "fees_ore": waived_fees, "interest_ore": waived_interest }),
-    )
-    .await?;
-    Ok(Some((
-        Money::ore_unchecked(-waived_fees),
-        Money::ore_unchecked(-waived_interest),
-    )))
+    Ok(())
 }
 
 /// The reminder and collection fees charged on an invoice so far.
@@ -793,171 +772,6 @@ pub async fn enforcement_list(pool: &PgPool) -> SettlementResult<Vec<Enforcement
             }
         })
         .collect())
-}
-
-/// An invoice as the ladder, plans and disputes see it, read under its row lock.
-#[derive(Clone, Debug)]
-pub(crate) struct InvoiceRow {
-    pub id: i64,
-    pub number: String,
-    pub ocr: String,
-    pub status: String,
-    pub stage: Stage,
-    pub due_date: NaiveDate,
-    pub stage_due_date: NaiveDate,
-    pub interest_ore: i64,
-    pub total_ore: i64,
-    pub paid_ore: i64,
-    pub reminder_fee_agreed: bool,
-    pub disputed: bool,
-    pub plan_id: Option<i64>,
-    /// `plan_id` names a plan that is being kept.
-    pub plan_active: bool,
-}
-
-impl InvoiceRow {
-    pub fn outstanding_ore(&self) -> i64 {
-        (self.total_ore - self.paid_ore).max(0)
-    }
-
-    /// Open, unpaid, undisputed and not in a kept plan.
-    pub fn on_ladder(&self) -> bool {
-        self.status == "open" && self.outstanding_ore() > 0 && !self.disputed && !self.plan_active
-    }
-
-    /// The claim without the ladder's own fees and interest.
-    pub fn principal_ore(&self, ladder_fees_ore: i64) -> i64 {
-        self.total_ore - ladder_fees_ore - self.interest_ore
-    }
-}
-
-/// Reads and locks one invoice (`for update`) in the caller's transaction.
-pub(crate) async fn lock_invoice(
-    conn: &mut PgConnection,
-    id: i64,
-) -> SettlementResult<Option<InvoiceRow>> {
-    let row = sqlx::query(
-        "select i.id, i.number, i.ocr, i.status, i.stage, i.due_date, i.stage_due_date,
-                i.interest_ore, i.total_ore, i.paid_ore, i.reminder_fee_agreed, i.disputed, i.plan_id,
-                exists(select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active') as plan_active
-         from invoices i where i.id = $1 for update of i",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| {
-        let stage: String = r.get("stage");
-        Ok(InvoiceRow {
-            id: r.get("id"),
-            number: r.get("number"),
-            ocr: r.get("ocr"),
-            status: r.get("status"),
-            stage: Stage::parse(&stage)
-                .ok_or_else(|| SettlementError::Invalid(format!("invoice {id}: stage {stage}")))?,
-            due_date: r.get("due_date"),
-            stage_due_date: r.get("stage_due_date"),
-            interest_ore: r.get("interest_ore"),
-            total_ore: r.get("total_ore"),
-            paid_ore: r.get("paid_ore"),
-            reminder_fee_agreed: r.get("reminder_fee_agreed"),
-            disputed: r.get("disputed"),
-            plan_id: r.get("plan_id"),
-            plan_active: r.get("plan_active"),
-        })
-    })
-    .transpose()
-}
-
-/// The steps recorded for an invoice, with their dates.
-pub(crate) async fn recorded_steps(
-    conn: &mut PgConnection,
-    invoice_id: i64,
-) -> SettlementResult<Vec<(String, NaiveDate)>> {
-    let rows =
-        sqlx::query("select step, on_date from collection_steps where invoice_id = $1 order by id")
-            .bind(invoice_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get("step"), r.get("on_date")))
-        .collect())
-}
-
-/// Records a step once; false when the invoice already has it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn record_step(
-    conn: &mut PgConnection,
-    invoice_id: i64,
-    step: &str,
-    on_date: NaiveDate,
-    fee_ore: i64,
-    interest_ore: i64,
-    new_due_date: Option<NaiveDate>,
-    note: &str,
-) -> SettlementResult<bool> {
-    let inserted = sqlx::query(
-        "insert into collection_steps (invoice_id, step, on_date, fee_ore, interest_ore, new_due_date, note)
-         values ($1, $2, $3, $4, $5, $6, $7) on conflict (invoice_id, step) do nothing",
-    )
-    .bind(invoice_id)
-    .bind(step)
-    .bind(on_date)
-    .bind(fee_ore)
-    .bind(interest_ore)
-    .bind(new_due_date)
-    .bind(note)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
-}
-
-/// True when an open invoice of `number` other than `except` is overdue on
-/// `date` ([`is_overdue`], with the bank days of grace) and counts for the
-/// overdue block: not disputed, not in a kept plan.
-pub(crate) async fn other_overdue(
-    conn: &mut PgConnection,
-    number: &str,
-    except: &[i64],
-    date: NaiveDate,
-    grace_bank_days: u32,
-) -> SettlementResult<bool> {
-    // Past the plain dates in SQL; the bank-day grace in Rust.
-    let candidates: Vec<(NaiveDate, NaiveDate)> = sqlx::query_as(
-        "select i.due_date, i.stage_due_date from invoices i
-           where i.number = $1 and i.id <> all($2) and i.status = 'open' and i.total_ore > i.paid_ore
-             and not i.disputed
-             and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active')
-             and $3 > least(i.due_date, i.stage_due_date)",
-    )
-    .bind(number)
-    .bind(except)
-    .bind(date)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(candidates
-        .into_iter()
-        .any(|(due, stage_due)| is_overdue(due, stage_due, date, grace_bank_days)))
-}
-
-/// What the ledger says the number's overdue block should be: an open,
-/// undisputed claim outside a kept plan on which the ladder has recorded the
-/// overdue step or a broken plan (reconciliation repairs the store from it).
-pub(crate) async fn overdue_on_record(
-    conn: &mut PgConnection,
-    number: &str,
-) -> SettlementResult<bool> {
-    Ok(sqlx::query_scalar(
-        "select exists(select 1 from invoices i
-           where i.number = $1 and i.status = 'open' and i.total_ore > i.paid_ore and not i.disputed
-             and not exists (select 1 from installment_plans p where p.id = i.plan_id and p.status = 'active')
-             and exists (select 1 from collection_steps c
-                         where c.invoice_id = i.id and c.step in ('overdue', 'plan_broken')))",
-    )
-    .bind(number)
-    .fetch_one(&mut *conn)
-    .await?)
 }
 
 #[cfg(test)]

@@ -30,11 +30,11 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::metrics as m;
+use crate::settlement::billing::invoicing::{self, MonthlyRunReport};
+use crate::settlement::collection::ladder::{self, LadderReport};
 use crate::settlement::context::{claim_calendar_job, Settlement, SettlementResult};
-use crate::settlement::invoicing::{self, MonthlyRunReport};
-use crate::settlement::ladder::{self, LadderReport};
-use crate::settlement::retention::{self, RetentionReport};
-use crate::settlement::{calendar, delivery, merchants, projector};
+use crate::settlement::privacy::retention::{self, RetentionReport};
+use crate::settlement::{billing::delivery, billing::merchants, calendar, sync::projector};
 use crate::store::Store;
 
 /// An arbitrary constant naming the calendar's advisory lock.

@@ -13,17 +13,18 @@
 //! unbilled to invoiced-unpaid (applied afterwards by the projector, with the
 //! invoice id as its idempotency key).
 
-use chrono::{DateTime, NaiveDate, Timelike, Utc};
-use chrono_tz::Europe::Stockholm;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 
-use crate::domain::{Money, VatRate, E164};
-use crate::settlement::context::{holder_for, queue_store_op, SettlementError, SettlementResult};
-use crate::settlement::delivery::{self, Route};
+use crate::domain::{Money, VatRate};
+use crate::settlement::billing::document::{self, DocumentKind};
+use crate::settlement::billing::layout;
+use crate::settlement::billing::route::{self, Route};
+use crate::settlement::context::{holder_for, queue_store_op, SettlementResult};
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
-use crate::settlement::{calendar, ocr, pdf};
+use crate::settlement::{calendar, formats::ocr};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum InvoiceKind {
@@ -83,33 +84,22 @@ pub async fn issue_invoice(
     cutoff: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> SettlementResult<Result<IssuedInvoice, NotIssued>> {
-    let rows = sqlx::query(
-        "select u.call_id, u.charge_ore, u.started_at, coalesce(c.reminder_fee_ore, 0) as reminder_fee_ore
-         from usage u left join consents c on c.call_id = u.call_id
-         where u.number = $1 and u.funding = 'postpaid' and u.invoice_id is null
-           and ($2::timestamptz is null or u.posted_at < $2)
-         order by u.started_at, u.call_id
-         for update of u",
-    )
-    .bind(number)
-    .bind(cutoff)
-    .fetch_all(&mut *conn)
-    .await?;
-    if rows.is_empty() {
+    let Some(calls) = uninvoiced_calls(conn, number, cutoff).await? else {
         return Ok(Err(NotIssued::NothingToInvoice));
-    }
-    let call_ids: Vec<String> = rows.iter().map(|r| r.get("call_id")).collect();
-    let usage_ore: i64 = rows.iter().map(|r| r.get::<i64, _>("charge_ore")).sum();
-    let first_call: DateTime<Utc> = rows[0].get("started_at");
-    let last_call: DateTime<Utc> = rows[rows.len() - 1].get("started_at");
-    // The reminder fee may be charged only if every call's accepted terms agreed it.
-    let reminder_fee_agreed = rows.iter().all(|r| r.get::<i64, _>("reminder_fee_ore") > 0);
+    };
+    let Calls {
+        call_ids,
+        usage_ore,
+        first_call,
+        last_call,
+        reminder_fee_agreed,
+    } = calls;
 
     let holder_id = holder_for(conn, number).await?;
     // R13: where the invoice can go decides its fee; with neither a postal
     // address nor a usable e-mail address it is held (see `delivery.rs`).
-    let recipient = delivery::recipient(conn, holder_id).await?;
-    let route = delivery::route_invoice(&recipient);
+    let recipient = route::recipient(conn, holder_id).await?;
+    let route = route::route_invoice(&recipient);
     let fees_ore = match route {
         Route::Send {
             paper_fee: true, ..
@@ -123,16 +113,8 @@ pub async fn issue_invoice(
     // the calls alone (seed 002: "kostnaderna"): the paper fee is the cost of
     // sending an invoice, so counting it would invoice a paper customer
     // whose e-mail neighbour with the same calls is carried.
-    if kind == InvoiceKind::Monthly {
-        if let Some(min) = policy.minimum_invoice_amount {
-            let oldest = calendar::stockholm_date(first_call.timestamp_millis());
-            let carried_too_long = oldest
-                .checked_add_months(chrono::Months::new(policy.max_carry_months))
-                .is_none_or(|limit| limit <= today);
-            if usage_ore < min.ore() && !carried_too_long {
-                return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
-            }
-        }
+    if kind == InvoiceKind::Monthly && carried(policy, usage_ore, first_call, today) {
+        return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
     }
 
     // Overpayments held as the caller's credit reduce the new invoice.
@@ -181,88 +163,19 @@ pub async fn issue_invoice(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    // Each call line carries its call's VAT rate and the VAT in its charge.
-    sqlx::query(
-        "insert into invoice_lines (invoice_id, kind, call_id, description, amount_ore, vat_rate_percent, vat_ore)
-         select $1, 'call', u.call_id, $3, u.charge_ore, u.vat_rate_percent, u.vat_ore
-         from usage u where u.call_id = any($2)",
-    )
-    .bind(id)
-    .bind(&call_ids)
-    .bind(pdf::NEUTRAL_CALL_DESCRIPTION)
-    .execute(&mut *conn)
-    .await?;
-    if fees_ore > 0 {
-        add_vat_line(
-            conn,
-            id,
-            "fee",
-            PAPER_FEE_DESCRIPTION,
-            fees_ore,
-            policy.paper_invoice_fee_vat,
-            fee_vat_ore,
-        )
-        .await?;
-    }
-    if credits_ore > 0 {
-        add_line(
-            conn,
-            id,
-            "credit",
-            "Tidigare överskjutande inbetalning",
-            -credits_ore,
-        )
-        .await?;
-    }
-    sqlx::query("update usage set invoice_id = $1 where call_id = any($2)")
-        .bind(id)
-        .bind(&call_ids)
-        .execute(&mut *conn)
-        .await?;
+    let lines = Lines {
+        call_ids: &call_ids,
+        fees_ore,
+        fee_vat_ore,
+        credits_ore,
+    };
+    insert_lines(conn, policy, id, &lines).await?;
 
-    ledger::post(
-        conn,
-        &Txn::new(
-            format!("invoice:{id}"),
-            now,
-            format!("{} invoice {ocr}", kind.as_str()),
-        )
-        .debit(account::caller_invoiced(number), usage_ore + fees_ore)
-        .credit(account::caller_unbilled(number), usage_ore)
-        .credit(account::INCOME_PAPER_FEE, fees_ore - fee_vat_ore)
-        .credit(
-            account::vat_output(policy.paper_invoice_fee_vat),
-            fee_vat_ore,
-        ),
-    )
-    .await?;
-    queue_store_op(
-        conn,
-        "apply_invoice",
-        number,
-        json!({ "invoice_id": store_invoice_id(id), "usage_ore": usage_ore, "fees_ore": fees_ore }),
-    )
-    .await?;
-    if credits_ore > 0 {
-        ledger::post(
-            conn,
-            &Txn::new(format!("invoice-credit:{id}"), now, "credit used")
-                .debit(account::caller_credit(number), credits_ore)
-                .credit(account::caller_invoiced(number), credits_ore),
-        )
-        .await?;
-        queue_store_op(
-            conn,
-            "apply_payment",
-            number,
-            json!({ "payment_id": format!("credit-{id}"), "amount_ore": credits_ore,
-                    "clear_overdue": false, "first_invoice_paid": false }),
-        )
-        .await?;
-    }
+    let label = format!("{} invoice {ocr}", kind.as_str());
+    book(conn, policy, number, id, &label, usage_ore, &lines, now).await?;
     match route {
         Route::Send { channel, .. } if paid_status == "open" => {
-            let doc = render(conn, policy, id, DocumentKind::Invoice).await?;
+            let doc = document::render(conn, policy, id, DocumentKind::Invoice).await?;
             queue_document(conn, id, DocumentKind::Invoice, channel.as_str(), doc).await?;
         }
         // A held invoice is rendered when it can be sent (`delivery::release_held`).
@@ -279,6 +192,178 @@ pub async fn issue_invoice(
         due_date,
         held: paid_status == "held",
     }))
+}
+
+/// The postpaid calls of a number not yet invoiced (locked), in call order.
+struct Calls {
+    call_ids: Vec<String>,
+    usage_ore: i64,
+    first_call: DateTime<Utc>,
+    last_call: DateTime<Utc>,
+    /// Every call's accepted terms agreed the reminder fee.
+    reminder_fee_agreed: bool,
+}
+
+/// The calls of `number` to invoice: postpaid, not yet invoiced, posted
+/// before `cutoff` (None: all); None when there are none.
+async fn uninvoiced_calls(
+    conn: &mut PgConnection,
+    number: &str,
+    cutoff: Option<DateTime<Utc>>,
+) -> SettlementResult<Option<Calls>> {
+    let rows = sqlx::query(
+        "select u.call_id, u.charge_ore, u.started_at, coalesce(c.reminder_fee_ore, 0) as reminder_fee_ore
+         from usage u left join consents c on c.call_id = u.call_id
+         where u.number = $1 and u.funding = 'postpaid' and u.invoice_id is null
+           and ($2::timestamptz is null or u.posted_at < $2)
+         order by u.started_at, u.call_id
+         for update of u",
+    )
+    .bind(number)
+    .bind(cutoff)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Calls {
+        call_ids: rows.iter().map(|r| r.get("call_id")).collect(),
+        usage_ore: rows.iter().map(|r| r.get::<i64, _>("charge_ore")).sum(),
+        first_call: rows[0].get("started_at"),
+        last_call: rows[rows.len() - 1].get("started_at"),
+        // The reminder fee may be charged only if every call's accepted terms agreed it.
+        reminder_fee_agreed: rows.iter().all(|r| r.get::<i64, _>("reminder_fee_ore") > 0),
+    }))
+}
+
+/// R14: true when a monthly invoice of `usage_ore` waits for the next period
+/// (below the minimum, and its oldest call not yet `max_carry_months` old).
+fn carried(
+    policy: &SettlementPolicy,
+    usage_ore: i64,
+    first_call: DateTime<Utc>,
+    today: NaiveDate,
+) -> bool {
+    let Some(min) = policy.minimum_invoice_amount else {
+        return false;
+    };
+    let oldest = calendar::stockholm_date(first_call.timestamp_millis());
+    let carried_too_long = oldest
+        .checked_add_months(chrono::Months::new(policy.max_carry_months))
+        .is_none_or(|limit| limit <= today);
+    usage_ore < min.ore() && !carried_too_long
+}
+
+/// What an invoice carries besides its calls' charges.
+struct Lines<'a> {
+    call_ids: &'a [String],
+    fees_ore: i64,
+    fee_vat_ore: i64,
+    credits_ore: i64,
+}
+
+/// The invoice's lines (calls, paper fee with its VAT, credit used), and
+/// the calls marked invoiced.
+async fn insert_lines(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    id: i64,
+    lines: &Lines<'_>,
+) -> SettlementResult<()> {
+    // Each call line carries its call's VAT rate and the VAT in its charge.
+    sqlx::query(
+        "insert into invoice_lines (invoice_id, kind, call_id, description, amount_ore, vat_rate_percent, vat_ore)
+         select $1, 'call', u.call_id, $3, u.charge_ore, u.vat_rate_percent, u.vat_ore
+         from usage u where u.call_id = any($2)",
+    )
+    .bind(id)
+    .bind(lines.call_ids)
+    .bind(layout::NEUTRAL_CALL_DESCRIPTION)
+    .execute(&mut *conn)
+    .await?;
+    if lines.fees_ore > 0 {
+        add_vat_line(
+            conn,
+            id,
+            "fee",
+            PAPER_FEE_DESCRIPTION,
+            lines.fees_ore,
+            policy.paper_invoice_fee_vat,
+            lines.fee_vat_ore,
+        )
+        .await?;
+    }
+    if lines.credits_ore > 0 {
+        add_line(
+            conn,
+            id,
+            "credit",
+            "Tidigare överskjutande inbetalning",
+            -lines.credits_ore,
+        )
+        .await?;
+    }
+    sqlx::query("update usage set invoice_id = $1 where call_id = any($2)")
+        .bind(id)
+        .bind(lines.call_ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Books the invoice (and the credit it used) in the ledger and queues the
+/// same for the state store.
+#[allow(clippy::too_many_arguments)]
+async fn book(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    number: &str,
+    id: i64,
+    label: &str,
+    usage_ore: i64,
+    lines: &Lines<'_>,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
+    ledger::post(
+        conn,
+        &Txn::new(format!("invoice:{id}"), now, label)
+            .debit(account::caller_invoiced(number), usage_ore + lines.fees_ore)
+            .credit(account::caller_unbilled(number), usage_ore)
+            .credit(
+                account::INCOME_PAPER_FEE,
+                lines.fees_ore - lines.fee_vat_ore,
+            )
+            .credit(
+                account::vat_output(policy.paper_invoice_fee_vat),
+                lines.fee_vat_ore,
+            ),
+    )
+    .await?;
+    queue_store_op(
+        conn,
+        "apply_invoice",
+        number,
+        json!({ "invoice_id": store_invoice_id(id), "usage_ore": usage_ore, "fees_ore": lines.fees_ore }),
+    )
+    .await?;
+    if lines.credits_ore > 0 {
+        ledger::post(
+            conn,
+            &Txn::new(format!("invoice-credit:{id}"), now, "credit used")
+                .debit(account::caller_credit(number), lines.credits_ore)
+                .credit(account::caller_invoiced(number), lines.credits_ore),
+        )
+        .await?;
+        queue_store_op(
+            conn,
+            "apply_payment",
+            number,
+            json!({ "payment_id": format!("credit-{id}"), "amount_ore": lines.credits_ore,
+                    "clear_overdue": false, "first_invoice_paid": false }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The id under which an invoice is applied to the state store.
@@ -330,31 +415,6 @@ pub async fn add_vat_line(
     Ok(())
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum DocumentKind {
-    Invoice,
-    Reminder,
-    Collection,
-}
-
-impl DocumentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentKind::Invoice => "invoice",
-            DocumentKind::Reminder => "reminder",
-            DocumentKind::Collection => "collection",
-        }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            DocumentKind::Invoice => "Faktura",
-            DocumentKind::Reminder => "Påminnelse",
-            DocumentKind::Collection => "Inkassokrav",
-        }
-    }
-}
-
 /// Queues a rendered document for the mailing system, or holds it when its
 /// holder cannot be reached (see `delivery.rs`).
 pub async fn queue_document(
@@ -364,169 +424,8 @@ pub async fn queue_document(
     channel: &str,
     pdf: Vec<u8>,
 ) -> SettlementResult<()> {
-    delivery::queue(conn, invoice_id, kind, channel, pdf, None).await?;
+    route::queue(conn, invoice_id, kind, channel, pdf, None).await?;
     Ok(())
-}
-
-fn national(number: &str) -> String {
-    E164::parse(number)
-        .map(|n| n.national_display())
-        .unwrap_or_else(|_| number.to_string())
-}
-
-/// Renders an invoice (or a reminder or collection demand of it) as PDF,
-/// from what the ledger holds now (R12).
-pub async fn render(
-    conn: &mut PgConnection,
-    policy: &SettlementPolicy,
-    invoice_id: i64,
-    kind: DocumentKind,
-) -> SettlementResult<Vec<u8>> {
-    let inv = sqlx::query(
-        "select i.number, i.ocr, i.issue_date, i.due_date, i.stage_due_date, i.period_start, i.period_end,
-                i.total_ore, i.paid_ore, h.customer_number, h.name, h.address_lines
-         from invoices i left join holders h on h.id = i.holder_id where i.id = $1",
-    )
-    .bind(invoice_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let number: String = inv.get("number");
-    let calls = sqlx::query(
-        "select u.started_at, u.service_number, u.duration_seconds, u.billed_seconds, u.billing_step_seconds, l.amount_ore, l.description
-         from invoice_lines l join usage u on u.call_id = l.call_id
-         where l.invoice_id = $1 and l.kind = 'call' order by u.started_at, u.call_id",
-    )
-    .bind(invoice_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let other = sqlx::query(
-        "select kind, description, amount_ore, vat_rate_percent from invoice_lines
-         where invoice_id = $1 and kind <> 'call' order by id",
-    )
-    .bind(invoice_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    // Mervärdesskattelagen 17 kap.: base and VAT per rate. Calls booked
-    // before VAT rates were recorded have no rate and are left out.
-    let vat = sqlx::query(
-        "select vat_rate_percent, sum(amount_ore - vat_ore)::bigint as base_ore, sum(vat_ore)::bigint as vat_ore
-         from invoice_lines where invoice_id = $1 and vat_rate_percent is not null
-         group by vat_rate_percent order by vat_rate_percent desc",
-    )
-    .bind(invoice_id)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| -> SettlementResult<pdf::VatLine> {
-        let rate = VatRate::from_percent(r.get::<i32, _>("vat_rate_percent") as u32)
-            .map_err(|e| SettlementError::Invalid(format!("invoice {invoice_id}: {e}")))?;
-        Ok(pdf::VatLine {
-            rate,
-            base: Money::ore_unchecked(r.get("base_ore")),
-            vat: Money::ore_unchecked(r.get("vat_ore")),
-        })
-    })
-    .collect::<SettlementResult<Vec<_>>>()?;
-    let outside_vat = other.iter().any(|r| {
-        matches!(r.get::<&str, _>("kind"), "fee" | "interest")
-            && r.get::<Option<i32>, _>("vat_rate_percent").is_none()
-    });
-    let lines = calls
-        .iter()
-        .map(|r| {
-            let started: DateTime<Utc> = r.get("started_at");
-            let local = started.with_timezone(&Stockholm);
-            let billed = r.get::<i32, _>("billed_seconds").max(0) as u32;
-            let step = r.get::<i32, _>("billing_step_seconds");
-            let charged_minutes = if step == 60 {
-                (billed / 60).to_string()
-            } else {
-                format!("{}:{:02}", billed / 60, billed % 60)
-            };
-            pdf::CallLine {
-                date: local.date_naive(),
-                time: format!("{:02}:{:02}", local.hour(), local.minute()),
-                service_number: national(r.get::<&str, _>("service_number")),
-                description: r.get("description"),
-                duration_seconds: r.get::<i32, _>("duration_seconds").max(0) as u32,
-                charged_minutes,
-                amount: Money::ore_unchecked(r.get("amount_ore")),
-            }
-        })
-        .collect();
-    let mut fees = Vec::new();
-    let mut discounts = Vec::new();
-    for r in &other {
-        let kind: String = r.get("kind");
-        let line = (
-            r.get::<String, _>("description"),
-            Money::ore_unchecked(r.get("amount_ore")),
-        );
-        if kind == "credit" {
-            discounts.push(line);
-        } else {
-            fees.push(line);
-        }
-    }
-    let total: i64 = inv.get("total_ore");
-    let paid: i64 = inv.get("paid_ore");
-    let due = match kind {
-        DocumentKind::Invoice => inv.get("due_date"),
-        _ => inv.get("stage_due_date"),
-    };
-    let mut notes = vec![
-        "Betala senast förfallodagen. Vid försenad betalning debiteras dröjsmålsränta enligt räntelagen (referensräntan + 8 procentenheter).".to_string(),
-        "Har du inte ringt samtalen eller anser du att fakturan är fel? Kontakta oss innan förfallodagen; vi pausar då kravet medan vi utreder.".to_string(),
-    ];
-    if paid > 0 {
-        notes.push(format!(
-            "Redan betalt: {}.",
-            Money::ore_unchecked(paid).to_swedish()
-        ));
-    }
-    if kind == DocumentKind::Collection {
-        notes.push("Detta är ett inkassokrav. Betala eller invänd inom angiven tid; annars kan ärendet lämnas till Kronofogden.".into());
-    }
-    notes.push("Alla priser är inklusive moms.".into());
-    if outside_vat {
-        notes.push(
-            "Påminnelseavgift, inkassoavgift och dröjsmålsränta är ersättning enligt lag och omfattas inte av moms."
-                .into(),
-        );
-    }
-    let doc = pdf::InvoiceDocument {
-        issuer_lines: policy.issuer_lines.clone(),
-        invoice_number: invoice_id.to_string(),
-        kind: kind.title().to_string(),
-        invoice_date: inv.get("issue_date"),
-        customer_number: inv
-            .get::<Option<String>, _>("customer_number")
-            .unwrap_or_default(),
-        holder_name: inv
-            .get::<Option<String>, _>("name")
-            .unwrap_or_else(|| format!("Innehavaren av {}", national(&number))),
-        address_lines: inv
-            .get::<Option<Vec<String>>, _>("address_lines")
-            .unwrap_or_default(),
-        number_billed: national(&number),
-        ocr: inv.get("ocr"),
-        due_date: due,
-        period: (
-            inv.get::<Option<NaiveDate>, _>("period_start")
-                .unwrap_or_else(|| inv.get("issue_date")),
-            inv.get::<Option<NaiveDate>, _>("period_end")
-                .unwrap_or_else(|| inv.get("issue_date")),
-        ),
-        lines,
-        fees,
-        discounts,
-        previous_balance: None,
-        total: Money::ore_unchecked(total - paid),
-        vat,
-        bankgiro: policy.bankgiro.clone(),
-        notes,
-    };
-    Ok(pdf::render_invoice(&doc))
 }
 
 #[cfg(test)]
@@ -624,9 +523,14 @@ pub async fn monthly_run<S: crate::store::Store>(
     .execute(&mut *tx)
     .await?;
     if run_day < date {
-        report.caught_up =
-            crate::settlement::daily::record_missed(&mut tx, run_day, MONTHLY_JOB, date, s.now())
-                .await?;
+        report.caught_up = crate::settlement::worker::daily::record_missed(
+            &mut tx,
+            run_day,
+            MONTHLY_JOB,
+            date,
+            s.now(),
+        )
+        .await?;
         if report.caught_up {
             tracing::warn!(%run_day, %date, issued = report.issued, "the monthly invoice run was missed on its day and caught up");
         }

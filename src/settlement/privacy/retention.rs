@@ -106,9 +106,42 @@ pub async fn run<S: Store>(
     let (b_at, e_at) = (start_of(b), start_of(e));
     let mut tx = s.pool.begin().await?;
 
+    evidence(&mut tx, e_at, &mut r).await?;
+    closed_invoices(&mut tx, b, b_at, &mut r).await?;
+    other_records(&mut tx, b, b_at, &mut r).await?;
+    fold_ledger(&mut tx, b, b_at, date, &mut r).await?;
+    erased_holders(&mut tx, &mut r).await?;
+
+    claim_calendar_job(&mut tx, date, "retention").await?;
+    sqlx::query("update calendar_runs set details = $3 where run_date = $1 and job = $2")
+        .bind(date)
+        .bind("retention")
+        .bind(json!(r))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    metrics::counter!(m::SETTLEMENT_CALENDAR_RUNS_TOTAL, "job" => "retention").increment(1);
+    tracing::info!(
+        %date,
+        bookkeeping_before = %b,
+        evidence_before = %e,
+        invoices = r.invoices_deleted,
+        consents = r.consents_deleted,
+        ledger_entries = r.ledger_entries_folded,
+        "retention run"
+    );
+    Ok(r)
+}
+
+/// Evidence and call detail (3 years, `e_at`), unless the claim is open.
+async fn evidence(
+    tx: &mut sqlx::PgConnection,
+    e_at: chrono::DateTime<chrono::Utc>,
+    r: &mut RetentionReport,
+) -> SettlementResult<()> {
     // ---- Evidence and call detail (3 years), unless the claim is open.
     r.consents_deleted = exec(
-        &mut tx,
+        &mut *tx,
         "delete from consents c where c.authorized_at < $1
            and not exists (select 1 from usage u left join invoices i on i.id = u.invoice_id
                            where u.call_id = c.call_id and u.funding = 'postpaid'
@@ -117,7 +150,7 @@ pub async fn run<S: Store>(
     )
     .await?;
     r.events_redacted = exec(
-        &mut tx,
+        &mut *tx,
         "update events set payload = '{\"redacted\": \"retention\"}'::jsonb
          where at < $1 and kind in ('consent_recorded', 'hold_expired', 'hold_voided')
            and payload <> '{\"redacted\": \"retention\"}'::jsonb
@@ -126,32 +159,42 @@ pub async fn run<S: Store>(
     )
     .await?;
     r.dispute_evidence_redacted = exec(
-        &mut tx,
+        &mut *tx,
         "update disputes set evidence = '[]'::jsonb
          where status <> 'open' and opened_at < $1 and evidence <> '[]'::jsonb",
         e_at,
     )
     .await?;
     r.prepaid_numbers_removed = exec(
-        &mut tx,
+        &mut *tx,
         "update usage set number = null where funding = 'prepaid' and posted_at < $1 and number is not null",
         e_at,
     )
     .await?;
-    exec(&mut tx, "delete from dead_letters where at < $1", e_at).await?;
+    exec(&mut *tx, "delete from dead_letters where at < $1", e_at).await?;
     exec(
-        &mut tx,
+        &mut *tx,
         "delete from store_ops where applied_at is not null and applied_at < $1",
         e_at,
     )
     .await?;
     exec(
-        &mut tx,
+        &mut *tx,
         "delete from data_extracts where created_at < $1",
         e_at,
     )
     .await?;
+    Ok(())
+}
 
+/// Bookkeeping (7 years), closed matters only: the invoices closed before
+/// the cut-off `b` and everything hanging on them.
+async fn closed_invoices(
+    tx: &mut sqlx::PgConnection,
+    b: NaiveDate,
+    b_at: chrono::DateTime<chrono::Utc>,
+    r: &mut RetentionReport,
+) -> SettlementResult<()> {
     // ---- Bookkeeping (7 years), closed matters only.
     // Invoices closed before the cut-off, unless a record still kept refers
     // to them: a merchant statement with their calls (a statement belongs
@@ -159,12 +202,12 @@ pub async fn run<S: Store>(
     // period ends on the last day before the cut-off is kept) or a payment
     // of a later year.
     plain(
-        &mut tx,
+        &mut *tx,
         "create temporary table retention_invoices (id bigint primary key) on commit drop",
     )
     .await?;
     exec(
-        &mut tx,
+        &mut *tx,
         "insert into retention_invoices
          select i.id from invoices i
          where i.issue_date < $1 and i.status in ('paid', 'credited') and not i.disputed
@@ -185,7 +228,7 @@ pub async fn run<S: Store>(
         "delete from invoice_lines where invoice_id in (select id from retention_invoices)",
         "delete from payment_allocations where invoice_id in (select id from retention_invoices)",
     ] {
-        plain(&mut tx, sql).await?;
+        plain(&mut *tx, sql).await?;
     }
     r.usage_deleted = sqlx::query(
         "delete from usage u where (u.invoice_id in (select id from retention_invoices)
@@ -199,12 +242,23 @@ pub async fn run<S: Store>(
     .await?
     .rows_affected();
     r.invoices_deleted = plain(
-        &mut tx,
+        &mut *tx,
         "delete from invoices where id in (select id from retention_invoices)",
     )
     .await?;
+    Ok(())
+}
+
+/// The rest of the bookkeeping past its 7 years: plans, prepaid orders and
+/// movements, payments, statements, bank files, events, audit, calendar runs.
+async fn other_records(
+    tx: &mut sqlx::PgConnection,
+    b: NaiveDate,
+    b_at: chrono::DateTime<chrono::Utc>,
+    r: &mut RetentionReport,
+) -> SettlementResult<()> {
     exec(
-        &mut tx,
+        &mut *tx,
         "delete from installment_items where plan_id in (
             select p.id from installment_plans p where p.status <> 'active' and p.created_at < $1
               and not exists (select 1 from invoices i where i.plan_id = p.id))",
@@ -212,7 +266,7 @@ pub async fn run<S: Store>(
     )
     .await?;
     exec(
-        &mut tx,
+        &mut *tx,
         "delete from installment_plans p where p.status <> 'active' and p.created_at < $1
            and not exists (select 1 from invoices i where i.plan_id = p.id)
            and not exists (select 1 from installment_items t where t.plan_id = p.id)",
@@ -220,16 +274,21 @@ pub async fn run<S: Store>(
     )
     .await?;
     exec(
-        &mut tx,
+        &mut *tx,
         "delete from prepaid_orders where created_at < $1 and status <> 'awaiting_payment'",
         b_at,
     )
     .await?;
-    exec(&mut tx, "delete from prepaid_movements where at < $1", b_at).await?;
+    exec(
+        &mut *tx,
+        "delete from prepaid_movements where at < $1",
+        b_at,
+    )
+    .await?;
     // Payments whose every allocation is gone with its invoice (or went to
     // a credit or a prepaid order of the same years); unmatched ones stay.
     exec(
-        &mut tx,
+        &mut *tx,
         "delete from payment_allocations a using payments p
          where p.id = a.payment_id and p.paid_on < $1 and a.kind in ('credit', 'prepaid')
            and not exists (select 1 from payment_allocations k where k.payment_id = p.id and k.kind = 'invoice')
@@ -238,7 +297,7 @@ pub async fn run<S: Store>(
     )
     .await?;
     r.payments_deleted = exec(
-        &mut tx,
+        &mut *tx,
         "delete from payments p where p.paid_on < $1 and p.status <> 'unmatched'
            and not exists (select 1 from payment_allocations a where a.payment_id = p.id)
            and not exists (select 1 from prepaid_orders o where o.payment_id = p.id)",
@@ -246,7 +305,7 @@ pub async fn run<S: Store>(
     )
     .await?;
     r.statements_deleted = exec(
-        &mut tx,
+        &mut *tx,
         "delete from merchant_statements m where m.period_end < $1 - 1
            and not exists (select 1 from usage u where u.merchant_statement_id = m.id)
            and not exists (select 1 from merchant_chargebacks c where c.merchant_statement_id = m.id)",
@@ -254,14 +313,25 @@ pub async fn run<S: Store>(
     )
     .await?;
     exec(
-        &mut tx,
+        &mut *tx,
         "delete from bgmax_files where imported_at < $1",
         b_at,
     )
     .await?;
-    r.events_deleted = exec(&mut tx, "delete from events where at < $1", b_at).await?;
-    r.audit_entries_deleted = exec(&mut tx, "delete from audit_log where at < $1", b_at).await?;
-    exec(&mut tx, "delete from calendar_runs where run_date < $1", b).await?;
+    r.events_deleted = exec(&mut *tx, "delete from events where at < $1", b_at).await?;
+    r.audit_entries_deleted = exec(&mut *tx, "delete from audit_log where at < $1", b_at).await?;
+    exec(&mut *tx, "delete from calendar_runs where run_date < $1", b).await?;
+    Ok(())
+}
+
+/// The ledger's entries before the cut-off, folded into opening balances.
+async fn fold_ledger(
+    tx: &mut sqlx::PgConnection,
+    b: NaiveDate,
+    b_at: chrono::DateTime<chrono::Utc>,
+    date: NaiveDate,
+    r: &mut RetentionReport,
+) -> SettlementResult<()> {
     // The ledger: every entry before the cut-off folded into one opening
     // balance per account, dated the cut-off (so the next year's run folds
     // it again with that year). Each transaction balances and has one date,
@@ -283,10 +353,17 @@ pub async fn run<S: Store>(
     ))
     .fetch_one(&mut *tx)
     .await? as u64;
+    Ok(())
+}
 
+/// Erased holders and their numbers, once no record refers to them.
+async fn erased_holders(
+    tx: &mut sqlx::PgConnection,
+    r: &mut RetentionReport,
+) -> SettlementResult<()> {
     // Erased holders and their numbers, once no record refers to them.
     r.numbers_deleted = plain(
-        &mut tx,
+        &mut *tx,
         "delete from numbers n using holders h
          where h.id = n.holder_id and h.erased_at is not null
            and not exists (select 1 from invoices i where i.number = n.number)
@@ -296,32 +373,13 @@ pub async fn run<S: Store>(
     )
     .await?;
     r.holders_deleted = plain(
-        &mut tx,
+        &mut *tx,
         "delete from holders h where h.erased_at is not null
            and not exists (select 1 from numbers n where n.holder_id = h.id)
            and not exists (select 1 from invoices i where i.holder_id = h.id)",
     )
     .await?;
-
-    claim_calendar_job(&mut tx, date, "retention").await?;
-    sqlx::query("update calendar_runs set details = $3 where run_date = $1 and job = $2")
-        .bind(date)
-        .bind("retention")
-        .bind(json!(r))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    metrics::counter!(m::SETTLEMENT_CALENDAR_RUNS_TOTAL, "job" => "retention").increment(1);
-    tracing::info!(
-        %date,
-        bookkeeping_before = %b,
-        evidence_before = %e,
-        invoices = r.invoices_deleted,
-        consents = r.consents_deleted,
-        ledger_entries = r.ledger_entries_folded,
-        "retention run"
-    );
-    Ok(r)
+    Ok(())
 }
 
 #[cfg(test)]
