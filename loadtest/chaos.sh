@@ -68,7 +68,7 @@ if [ "${NO_BUILD:-0}" = 0 ]; then
 fi
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 BIN="$TARGET_DIR/release"
-for b in callauth-gateway callauth-settlement callauth-loadtest; do
+for b in callauth-gateway callauth-loadtest $([ "$SETTLEMENT" = 0 ] || echo callauth-settlement); do
     [ -x "$BIN/$b" ] || die "$BIN/$b was not built"
 done
 
