@@ -32,7 +32,8 @@
 #      committed every event) finds no account drifting, no event is
 #      dead-lettered, and the ledger's usage — one row per call, by primary
 #      key — has as many rows and the same öre, postpaid and prepaid, as the
-#      acknowledged charges.
+#      acknowledged charges, and its prepaid debits equal the codes' balance
+#      drop in the store.
 #
 # Optional environment: RATE (250 calls/s), DURATION (70 s measured),
 # WARMUP (5 s), RETRY_SECONDS (60), NUMBERS (10000), SETTLEMENT (1),
@@ -293,6 +294,12 @@ if [ "$SETTLEMENT" != 0 ]; then
         ok "ledger usage: $L_POST_N postpaid rows $L_POST öre, $L_PRE_N prepaid rows $L_PRE öre = the $CHARGED_ACKS acknowledged charges ($USAGE_EVENTS usage event(s) committed)"
     else
         fail "ledger usage: $L_POST_N postpaid rows $L_POST öre, $L_PRE_N prepaid rows $L_PRE öre vs $CHARGED_ACKS acknowledged charges, postpaid $ACKED_POST öre, prepaid $ACKED_PRE öre ($USAGE_EVENTS usage event(s) committed)"
+    fi
+    DEBITS=$(q "select coalesce(sum(amount_ore), 0) from prepaid_movements where kind = 'debit'")
+    if [ "$DEBITS" = "$DROP" ]; then
+        ok "ledger prepaid debits $DEBITS öre = the codes' balance drop in the store"
+    else
+        fail "ledger prepaid debits $DEBITS öre vs the codes' balance drop in the store $DROP öre"
     fi
     [ "$SETTLE_RESTARTS" = 0 ] || fail "the settlement worker exited $SETTLE_RESTARTS time(s) during the run (see $DATA/settlement.log)"
 fi
