@@ -39,6 +39,11 @@
 # WARMUP (5 s), RETRY_SECONDS (60), NUMBERS (10000), SETTLEMENT (1),
 # NO_BUILD (0: build the release binaries first), PG_URL_BASE
 # (postgres://postgres@127.0.0.1:5432).
+#
+# Negative controls (the checks must fail; docs/chaos.md): TAMPER_ORE=N adds
+# N öre to one caller's unbilled amount in Redis at T+50 s, behind the
+# gateways' back (a charge nobody acknowledged); RETRY_SECONDS=0 lets the
+# clients give up after one attempt (outcomes unknown to them).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,6 +58,7 @@ WARMUP=${WARMUP:-5}
 RETRY_SECONDS=${RETRY_SECONDS:-60}
 NUMBERS=${NUMBERS:-10000}
 SETTLEMENT=${SETTLEMENT:-1}
+TAMPER_ORE=${TAMPER_ORE:-0}
 PG_URL_BASE=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
 DATA=${1:-loadtest/chaos-data/$(date -u +%Y%m%dT%H%M%SZ)}
 
@@ -227,6 +233,12 @@ at 10 && kill_redis 3 && check_settlement
 at 22 && kill_gateway 1 KILL 2 && check_settlement
 at 34 && kill_redis 1 && check_settlement
 at 46 && kill_gateway 0 TERM 0 && check_settlement
+if [ "$TAMPER_ORE" != 0 ]; then
+    at 50
+    ACCOUNT=$(redis-cli -p "$REDIS_PORT" --scan --pattern "{$PREFIX:p*}:a:+4673*" | head -1)
+    redis-cli -p "$REDIS_PORT" HINCRBY "$ACCOUNT" ub "$TAMPER_ORE" >/dev/null
+    event "TAMPER: $TAMPER_ORE öre added to the unbilled amount of one caller in Redis, behind the gateways' back"
+fi
 
 LT_RC=0
 wait "$LT_PID" || LT_RC=$?
