@@ -235,7 +235,9 @@ at 34 && kill_redis 1 && check_settlement
 at 46 && kill_gateway 0 TERM 0 && check_settlement
 if [ "$TAMPER_ORE" != 0 ]; then
     at 50
-    ACCOUNT=$(redis-cli -p "$REDIS_PORT" --scan --pattern "{$PREFIX:p*}:a:+4673*" | head -1)
+    # awk, not head: head would close the pipe early (SIGPIPE under pipefail).
+    ACCOUNT=$(redis-cli -p "$REDIS_PORT" --scan --pattern "{$PREFIX:p*}:a:+4673*" | awk 'NR == 1')
+    [ -n "$ACCOUNT" ] || die "TAMPER: no caller account found"
     redis-cli -p "$REDIS_PORT" HINCRBY "$ACCOUNT" ub "$TAMPER_ORE" >/dev/null
     event "TAMPER: $TAMPER_ORE öre added to the unbilled amount of one caller in Redis, behind the gateways' back"
 fi
