@@ -195,20 +195,22 @@ mod tests {
             min_attempts: 1,
             conns: 1,
         };
-        let r: Option<Answered<()>> = block_on(send(&rec, 0, "Op", true, Instant::now(), 0, policy, |_| {
-            calls += 1;
-            async { Err(Status::failed_precondition("no")) }
-        }));
+        let r: Option<Answered<()>> =
+            block_on(send(&rec, 0, "Op", true, Instant::now(), 0, policy, |_| {
+                calls += 1;
+                async { Err(Status::failed_precondition("no")) }
+            }));
         assert!(r.is_none());
         assert_eq!(calls, 1);
         let off = Retry {
             window: Duration::ZERO,
             ..policy
         };
-        let r: Option<Answered<()>> = block_on(send(&rec, 0, "Op", true, Instant::now(), 0, off, |_| {
-            calls += 1;
-            async { Err(Status::unavailable("down")) }
-        }));
+        let r: Option<Answered<()>> =
+            block_on(send(&rec, 0, "Op", true, Instant::now(), 0, off, |_| {
+                calls += 1;
+                async { Err(Status::unavailable("down")) }
+            }));
         assert!(r.is_none());
         assert_eq!(calls, 2);
     }
