@@ -19,6 +19,7 @@ mod driver;
 mod mix;
 mod noop;
 mod report;
+mod retry;
 mod run;
 mod setup;
 mod stats;

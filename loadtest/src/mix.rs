@@ -30,8 +30,9 @@ use callauth::gateway::api::convert::ms_to_timestamp;
 use callauth::pb;
 use rand::RngExt;
 
+use crate::retry::{self, Retry};
 use crate::setup::{Class, Population, ServiceRef};
-use crate::stats::{code_label, Recorder};
+use crate::stats::Recorder;
 use crate::target::{Clients, Token};
 use crate::usage::UsageStream;
 
@@ -105,6 +106,8 @@ pub struct Mix {
     pub codes: Vec<String>,
     pub knobs: Knobs,
     pub call_prefix: String,
+    /// How long a transiently failed RPC is resent (`--retry-seconds`; zero: not).
+    pub retry: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -204,7 +207,18 @@ impl Mix {
         }
     }
 
-    /// One Authorize; None when it failed (the error is recorded).
+    /// The retry policy of one RPC (`usage`: a usage record, resent up to
+    /// three times at once even without `--retry-seconds`).
+    fn retry_policy(&self, usage: bool) -> Retry {
+        Retry {
+            window: self.retry,
+            min_attempts: if usage { USAGE_ATTEMPTS } else { 1 },
+            conns: self.conns.len(),
+        }
+    }
+
+    /// One Authorize (resent unchanged while it fails transiently, see
+    /// `retry`); None when it failed (the errors are recorded).
     async fn authorize(
         &self,
         seq: u64,
@@ -213,29 +227,25 @@ impl Mix {
         conn: usize,
         req: pb::AuthorizeRequest,
     ) -> Option<pb::AuthorizeResponse> {
-        let r = self.conns[conn]
-            .authorization
-            .clone()
-            .authorize(self.ivr.request(req))
-            .await;
-        match r {
-            Ok(resp) => {
-                let resp = resp.into_inner();
-                self.rec.rpc(seq, "Authorize", measured, started, Ok(()));
-                self.rec.count(seq, "authorize", authorize_label(&resp));
-                Some(resp)
-            }
-            Err(status) => {
-                self.rec.rpc(
-                    seq,
-                    "Authorize",
-                    measured,
-                    started,
-                    Err(code_label(status.code())),
-                );
-                None
-            }
-        }
+        let policy = self.retry_policy(false);
+        let r = retry::send(
+            &self.rec,
+            seq,
+            "Authorize",
+            measured,
+            started,
+            conn,
+            policy,
+            |c| {
+                let mut client = self.conns[c].authorization.clone();
+                let req = self.ivr.request(req.clone());
+                async move { client.authorize(req).await }
+            },
+        )
+        .await?;
+        let resp = r.value.into_inner();
+        self.rec.count(seq, "authorize", authorize_label(&resp));
+        Some(resp)
     }
 
     /// One call scheduled at `due`.
@@ -393,54 +403,58 @@ impl Mix {
         call_id: &str,
         sequence: u32,
     ) -> Option<u32> {
-        let started = Instant::now();
-        let r = self.conns[conn]
-            .authorization
-            .clone()
-            .extend(self.ivr.request(pb::ExtendRequest {
-                call_id: call_id.to_string(),
-                sequence,
-            }))
-            .await;
-        match r {
-            Ok(resp) => {
-                let r = resp.into_inner();
-                self.rec.rpc(seq, "Extend", measured, started, Ok(()));
-                self.rec
-                    .count(seq, "extend", decision_label(r.decision, r.reason, 0));
-                (r.decision == pb::Decision::Allowed as i32).then_some(r.granted_seconds_total)
-            }
-            Err(status) => {
-                let code = code_label(status.code());
-                self.rec.rpc(seq, "Extend", measured, started, Err(code));
-                None
-            }
-        }
+        let policy = self.retry_policy(false);
+        let req = pb::ExtendRequest {
+            call_id: call_id.to_string(),
+            sequence,
+        };
+        let r = retry::send(
+            &self.rec,
+            seq,
+            "Extend",
+            measured,
+            Instant::now(),
+            conn,
+            policy,
+            |c| {
+                let mut client = self.conns[c].authorization.clone();
+                let req = self.ivr.request(req.clone());
+                async move { client.extend(req).await }
+            },
+        )
+        .await?;
+        let r = r.value.into_inner();
+        self.rec
+            .count(seq, "extend", decision_label(r.decision, r.reason, 0));
+        (r.decision == pb::Decision::Allowed as i32).then_some(r.granted_seconds_total)
     }
 
     async fn release(&self, seq: u64, measured: bool, conn: usize, call_id: &str) {
-        let started = Instant::now();
-        let r = self.conns[conn]
-            .authorization
-            .clone()
-            .release(self.ivr.request(pb::ReleaseRequest {
-                call_id: call_id.to_string(),
-            }))
-            .await;
-        match r {
-            Ok(resp) => {
-                let r = resp.into_inner();
-                self.rec.rpc(seq, "Release", measured, started, Ok(()));
-                let outcome = pb::ReleaseOutcome::try_from(r.outcome)
-                    .map_or("?", |o| o.as_str_name())
-                    .to_string();
-                self.rec
-                    .count(seq, "release", short(&outcome, "RELEASE_OUTCOME_"));
-            }
-            Err(status) => {
-                let code = code_label(status.code());
-                self.rec.rpc(seq, "Release", measured, started, Err(code));
-            }
+        let policy = self.retry_policy(false);
+        let req = pb::ReleaseRequest {
+            call_id: call_id.to_string(),
+        };
+        let r = retry::send(
+            &self.rec,
+            seq,
+            "Release",
+            measured,
+            Instant::now(),
+            conn,
+            policy,
+            |c| {
+                let mut client = self.conns[c].authorization.clone();
+                let req = self.ivr.request(req.clone());
+                async move { client.release(req).await }
+            },
+        )
+        .await;
+        if let Some(r) = r {
+            let outcome = pb::ReleaseOutcome::try_from(r.value.into_inner().outcome)
+                .map_or("?", |o| o.as_str_name())
+                .to_string();
+            self.rec
+                .count(seq, "release", short(&outcome, "RELEASE_OUTCOME_"));
         }
     }
 
@@ -455,50 +469,65 @@ impl Mix {
         record: pb::UsageRecord,
         prepaid: bool,
     ) {
-        let Some(stream) = self.usage[conn].get(merchant) else {
+        if !self.usage[conn].contains_key(merchant) {
             self.rec
                 .count(seq, "usage", format!("no token for merchant {merchant}"));
             return;
-        };
-        for attempt in 0..USAGE_ATTEMPTS {
-            let started = Instant::now();
-            match stream.send(record.clone()).await {
-                Ok(ack) => {
-                    self.rec.rpc(seq, "Usage ack", measured, started, Ok(()));
-                    let result = pb::UsageResult::try_from(ack.result)
-                        .map_or("?", |r| r.as_str_name())
-                        .to_string();
-                    let mut label = short(&result, "USAGE_RESULT_");
-                    if ack.result == pb::UsageResult::Rejected as i32 {
-                        let reason = pb::UsageRejectReason::try_from(ack.reject_reason)
-                            .map_or("?", |r| r.as_str_name())
-                            .to_string();
-                        label = format!("{label} {}", short(&reason, "USAGE_REJECT_REASON_"));
-                    }
-                    if attempt > 0 {
-                        label.push_str(" (resent)");
-                    }
-                    self.rec.count(seq, "usage", label);
-                    let applied = ack.result == pb::UsageResult::Applied as i32;
-                    // A DUPLICATE after a lost ack carries the charge we never saw.
-                    let duplicate_of_lost =
-                        attempt > 0 && ack.result == pb::UsageResult::Duplicate as i32;
-                    if applied || duplicate_of_lost {
-                        self.rec.money(seq, prepaid, ack.charge_ore);
-                    }
-                    return;
-                }
-                Err(status) => {
-                    let code = code_label(status.code());
-                    self.rec.rpc(seq, "Usage ack", measured, started, Err(code));
-                }
-            }
         }
-        self.rec.count(
+        let policy = self.retry_policy(true);
+        let answered = retry::send(
+            &self.rec,
             seq,
-            "usage",
-            "NO ACK after retries (money check may differ)",
-        );
+            "Usage ack",
+            measured,
+            Instant::now(),
+            conn,
+            policy,
+            |c| {
+                let stream = self.usage[c].get(merchant).cloned();
+                let record = record.clone();
+                async move {
+                    match stream {
+                        Some(s) => s.send(record).await,
+                        None => Err(tonic::Status::internal("no usage stream")),
+                    }
+                }
+            },
+        )
+        .await;
+        let Some(answered) = answered else {
+            self.rec.count(
+                seq,
+                "usage",
+                "NO ACK after retries (money check may differ)",
+            );
+            return;
+        };
+        let (ack, resent) = (answered.value, answered.attempts > 1);
+        let result = pb::UsageResult::try_from(ack.result)
+            .map_or("?", |r| r.as_str_name())
+            .to_string();
+        let mut label = short(&result, "USAGE_RESULT_");
+        if ack.result == pb::UsageResult::Rejected as i32 {
+            let reason = pb::UsageRejectReason::try_from(ack.reject_reason)
+                .map_or("?", |r| r.as_str_name())
+                .to_string();
+            label = format!("{label} {}", short(&reason, "USAGE_REJECT_REASON_"));
+        }
+        if resent {
+            label.push_str(" (resent)");
+        }
+        self.rec.count(seq, "usage", label);
+        // Each record is sent by this call only, and only until its first
+        // answer: a DUPLICATE therefore means an earlier attempt was applied
+        // and its ack lost — by our resend, or by a retry inside the gateway
+        // (its Redis client resends a command once after a dropped
+        // connection) — and it carries the charge we never saw.
+        let charged = ack.result == pb::UsageResult::Applied as i32
+            || ack.result == pb::UsageResult::Duplicate as i32;
+        if charged {
+            self.rec.money(seq, prepaid, ack.charge_ore);
+        }
     }
 }
 

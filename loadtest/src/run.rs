@@ -35,9 +35,12 @@ pub enum Scenario {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// gRPC endpoint of the gateway (or reference server) under test.
+    /// gRPC endpoint of the gateway (or reference server) under test;
+    /// repeatable: calls are spread over several gateways (each gets
+    /// --connections connections), and a resend (--retry-seconds) goes to
+    /// the next one. Setup and the money check use the first.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub endpoint: String,
+    pub endpoint: Vec<String>,
     /// Allow a non-loopback endpoint.
     #[arg(long)]
     pub allow_remote: bool,
@@ -76,6 +79,12 @@ pub struct RunArgs {
     /// Seconds to wait for requests still in flight when the load stops.
     #[arg(long, default_value_t = 30.0)]
     pub drain_seconds: f64,
+    /// Mix: resend an RPC that failed transiently (UNAVAILABLE, a reset
+    /// stream, …) unchanged, on the next connection, for up to this many
+    /// seconds — what an IVR and a merchant do when a gateway or its Redis
+    /// fails (loadtest/chaos.sh). Every failed attempt still counts as an error.
+    #[arg(long, default_value_t = 0.0)]
+    pub retry_seconds: f64,
     /// Client-side timeout of every RPC, milliseconds (counted as an error).
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
@@ -300,7 +309,13 @@ impl AuthorizeOnly {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    target::check_endpoint(&args.endpoint, args.allow_remote)?;
+    for e in &args.endpoint {
+        target::check_endpoint(e, args.allow_remote)?;
+    }
+    anyhow::ensure!(
+        args.retry_seconds >= 0.0 && args.retry_seconds.is_finite(),
+        "--retry-seconds must be 0 or more"
+    );
     if args.skip_setup && args.scenario == Scenario::Mix {
         bail!(
             "--skip-setup is for the authorize scenario only (mix needs its population and codes)"
@@ -345,7 +360,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         merchant_tokens.insert(m.to_string(), t.to_string());
     }
 
-    let channels = target::connect(
+    let channels = target::connect_all(
         &args.endpoint,
         args.connections.max(1),
         Duration::from_millis(args.timeout_ms),
@@ -530,6 +545,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                     lines: args.lines,
                 },
                 call_prefix,
+                retry: Duration::from_secs_f64(args.retry_seconds),
             });
             driven = driver::drive(
                 &load,
@@ -757,7 +773,7 @@ fn build_report(
         label: args.label.clone(),
         command: std::env::args().collect(),
         started_at_unix_ms,
-        endpoint: args.endpoint.clone(),
+        endpoint: args.endpoint.join(","),
         scenario: args.scenario,
         load: match *load {
             Load::Open {

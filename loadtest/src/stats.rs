@@ -143,8 +143,8 @@ impl Recorder {
         }
     }
 
-    /// The charge of an APPLIED usage ack (or of a DUPLICATE one answering a
-    /// record resent after its first ack was lost).
+    /// The charge of an APPLIED usage ack (or of a DUPLICATE one: an
+    /// earlier attempt of the same record was applied and its ack lost).
     pub fn money(&self, key: u64, prepaid: bool, charge_ore: i64) {
         let mut s = self.shard(key);
         if prepaid {

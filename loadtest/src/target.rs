@@ -54,6 +54,30 @@ pub async fn connect(
     Ok(out)
 }
 
+/// `per_endpoint` channels to each of `endpoints`, interleaved (the first
+/// of each endpoint, then the second of each, …), so that connection `i + 1`
+/// is on another gateway than connection `i` when there are several: a
+/// resend on the next connection (`retry`) reaches another gateway.
+pub async fn connect_all(
+    endpoints: &[String],
+    per_endpoint: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Channel>> {
+    let per_endpoint = per_endpoint.max(1);
+    let mut each = Vec::with_capacity(endpoints.len());
+    for e in endpoints {
+        each.push(connect(e, per_endpoint, timeout).await?);
+    }
+    let mut out = Vec::with_capacity(endpoints.len() * per_endpoint);
+    for i in 0..per_endpoint {
+        for chans in &each {
+            out.push(chans[i].clone());
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no --endpoint given");
+    Ok(out)
+}
+
 /// A bearer token as gRPC metadata (parsed once, cloned per request).
 #[derive(Clone)]
 pub struct Token(MetadataValue<Ascii>);
