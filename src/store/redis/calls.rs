@@ -311,6 +311,8 @@ impl RedisStore {
                 }
             }
         }
+        // Issue 10: the last moment to refuse without leaving a hold.
+        crate::store::budget::check()?;
         let answer = self
             .inner
             .conn

@@ -64,6 +64,10 @@ pub struct RedisStore {
 
 struct Inner {
     conn: Conn,
+    /// A connection of its own for readiness (issue 10): the probe never
+    /// queues behind business commands on `conn`, so pure overload does not
+    /// turn the gateway NOT_SERVING.
+    probe: Conn,
     keys: Keys,
     policy: StorePolicy,
     ready: AtomicBool,
@@ -83,9 +87,11 @@ impl RedisStore {
     /// A connection, before the library is loaded or the policy checked.
     async fn open(config: &RedisConfig, policy: StorePolicy) -> anyhow::Result<RedisStore> {
         let conn = Conn::connect(config).await?;
+        let probe = Conn::connect(config).await?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
+                probe,
                 keys: Keys::new(&config.prefix),
                 policy,
                 ready: AtomicBool::new(false),
@@ -107,12 +113,13 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// The store policy recorded in the deployment record, if any.
+    /// The store policy recorded in the deployment record, if any (read on
+    /// the readiness connection).
     async fn recorded_policy(&self) -> StoreResult<Option<String>> {
         let mut cmd = ::redis::cmd("HGET");
         cmd.arg(self.inner.keys.meta()).arg("policy");
         self.inner
-            .conn
+            .probe
             .query(&cmd)
             .await
             .map_err(|e| self.unavailable(e))
@@ -214,6 +221,7 @@ impl RedisStore {
     }
 
     async fn hgetall(&self, key: &str) -> StoreResult<HashMap<String, String>> {
+        crate::store::budget::check()?;
         let mut cmd = ::redis::cmd("HGETALL");
         cmd.arg(key);
         let v: Value = self

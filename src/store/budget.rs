@@ -1,0 +1,57 @@
+//! The queue-time budget of a request (issue 10): the instant by which a
+//! request's first state-changing store command must have been *sent*.
+//!
+//! Under overload a request can wait — for a worker thread, for its turn on
+//! the multiplexed Redis connection — long enough that its command, once
+//! sent, is still queued in Redis when the per-command response timeout
+//! fires. The client is then told the request failed while the Function
+//! still runs and makes a hold (the issue's 150 868 holds for failed
+//! requests). So the gRPC edge ([`crate::gateway::api::edge`]) scopes every
+//! request in a [`SendBy`] — arrival + the queue budget, and never later than
+//! the request's deadline minus the store's response timeout — and the Redis
+//! store calls [`check`] just before each command goes out: a request over
+//! its budget is refused ([`StoreError::Overloaded`], `RESOURCE_EXHAUSTED`)
+//! without sending anything, so it leaves no state.
+//!
+//! Work outside a request (readiness, the sweeper, usage streams' own tasks)
+//! has no budget: [`check`] lets it through.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{StoreError, StoreResult};
+
+/// When a request must have sent its store command, and when it arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct SendBy {
+    pub arrived: Instant,
+    pub send_by: Instant,
+}
+
+tokio::task_local! {
+    static SEND_BY: SendBy;
+}
+
+/// Runs `fut` with the budget `send_by` (the edge layer, once per request).
+pub async fn scope<F: std::future::Future>(send_by: SendBy, fut: F) -> F::Output {
+    SEND_BY.scope(send_by, fut).await
+}
+
+/// `Ok` when the current request may still send a store command (or is not
+/// a request); `Err(Overloaded)` when its queue-time budget is spent.
+pub fn check() -> StoreResult<()> {
+    let Ok(b) = SEND_BY.try_with(|b| *b) else {
+        return Ok(());
+    };
+    let now = Instant::now();
+    if now <= b.send_by {
+        return Ok(());
+    }
+    crate::metrics::shed("queue_budget");
+    Err(StoreError::Overloaded(millis(now - b.arrived)))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
