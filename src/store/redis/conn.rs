@@ -9,6 +9,7 @@
 //! `CLUSTER SLOTS`, so their certificates must name those addresses.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -155,8 +156,41 @@ pub enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// The runtime the connections' drivers run on: one thread of its own
+/// (issue 10). A connection's driver reads Redis's answers; on the
+/// request-serving runtime, a gateway saturated with requests read answers
+/// late, past the response timeout, and a request was told it failed although
+/// its Function had run (a hold for a failed request). Here answers are read
+/// when they arrive, and a request whose answer arrived in time gets it
+/// whenever it is next polled (tokio's timeout polls the answer first).
+fn io_runtime() -> &'static tokio::runtime::Handle {
+    static IO: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    IO.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the Redis I/O runtime starts");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("callauth-redis-io".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("the Redis I/O thread starts");
+        handle
+    })
+}
+
 impl Conn {
+    /// Connects on the Redis I/O runtime ([`io_runtime`]), so that the
+    /// connection's driver runs there.
     pub async fn connect(config: &RedisConfig) -> anyhow::Result<Conn> {
+        let config = config.clone();
+        io_runtime()
+            .spawn(async move { Conn::connect_here(&config).await })
+            .await
+            .map_err(|e| anyhow::anyhow!("the Redis I/O runtime failed: {e}"))?
+    }
+
+    async fn connect_here(config: &RedisConfig) -> anyhow::Result<Conn> {
         if config.is_cluster() {
             let nodes = config.cluster_nodes();
             anyhow::ensure!(

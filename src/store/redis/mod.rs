@@ -57,6 +57,10 @@ use crate::domain::{CodeId, Money, TermsId};
 /// The version of the Function library; bump it whenever `callauth.lua`
 /// changes its behaviour or its calling convention.
 
+/// The readiness connection's response timeout is 4 × the business one,
+/// and at least this.
+const PROBE_TIMEOUT_FLOOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -87,7 +91,12 @@ impl RedisStore {
     /// A connection, before the library is loaded or the policy checked.
     async fn open(config: &RedisConfig, policy: StorePolicy) -> anyhow::Result<RedisStore> {
         let conn = Conn::connect(config).await?;
-        let probe = Conn::connect(config).await?;
+        // Readiness asks whether Redis answers, not how fast: a gateway
+        // whose CPU is saturated reads answers late, and a probe with the
+        // business timeout turned it NOT_SERVING under pure overload.
+        let mut probe_config = config.clone();
+        probe_config.response_timeout = (config.response_timeout * 4).max(PROBE_TIMEOUT_FLOOR);
+        let probe = Conn::connect(&probe_config).await?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
