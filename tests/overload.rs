@@ -260,7 +260,9 @@ async fn usage_streams_are_bounded() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     // The merchant ends the first stream: its place is free again.
     drop(a);
-    let end = tokio::time::timeout(HANG_GUARD, first.next()).await.unwrap();
+    let end = tokio::time::timeout(HANG_GUARD, first.next())
+        .await
+        .unwrap();
     assert!(end.is_none(), "{end:?}");
     let mut reopened = None;
     for _ in 0..100 {

@@ -129,7 +129,7 @@ pub struct GatewayConfig {
     /// How long a request may wait, from its arrival, before its Redis
     /// command is sent, milliseconds; later it is refused RESOURCE_EXHAUSTED
     /// without sending anything (so it leaves no hold).
-    #[arg(long, env = "CALLAUTH_QUEUE_BUDGET_MS", default_value_t = 50)]
+    #[arg(long, env = "CALLAUTH_QUEUE_BUDGET_MS", default_value_t = 250)]
     pub queue_budget_ms: u64,
 
     /// Usage.Report streams open at once in the process; beyond it

@@ -94,7 +94,7 @@ impl Default for ServerOptions {
         ServerOptions {
             request_timeout: Duration::from_millis(2000),
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
-            queue_budget: Duration::from_millis(50),
+            queue_budget: Duration::from_millis(250),
             store_timeout: Duration::from_millis(250),
             max_usage_streams: 1024,
             usage_stream_idle: Duration::from_secs(60),

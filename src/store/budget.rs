@@ -16,6 +16,7 @@
 //! Work outside a request (readiness, the sweeper, usage streams' own tasks)
 //! has no budget: [`check`] lets it through.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -29,27 +30,53 @@ pub struct SendBy {
     pub send_by: Instant,
 }
 
+/// The budget of the request being served, and whether it has sent a
+/// command that may change state (after which nothing of it is refused:
+/// a refusal then would hide a change made).
+struct Budget {
+    send_by: SendBy,
+    committed: Cell<bool>,
+}
+
 tokio::task_local! {
-    static SEND_BY: SendBy;
+    static BUDGET: Budget;
 }
 
 /// Runs `fut` with the budget `send_by` (the edge layer, once per request).
 pub async fn scope<F: std::future::Future>(send_by: SendBy, fut: F) -> F::Output {
-    SEND_BY.scope(send_by, fut).await
+    let budget = Budget {
+        send_by,
+        committed: Cell::new(false),
+    };
+    BUDGET.scope(budget, fut).await
 }
 
-/// `Ok` when the current request may still send a store command (or is not
-/// a request); `Err(Overloaded)` when its queue-time budget is spent.
+/// Before a read: `Ok` when the current request may still send a command
+/// (or is not a request, or has already sent a write); `Err(Overloaded)`
+/// when its queue-time budget is spent.
 pub fn check() -> StoreResult<()> {
-    let Ok(b) = SEND_BY.try_with(|b| *b) else {
-        return Ok(());
-    };
+    BUDGET.try_with(admit).unwrap_or(Ok(()))
+}
+
+/// Before a command that may change state: as [`check`], and once it is
+/// admitted the request's later commands are never refused.
+pub fn check_write() -> StoreResult<()> {
+    BUDGET
+        .try_with(|b| {
+            admit(b)?;
+            b.committed.set(true);
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
+}
+
+fn admit(b: &Budget) -> StoreResult<()> {
     let now = Instant::now();
-    if now <= b.send_by {
+    if b.committed.get() || now <= b.send_by.send_by {
         return Ok(());
     }
     crate::metrics::shed("queue_budget");
-    Err(StoreError::Overloaded(millis(now - b.arrived)))
+    Err(StoreError::Overloaded(millis(now - b.send_by.arrived)))
 }
 
 fn millis(d: Duration) -> u64 {

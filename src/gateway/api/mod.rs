@@ -365,7 +365,11 @@ impl<S: Store> UsageSession<S> {
 
     /// The next record, or why the stream ends (issue 10: idle timeout,
     /// maximum age, shutdown).
-    async fn next(&mut self, inbound: &mut Streaming<pb::UsageRecord>, opened: tokio::time::Instant) -> Next {
+    async fn next(
+        &mut self,
+        inbound: &mut Streaming<pb::UsageRecord>,
+        opened: tokio::time::Instant,
+    ) -> Next {
         let idle = self.limits.idle;
         let too_old = async {
             match self.limits.max_age {

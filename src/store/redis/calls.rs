@@ -312,7 +312,7 @@ impl RedisStore {
             }
         }
         // Issue 10: the last moment to refuse without leaving a hold.
-        crate::store::budget::check()?;
+        crate::store::budget::check_write()?;
         let answer = self
             .inner
             .conn

@@ -97,7 +97,7 @@ impl RedisStore {
         keys: &[String],
         args: Vec<String>,
     ) -> StoreResult<Value> {
-        crate::store::budget::check()?;
+        crate::store::budget::check_write()?;
         let mut cmd = ::redis::cmd("FCALL");
         cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
         self.inner
