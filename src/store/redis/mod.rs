@@ -54,12 +54,12 @@ use crate::domain::decision::{check_consent, Decision, DenyReason, Funding, Gran
 use crate::domain::event::{self, ids};
 use crate::domain::{CodeId, Money, TermsId};
 
-/// The version of the Function library; bump it whenever `callauth.lua`
-/// changes its behaviour or its calling convention.
-
 /// The readiness connection's response timeout is 4 × the business one,
 /// and at least this.
 const PROBE_TIMEOUT_FLOOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The version of the Function library; bump it whenever `callauth.lua`
+/// changes its behaviour or its calling convention.
 
 #[derive(Clone)]
 pub struct RedisStore {
