@@ -28,6 +28,8 @@ use super::{StoreError, StoreResult};
 pub struct SendBy {
     pub arrived: Instant,
     pub send_by: Instant,
+    /// When the request must have been answered.
+    pub deadline: Instant,
 }
 
 /// The budget of the request being served, and whether it has sent a
@@ -69,6 +71,26 @@ pub fn check_write() -> StoreResult<()> {
         })
         .unwrap_or(Ok(()))
 }
+
+/// How long a write of the current request waits for its answer: until
+/// just before its deadline (issue 10: a write answered late has still run;
+/// telling the client it failed would leave a hold for a failed request),
+/// and at least `timeout` (the store's, and all outside a request).
+pub fn write_wait(timeout: Duration) -> Duration {
+    BUDGET
+        .try_with(|b| {
+            b.send_by
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(DEADLINE_MARGIN)
+        })
+        .unwrap_or(timeout)
+        .max(timeout)
+}
+
+/// Kept between a write's wait and its request's deadline, so that the
+/// store's answer (or its timeout) comes before the edge's.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
 
 fn admit(b: &Budget) -> StoreResult<()> {
     let now = Instant::now();

@@ -165,6 +165,7 @@ impl QueueBudget {
         SendBy {
             arrived,
             send_by: (arrived + self.queue).min(deadline - reserve),
+            deadline,
         }
     }
 }

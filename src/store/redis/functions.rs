@@ -100,9 +100,10 @@ impl RedisStore {
         crate::store::budget::check_write()?;
         let mut cmd = ::redis::cmd("FCALL");
         cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
+        let wait = crate::store::budget::write_wait(self.inner.conn.timeout());
         self.inner
             .conn
-            .query(&cmd)
+            .query_write(&cmd, wait)
             .await
             .map_err(|e| self.unavailable(e))
     }
