@@ -5,7 +5,8 @@
 //! Like mini-redis, `start` takes already-bound listeners, so tests run the
 //! real server on 127.0.0.1:0. Shutdown is graceful: health turns
 //! NOT_SERVING, the listeners stop accepting, in-flight requests finish
-//! within `shutdown_grace`, then the process may exit.
+//! within `shutdown_grace` (usage streams end after their record in
+//! progress, idle ones at once: issue 10), then the process may exit.
 //!
 //! With `opts.tls` both listeners serve TLS only (`crate::tls`), the gRPC
 //! listener with optional client certificates.

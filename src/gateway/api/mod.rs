@@ -10,6 +10,11 @@
 //! passed as `deadline_exceeded`. The [`edge`] layer around the services
 //! gives each request its deadline and counts the requests no guard saw
 //! (undecodable messages, refused tokens).
+//!
+//! `Usage.Report` streams (issue 10) take a permit of their own limit
+//! ([`UsageStreams`]; none free → `RESOURCE_EXHAUSTED`), each record a
+//! permit of the concurrency limit, and are closed by the gateway when idle,
+//! when older than the connection's maximum age, and at shutdown.
 
 pub mod convert;
 pub mod edge;
