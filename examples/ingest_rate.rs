@@ -191,14 +191,7 @@ async fn run(
                     .arg(e.to_json())
                     .ignore();
             }
-            match store.conn() {
-                callauth::store::redis::Conn::Single(c) => {
-                    pipe.query_async::<()>(&mut c.clone()).await?
-                }
-                callauth::store::redis::Conn::Cluster(c) => {
-                    pipe.query_async::<()>(&mut c.clone()).await?
-                }
-            }
+            store.conn().query_pipeline::<()>(&pipe).await?;
         }
         let s = Arc::new(Settlement::new(
             pool.clone(),

@@ -14,6 +14,25 @@ pub const GRPC_REQUESTS_TOTAL: &str = "callauth_grpc_requests_total";
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "callauth_grpc_request_duration_seconds";
 pub const GRPC_REQUESTS_IN_FLIGHT: &str = "callauth_grpc_requests_in_flight";
 pub const GRPC_OVERLOAD_REJECTIONS_TOTAL: &str = "callauth_grpc_overload_rejections_total";
+/// Requests refused before reaching the store, by reason (issue 10).
+pub const SHED_TOTAL: &str = "callauth_shed_total";
+/// Open `Usage.Report` streams (issue 10).
+pub const USAGE_STREAMS_OPEN: &str = "callauth_usage_streams_open";
+/// `Usage.Report` streams the gateway closed, by reason (issue 10).
+pub const USAGE_STREAMS_CLOSED_TOTAL: &str = "callauth_usage_streams_closed_total";
+
+/// The reasons of [`SHED_TOTAL`]: the concurrency limit had no permit, the
+/// queue-time budget was spent before the store command, the usage-stream
+/// limit was reached.
+pub const SHED_REASONS: [&str; 3] = ["concurrency", "queue_budget", "usage_streams"];
+
+/// The reasons of [`USAGE_STREAMS_CLOSED_TOTAL`].
+pub const USAGE_CLOSE_REASONS: [&str; 3] = ["idle", "max_age", "shutdown"];
+
+/// Counts one request shed for `reason` (one of [`SHED_REASONS`]).
+pub fn shed(reason: &'static str) {
+    metrics::counter!(SHED_TOTAL, "reason" => reason).increment(1);
+}
 
 // Decisions (gateway).
 pub const AUTHORIZE_DECISIONS_TOTAL: &str = "callauth_authorize_decisions_total";
@@ -134,6 +153,15 @@ fn describe() {
         "gRPC server time per request by method"
     );
     describe_gauge!(GRPC_REQUESTS_IN_FLIGHT, "gRPC requests being served");
+    describe_counter!(
+        SHED_TOTAL,
+        "requests refused with RESOURCE_EXHAUSTED before anything reached the state store, by reason: concurrency (no permit), queue_budget (waited too long before the store command), usage_streams (too many open Usage.Report streams)"
+    );
+    describe_gauge!(USAGE_STREAMS_OPEN, "Usage.Report streams open");
+    describe_counter!(
+        USAGE_STREAMS_CLOSED_TOTAL,
+        "Usage.Report streams closed by the gateway, by reason: idle (no record within --usage-stream-idle-seconds), max_age (open longer than --max-connection-age-seconds), shutdown"
+    );
     describe_counter!(
         GRPC_OVERLOAD_REJECTIONS_TOTAL,
         "requests refused with RESOURCE_EXHAUSTED by the concurrency limit"
@@ -485,6 +513,13 @@ pub fn preregister_gateway(backend: &'static str) {
         metrics::counter!(GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method).increment(0);
     }
     metrics::gauge!(GRPC_REQUESTS_IN_FLIGHT).increment(0.0);
+    metrics::gauge!(USAGE_STREAMS_OPEN).increment(0.0);
+    for reason in SHED_REASONS {
+        metrics::counter!(SHED_TOTAL, "reason" => reason).increment(0);
+    }
+    for reason in USAGE_CLOSE_REASONS {
+        metrics::counter!(USAGE_STREAMS_CLOSED_TOTAL, "reason" => reason).increment(0);
+    }
     for funding in ["postpaid", "prepaid"] {
         metrics::counter!(AUTHORIZE_DECISIONS_TOTAL, "decision" => "allowed", "reason" => "granted", "funding" => funding).increment(0);
     }

@@ -29,6 +29,9 @@ pub enum Failure {
     FailedPrecondition,
     /// A dependency is unreachable or too slow; a retry is safe (idempotent).
     Unavailable,
+    /// The gateway refused the request before doing anything (issue 10:
+    /// its concurrency limit or queue-time budget); a retry is safe.
+    ResourceExhausted,
     /// The request's own deadline passed before it was answered.
     DeadlineExceeded,
     /// Authenticated, but not allowed to act on this.
@@ -44,6 +47,7 @@ impl Failure {
             Failure::NotFound => Code::NotFound,
             Failure::FailedPrecondition => Code::FailedPrecondition,
             Failure::Unavailable => Code::Unavailable,
+            Failure::ResourceExhausted => Code::ResourceExhausted,
             Failure::DeadlineExceeded => Code::DeadlineExceeded,
             Failure::PermissionDenied => Code::PermissionDenied,
             Failure::Internal => Code::Internal,
@@ -65,6 +69,7 @@ impl Classify for StoreError {
     fn failure(&self) -> Failure {
         match self {
             StoreError::Unavailable(_) | StoreError::Timeout(_) => Failure::Unavailable,
+            StoreError::Overloaded(_) => Failure::ResourceExhausted,
             StoreError::Rejected(_) => Failure::FailedPrecondition,
             StoreError::NotFound(_) => Failure::NotFound,
             StoreError::Corrupt(_) => Failure::Internal,

@@ -11,11 +11,14 @@
 //!   a fixed answer (the machine's gRPC ceiling) or one Redis `FCALL` of
 //!   callauth's authorize Function per request (the Redis ceiling).
 //! * `report` — renders the Markdown comparison `compare.sh` writes.
+//! * `idle-streams` — opens many `Usage.Report` streams that never send and
+//!   reports how the gateway bounds and closes them (issue 10).
 //!
 //! Nothing here is a test: no figure is asserted, they are measured and printed.
 
 mod cpu;
 mod driver;
+mod idle;
 mod mix;
 mod noop;
 mod report;
@@ -49,6 +52,9 @@ enum Command {
     NoopServer(noop::NoopArgs),
     /// Render the comparison report from the JSON results of `run` (used by compare.sh).
     Report(report::ReportArgs),
+    /// Open many Usage.Report streams that never send; report how many the
+    /// gateway refused and when it closed the others.
+    IdleStreams(idle::IdleArgs),
 }
 
 fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -70,6 +76,9 @@ fn main() {
             runtime(args.worker_threads).and_then(|rt| rt.block_on(noop::serve(args)))
         }
         Command::Report(args) => report::write(args).map(|()| 0),
+        Command::IdleStreams(args) => {
+            runtime(args.worker_threads).and_then(|rt| rt.block_on(idle::run(args)))
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -116,9 +116,40 @@ pub struct GatewayConfig {
     #[arg(long, env = "CALLAUTH_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
     pub request_timeout_ms: u64,
 
-    /// Requests served at once by the process; beyond it RESOURCE_EXHAUSTED.
-    #[arg(long, env = "CALLAUTH_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
+    /// Requests served at once by the process; beyond it RESOURCE_EXHAUSTED
+    /// at once (no queue). Size it to the store's throughput × a tenth of
+    /// --redis-timeout-ms (docs/runbook.md "Overload").
+    #[arg(
+        long,
+        env = "CALLAUTH_MAX_CONCURRENT_REQUESTS",
+        default_value_t = crate::gateway::server::DEFAULT_MAX_CONCURRENT_REQUESTS
+    )]
     pub max_concurrent_requests: usize,
+
+    /// How long a request may wait, from its arrival, before its Redis
+    /// command is sent, milliseconds; later it is refused RESOURCE_EXHAUSTED
+    /// without sending anything (so it leaves no hold).
+    #[arg(long, env = "CALLAUTH_QUEUE_BUDGET_MS", default_value_t = 250)]
+    pub queue_budget_ms: u64,
+
+    /// Usage.Report streams open at once in the process; beyond it
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CALLAUTH_MAX_USAGE_STREAMS", default_value_t = 1024)]
+    pub max_usage_streams: usize,
+
+    /// A Usage.Report stream with no record for this many seconds is closed
+    /// (UNAVAILABLE; the merchant opens a new one).
+    #[arg(long, env = "CALLAUTH_USAGE_STREAM_IDLE_SECONDS", default_value_t = 60)]
+    pub usage_stream_idle_seconds: u64,
+
+    /// Requests a client may have open at once on one HTTP/2 connection
+    /// (advertised as SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(
+        long,
+        env = "CALLAUTH_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value_t = 1024
+    )]
+    pub http2_max_concurrent_streams: u32,
 
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "CALLAUTH_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
@@ -181,6 +212,11 @@ impl GatewayConfig {
         ServerOptions {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             max_concurrent_requests: self.max_concurrent_requests,
+            queue_budget: Duration::from_millis(self.queue_budget_ms),
+            store_timeout: Duration::from_millis(self.redis_timeout_ms),
+            max_usage_streams: self.max_usage_streams,
+            usage_stream_idle: Duration::from_secs(self.usage_stream_idle_seconds),
+            http2_max_concurrent_streams: self.http2_max_concurrent_streams,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             catalog_refresh_interval: Duration::from_millis(self.catalog_refresh_ms),
             max_connection_age: (self.max_connection_age_seconds > 0)
@@ -192,6 +228,13 @@ impl GatewayConfig {
     /// Checks combinations clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         self.store_policy.validate()?;
+        if self.max_concurrent_requests == 0
+            || self.max_usage_streams == 0
+            || self.usage_stream_idle_seconds == 0
+            || self.http2_max_concurrent_streams == 0
+        {
+            return Err("--max-concurrent-requests, --max-usage-streams, --usage-stream-idle-seconds and --http2-max-concurrent-streams must be positive".into());
+        }
         if self.consent_max_age_seconds == 0 {
             return Err("--consent-max-age-seconds must be positive".into());
         }

@@ -5,7 +5,8 @@
 //! Like mini-redis, `start` takes already-bound listeners, so tests run the
 //! real server on 127.0.0.1:0. Shutdown is graceful: health turns
 //! NOT_SERVING, the listeners stop accepting, in-flight requests finish
-//! within `shutdown_grace`, then the process may exit.
+//! within `shutdown_grace` (usage streams end after their record in
+//! progress, idle ones at once: issue 10), then the process may exit.
 //!
 //! With `opts.tls` both listeners serve TLS only (`crate::tls`), the gRPC
 //! listener with optional client certificates.
@@ -22,8 +23,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::api::edge::EdgeLayer;
-use super::api::{AccountsApi, ApiState, AuthorizationApi, CatalogApi, UsageApi};
+use super::api::edge::{EdgeLayer, QueueBudget};
+use super::api::{AccountsApi, ApiState, AuthorizationApi, CatalogApi, UsageApi, UsageStreams};
 use super::Gateway;
 use crate::auth::TokenRegistry;
 use crate::metrics as m;
@@ -47,13 +48,37 @@ pub const SERVICE_NAMES: [&str; 4] = [
 /// request, like its message (at most 4 MiB), so this adds little.
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
+/// The default concurrency limit (issue 10). One Redis primary runs about
+/// 10 000 authorize Functions a second on the reference machine
+/// (docs/performance.md); 256 commands in flight then wait at most ~26 ms
+/// in Redis, a tenth of the 250 ms response timeout, so an admitted command
+/// does not time out from queueing alone. The 4096 before let the queue
+/// exceed the timeout and the Functions of failed requests made holds.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// Deadline for a request that carries none (a shorter client deadline
     /// wins); when it passes the answer is DEADLINE_EXCEEDED.
     pub request_timeout: Duration,
-    /// Requests served at once by the whole process; beyond it RESOURCE_EXHAUSTED.
+    /// Requests served at once by the whole process; beyond it
+    /// RESOURCE_EXHAUSTED at once, never a queue (issue 10: sized so that
+    /// this many store commands in flight wait far less than the store's
+    /// response timeout — see docs/runbook.md "Overload").
     pub max_concurrent_requests: usize,
+    /// How long a request may wait, from arrival, before its store command
+    /// is sent; later it is refused RESOURCE_EXHAUSTED without sending it.
+    pub queue_budget: Duration,
+    /// The store's per-command response timeout, kept free before each
+    /// request's deadline (`api::edge::QueueBudget`).
+    pub store_timeout: Duration,
+    /// `Usage.Report` streams open at once in the process.
+    pub max_usage_streams: usize,
+    /// A usage stream with no record for this long is closed.
+    pub usage_stream_idle: Duration,
+    /// HTTP/2 streams (requests) a client may have open on one connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub http2_max_concurrent_streams: u32,
     pub shutdown_grace: Duration,
     pub sweep_interval: Duration,
     pub catalog_refresh_interval: Duration,
@@ -69,7 +94,12 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             request_timeout: Duration::from_millis(2000),
-            max_concurrent_requests: 4096,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            queue_budget: Duration::from_millis(250),
+            store_timeout: Duration::from_millis(250),
+            max_usage_streams: 1024,
+            usage_stream_idle: Duration::from_secs(60),
+            http2_max_concurrent_streams: 1024,
             shutdown_grace: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(1),
             catalog_refresh_interval: Duration::from_secs(1),
@@ -173,6 +203,12 @@ pub async fn start<S: Store>(
         let state = Arc::new(ApiState {
             gateway: gateway.clone(),
             limiter: Arc::new(Semaphore::new(opts.max_concurrent_requests)),
+            usage: UsageStreams {
+                open: Arc::new(Semaphore::new(opts.max_usage_streams)),
+                idle: opts.usage_stream_idle,
+                max_age: opts.max_connection_age,
+                stop: tasks.stop_signal(),
+            },
         });
         let intercept = tokens.interceptor();
         // No tonic `timeout`: the edge layer keeps the deadlines, so that a
@@ -180,13 +216,22 @@ pub async fn start<S: Store>(
         let mut builder = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            // Issue 10: advertised, so one connection cannot open 10 000.
+            .max_concurrent_streams(Some(opts.http2_max_concurrent_streams))
             .http2_keepalive_interval(Some(opts.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         if let Some(age) = opts.max_connection_age {
             builder = builder.max_connection_age(age);
         }
         let router = builder
-            .layer(EdgeLayer::new(&SERVICE_NAMES, opts.request_timeout))
+            .layer(EdgeLayer::new(
+                &SERVICE_NAMES,
+                opts.request_timeout,
+                QueueBudget {
+                    queue: opts.queue_budget,
+                    store_timeout: opts.store_timeout,
+                },
+            ))
             .add_service(health_service)
             .add_service(process::reflection()?)
             .add_service(

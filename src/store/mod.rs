@@ -11,6 +11,7 @@
 //! Every method takes `now_ms` from the caller's clock; no backend reads the
 //! time itself.
 
+pub mod budget;
 pub mod memory;
 pub mod outbox;
 pub mod partition;
@@ -42,6 +43,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("state store did not answer within {0} ms")]
     Timeout(u64),
+    /// The request waited its whole queue-time budget ({0} ms since it
+    /// arrived) before its store command could be sent: refused without
+    /// sending anything (issue 10, [`budget`]). Safe to retry.
+    #[error("the gateway is overloaded: the request waited {0} ms before reaching the state store; retry shortly")]
+    Overloaded(u64),
     /// The request conflicts with the stored state (e.g. a call id reused for
     /// another caller, a limit rule, an invoice larger than the unbilled usage).
     #[error("{0}")]
@@ -66,6 +72,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Timeout(_) => "timeout",
+            StoreError::Overloaded(_) => "overloaded",
             StoreError::Rejected(_) => "rejected",
             StoreError::NotFound(_) => "not_found",
             StoreError::Corrupt(_) => "corrupt",

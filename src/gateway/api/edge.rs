@@ -25,6 +25,13 @@
 //! request, and this layer counts, by the status tonic put in the response,
 //! what no guard counted — so every request is counted once.
 //!
+//! **Queue-time budget** (issue 10). The layer also scopes each request in
+//! its [`crate::store::budget::SendBy`]: the store refuses to send a command
+//! for a request that arrived more than the queue budget ago, or whose
+//! deadline is nearer than the store's response timeout (at most half the
+//! request's time is reserved for the store), so an answered error never
+//! leaves a hold made by a command that was still queued.
+//!
 //! Cost on the hot path: a lookup of the path in a small map, one `Arc` and a
 //! boxed future per request, and a look at the response's extensions (empty
 //! for a successful unary answer: its status travels in the trailers).
@@ -45,6 +52,7 @@ use tonic::{Code, Status};
 use crate::domain::catalog::FastMap;
 use crate::metrics as m;
 use crate::status::{bounded, code_label};
+use crate::store::budget::{self, SendBy};
 
 /// How much earlier than tonic's own timer the layer's timer for a client's
 /// `grpc-timeout` fires: both are created while the request is dispatched
@@ -136,10 +144,34 @@ pub struct EdgeLayer {
     /// Looked up for every request: foldhash, like the other hot maps.
     counted: Arc<FastMap<&'static str, &'static Method>>,
     default_timeout: Duration,
+    budget: QueueBudget,
+}
+
+/// How long a request may wait before its store command is sent (issue 10).
+#[derive(Clone, Copy, Debug)]
+pub struct QueueBudget {
+    /// From arrival to the store command.
+    pub queue: Duration,
+    /// Kept between the store command and the request's deadline: the
+    /// store's response timeout (at most half the request's time).
+    pub store_timeout: Duration,
+}
+
+impl QueueBudget {
+    /// The `SendBy` of a request that arrived at `arrived` with `deadline`.
+    pub fn send_by(&self, arrived: Instant, deadline: Instant) -> SendBy {
+        let time = deadline.saturating_duration_since(arrived);
+        let reserve = self.store_timeout.min(time / 2);
+        SendBy {
+            arrived,
+            send_by: (arrived + self.queue).min(deadline - reserve),
+            deadline,
+        }
+    }
 }
 
 impl EdgeLayer {
-    pub fn new(services: &[&str], default_timeout: Duration) -> EdgeLayer {
+    pub fn new(services: &[&str], default_timeout: Duration, budget: QueueBudget) -> EdgeLayer {
         let counted = methods()
             .iter()
             .filter(|(path, _)| {
@@ -154,6 +186,7 @@ impl EdgeLayer {
         EdgeLayer {
             counted: Arc::new(counted),
             default_timeout,
+            budget,
         }
     }
 }
@@ -227,13 +260,15 @@ where
             Some(client) => client.saturating_sub(EARLY).min(self.layer.default_timeout),
             None => self.layer.default_timeout,
         };
-        let deadline = Instant::now() + timeout;
+        let arrived = Instant::now();
+        let deadline = arrived + timeout;
         let edge = RequestEdge::new(deadline);
         req.extensions_mut().insert(edge.clone());
         // The service that was polled ready serves this request (tower's rule).
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
-        let response = inner.call(req);
+        let send_by = self.layer.budget.send_by(arrived, deadline);
+        let response = budget::scope(send_by, inner.call(req));
         Box::pin(async move {
             // The handler's future is dropped by the end of this statement,
             // so its guard has counted (or not) before the checks below.
@@ -325,10 +360,36 @@ mod tests {
     }
 
     #[test]
+    fn queue_budget_keeps_the_store_timeout_before_the_deadline() {
+        let b = QueueBudget {
+            queue: Duration::from_millis(50),
+            store_timeout: Duration::from_millis(250),
+        };
+        let t0 = Instant::now();
+        let ms = |s: SendBy| (s.send_by - s.arrived).as_millis();
+        // The default deadline: the queue budget decides.
+        assert_eq!(ms(b.send_by(t0, t0 + Duration::from_secs(2))), 50);
+        // 280 ms left: the store's 250 ms are reserved only up to half.
+        assert_eq!(ms(b.send_by(t0, t0 + Duration::from_millis(280))), 50);
+        assert_eq!(ms(b.send_by(t0, t0 + Duration::from_millis(80))), 40);
+        // A long queue budget: the deadline minus the store timeout decides.
+        let long = QueueBudget {
+            queue: Duration::from_secs(1),
+            ..b
+        };
+        assert_eq!(ms(long.send_by(t0, t0 + Duration::from_millis(600))), 350);
+        assert_eq!(ms(long.send_by(t0, t0 + Duration::from_secs(2))), 1000);
+    }
+
+    #[test]
     fn knows_every_method_of_the_gateway() {
         let layer = EdgeLayer::new(
             &["callauth.v1.Authorization", "callauth.v1.Usage"],
             Duration::from_secs(2),
+            QueueBudget {
+                queue: Duration::from_millis(50),
+                store_timeout: Duration::from_millis(250),
+            },
         );
         let m = layer.counted["/callauth.v1.Authorization/Authorize"];
         assert_eq!(m.name, "Authorize");

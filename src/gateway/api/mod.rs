@@ -10,6 +10,11 @@
 //! passed as `deadline_exceeded`. The [`edge`] layer around the services
 //! gives each request its deadline and counts the requests no guard saw
 //! (undecodable messages, refused tokens).
+//!
+//! `Usage.Report` streams (issue 10) take a permit of their own limit
+//! ([`UsageStreams`]; none free → `RESOURCE_EXHAUSTED`), each record a
+//! permit of the concurrency limit, and are closed by the gateway when idle,
+//! when older than the connection's maximum age, and at shutdown.
 
 pub mod convert;
 pub mod edge;
@@ -17,11 +22,11 @@ pub mod events;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use metrics::{Counter, Histogram};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use self::edge::RequestEdge;
@@ -36,6 +41,22 @@ use crate::store::{IssueOutcome, Store};
 pub struct ApiState<S: Store> {
     pub gateway: Arc<Gateway<S>>,
     pub limiter: Arc<Semaphore>,
+    pub usage: UsageStreams,
+}
+
+/// The bounds of `Usage.Report` streams (issue 10: a stream that never sent
+/// was never closed, took no permit, and held every shutdown for its grace).
+#[derive(Clone)]
+pub struct UsageStreams {
+    /// One permit per open stream; none free → RESOURCE_EXHAUSTED.
+    pub open: Arc<Semaphore>,
+    /// A stream with no record for this long is closed.
+    pub idle: Duration,
+    /// A stream open this long is closed between records (the connection's
+    /// maximum age, which an open stream would otherwise outlive).
+    pub max_age: Option<Duration>,
+    /// Turns true when the process stops: streams end between records.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// One method's metric handles, resolved on first use (see [`m::Handle`]).
@@ -96,6 +117,7 @@ impl Rpc {
                 .overload
                 .get(|| metrics::counter!(m::GRPC_OVERLOAD_REJECTIONS_TOTAL, "method" => method))
                 .increment(1);
+            m::shed("concurrency");
             metrics.requests(Code::ResourceExhausted).increment(1);
             if let Some(edge) = edge {
                 edge.mark_counted();
@@ -235,56 +257,27 @@ impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
         req: Request<Streaming<pb::UsageRecord>>,
     ) -> Result<Response<AckStream>, Status> {
         let merchant = require_merchant(&req)?;
-        let mut inbound = req.into_inner();
-        let gateway = self.0.gateway.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(USAGE_STREAM_BUFFER);
-        tokio::spawn(async move {
-            // A stream is counted once, when it ends, by how it ended; the time
-            // per record is in the store's post_usage histogram.
-            let mut end = Code::Ok;
-            while let Some(next) = inbound.next().await {
-                let record = match next {
-                    Ok(r) => r,
-                    // tonic could not decode the record: the merchant's bytes.
-                    // Tell it (after the acknowledgements before), then end.
-                    Err(status) if status.code() == Code::Internal => {
-                        let status = Status::invalid_argument(crate::status::bounded(&format!(
-                            "a record is not a valid callauth.v1.UsageRecord: {}",
-                            status.message()
-                        )));
-                        end = status.code();
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                    Err(status) => {
-                        tracing::debug!(merchant = %merchant, error = %status, "usage stream ended by client error");
-                        end = status.code();
-                        break;
-                    }
-                };
-                let ack = gateway
-                    .report_usage(&merchant, &convert::usage_input(&record))
-                    .await
-                    .map(|outcome| convert::usage_ack(&record, &outcome))
-                    // The store is unreachable: end the stream with the error.
-                    // Records without an acknowledgement are resent by the
-                    // merchant; applying them is idempotent.
-                    .map_err(to_status);
-                if let Err(status) = &ack {
-                    end = status.code();
-                }
-                let failed = ack.is_err();
-                if tx.send(ack).await.is_err() {
-                    end = Code::Cancelled;
-                    break;
-                }
-                if failed {
-                    break;
-                }
-            }
-            metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => "Report", "code" => code_label(end))
+        let limits = self.0.usage.clone();
+        let Ok(permit) = limits.open.clone().try_acquire_owned() else {
+            m::shed("usage_streams");
+            metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => "Report", "code" => code_label(Code::ResourceExhausted))
                 .increment(1);
-        });
+            if let Some(edge) = req.extensions().get::<RequestEdge>() {
+                edge.mark_counted();
+            }
+            return Err(Status::resource_exhausted(
+                "the gateway has its maximum of open usage streams; retry shortly or use ReportOne",
+            ));
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(USAGE_STREAM_BUFFER);
+        let session = UsageSession {
+            gateway: self.0.gateway.clone(),
+            limiter: self.0.limiter.clone(),
+            merchant,
+            limits,
+            tx,
+        };
+        tokio::spawn(session.run(req.into_inner(), permit));
         let out = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(out)))
     }
@@ -306,6 +299,130 @@ impl<S: Store> pb::usage_server::Usage for UsageApi<S> {
         }
         .await;
         rpc.finish(r)
+    }
+}
+
+/// One `Usage.Report` stream, served by a task of its own.
+struct UsageSession<S: Store> {
+    gateway: Arc<Gateway<S>>,
+    limiter: Arc<Semaphore>,
+    merchant: crate::domain::MerchantId,
+    limits: UsageStreams,
+    tx: tokio::sync::mpsc::Sender<Result<pb::UsageAck, Status>>,
+}
+
+/// What ended the wait for a stream's next record.
+enum Next {
+    Record(Result<pb::UsageRecord, Status>),
+    End,
+    /// The gateway closes the stream: idle, too old, or shutting down.
+    Close(&'static str, Status),
+}
+
+impl<S: Store> UsageSession<S> {
+    /// Reads records until the stream ends, fails or is closed; counts it
+    /// once, by how it ended (the time per record is in the store's
+    /// post_usage histogram).
+    async fn run(mut self, mut inbound: Streaming<pb::UsageRecord>, _permit: OwnedSemaphorePermit) {
+        crate::cached_gauge!(m::USAGE_STREAMS_OPEN).increment(1.0);
+        let opened = tokio::time::Instant::now();
+        let mut end = Code::Ok;
+        loop {
+            let record = match self.next(&mut inbound, opened).await {
+                Next::End => break,
+                Next::Close(reason, status) => {
+                    // Not a failure of the gateway: the merchant reopens.
+                    metrics::counter!(m::USAGE_STREAMS_CLOSED_TOTAL, "reason" => reason)
+                        .increment(1);
+                    let _ = self.tx.send(Err(status)).await;
+                    break;
+                }
+                Next::Record(Ok(r)) => r,
+                // tonic could not decode the record: the merchant's bytes.
+                // Tell it (after the acknowledgements before), then end.
+                Next::Record(Err(status)) if status.code() == Code::Internal => {
+                    let status = Status::invalid_argument(crate::status::bounded(&format!(
+                        "a record is not a valid callauth.v1.UsageRecord: {}",
+                        status.message()
+                    )));
+                    end = status.code();
+                    let _ = self.tx.send(Err(status)).await;
+                    break;
+                }
+                Next::Record(Err(status)) => {
+                    tracing::debug!(merchant = %self.merchant, error = %status, "usage stream ended by client error");
+                    end = status.code();
+                    break;
+                }
+            };
+            match self.apply(&record).await {
+                Ok(()) => {}
+                Err(code) => {
+                    end = code;
+                    break;
+                }
+            }
+        }
+        crate::cached_gauge!(m::USAGE_STREAMS_OPEN).decrement(1.0);
+        metrics::counter!(m::GRPC_REQUESTS_TOTAL, "method" => "Report", "code" => code_label(end))
+            .increment(1);
+    }
+
+    /// The next record, or why the stream ends (issue 10: idle timeout,
+    /// maximum age, shutdown).
+    async fn next(
+        &mut self,
+        inbound: &mut Streaming<pb::UsageRecord>,
+        opened: tokio::time::Instant,
+    ) -> Next {
+        let idle = self.limits.idle;
+        let too_old = async {
+            match self.limits.max_age {
+                Some(age) => tokio::time::sleep_until(opened + age).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut stop = self.limits.stop.clone();
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => Next::Close("shutdown", Status::unavailable(
+                "the gateway is shutting down; open a new usage stream to report more records")),
+            next = tokio::time::timeout(idle, inbound.next()) => match next {
+                Ok(Some(r)) => Next::Record(r),
+                Ok(None) => Next::End,
+                Err(_) => Next::Close("idle", Status::unavailable(format!(
+                    "no usage record for {} s: stream closed; open a new one to report more",
+                    idle.as_secs()))),
+            },
+            _ = too_old => Next::Close("max_age", Status::unavailable(
+                "the usage stream reached its maximum age; open a new one to report more")),
+        }
+    }
+
+    /// Applies one record and sends its acknowledgement; `Err` ends the
+    /// stream with that code. Each record takes a permit of the process's
+    /// concurrency limit (waiting for one: the stream is back-pressured).
+    async fn apply(&self, record: &pb::UsageRecord) -> Result<(), Code> {
+        let ack = match self.limiter.acquire().await {
+            Ok(_permit) => self
+                .gateway
+                .report_usage(&self.merchant, &convert::usage_input(record))
+                .await
+                .map(|outcome| convert::usage_ack(record, &outcome))
+                // The store is unreachable: end the stream with the error.
+                // Records without an acknowledgement are resent by the
+                // merchant; applying them is idempotent.
+                .map_err(to_status),
+            Err(_) => Err(Status::unavailable("the gateway is shutting down")),
+        };
+        let failed = ack.as_ref().err().map(Status::code);
+        if self.tx.send(ack).await.is_err() {
+            return Err(Code::Cancelled);
+        }
+        match failed {
+            Some(code) => Err(code),
+            None => Ok(()),
+        }
     }
 }
 

@@ -311,10 +311,13 @@ impl RedisStore {
                 }
             }
         }
+        // Issue 10: the last moment to refuse without leaving a hold.
+        crate::store::budget::check_write()?;
+        let wait = crate::store::budget::write_wait(self.inner.conn.timeout());
         let answer = self
             .inner
             .conn
-            .query::<Value>(&a.cmd)
+            .query_write::<Value>(&a.cmd, wait)
             .await
             .map_err(|e| self.unavailable(e))?;
         parse_hold_answer(array(answer)?)

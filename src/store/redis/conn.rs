@@ -9,6 +9,7 @@
 //! `CLUSTER SLOTS`, so their certificates must name those addresses.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -148,15 +149,64 @@ impl RedisConfig {
 }
 
 /// A cheap-to-clone connection; both kinds multiplex concurrent commands over
-/// few sockets (pipelining).
+/// few sockets (pipelining). The response timeout is applied here, per
+/// command ([`Conn::query`], [`Conn::query_write`]); the client library's own
+/// is only a ceiling ([`LIBRARY_TIMEOUT_FACTOR`]).
 #[derive(Clone)]
-pub enum Conn {
+pub struct Conn {
+    link: Link,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Link {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
+/// The client library's response timeout, as a multiple of the configured
+/// one: a write waits for its answer up to its request's deadline (issue 10).
+const LIBRARY_TIMEOUT_FACTOR: u32 = 16;
+
+fn timed_out() -> ::redis::RedisError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "response timed out").into()
+}
+
+/// The runtime the connections' drivers run on: one thread of its own
+/// (issue 10). A connection's driver reads Redis's answers; on the
+/// request-serving runtime, a gateway saturated with requests read answers
+/// late, past the response timeout, and a request was told it failed although
+/// its Function had run (a hold for a failed request). Here answers are read
+/// when they arrive, and a request whose answer arrived in time gets it
+/// whenever it is next polled (tokio's timeout polls the answer first).
+fn io_runtime() -> &'static tokio::runtime::Handle {
+    static IO: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    IO.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the Redis I/O runtime starts");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("callauth-redis-io".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("the Redis I/O thread starts");
+        handle
+    })
+}
+
 impl Conn {
+    /// Connects on the Redis I/O runtime ([`io_runtime`]), so that the
+    /// connection's driver runs there.
     pub async fn connect(config: &RedisConfig) -> anyhow::Result<Conn> {
+        let config = config.clone();
+        io_runtime()
+            .spawn(async move { Conn::connect_here(&config).await })
+            .await
+            .map_err(|e| anyhow::anyhow!("the Redis I/O runtime failed: {e}"))?
+    }
+
+    async fn connect_here(config: &RedisConfig) -> anyhow::Result<Conn> {
         if config.is_cluster() {
             let nodes = config.cluster_nodes();
             anyhow::ensure!(
@@ -169,7 +219,7 @@ impl Conn {
             );
             let mut builder = ::redis::cluster::ClusterClient::builder(nodes)
                 .connection_timeout(config.connection_timeout)
-                .response_timeout(config.response_timeout)
+                .response_timeout(config.response_timeout * LIBRARY_TIMEOUT_FACTOR)
                 .retries(2)
                 .min_retry_wait(10)
                 .max_retry_wait(100);
@@ -177,7 +227,10 @@ impl Conn {
                 builder = builder.certs(config.tls.certificates()?);
             }
             let client = builder.build()?;
-            Ok(Conn::Cluster(client.get_async_connection().await?))
+            Ok(Conn {
+                link: Link::Cluster(client.get_async_connection().await?),
+                timeout: config.response_timeout,
+            })
         } else {
             let client = if config.tls.is_set() {
                 anyhow::ensure!(
@@ -189,25 +242,47 @@ impl Conn {
                 ::redis::Client::open(config.url.as_str())?
             };
             let cfg = ConnectionManagerConfig::new()
-                .set_response_timeout(Some(config.response_timeout))
+                .set_response_timeout(Some(config.response_timeout * LIBRARY_TIMEOUT_FACTOR))
                 .set_connection_timeout(Some(config.connection_timeout))
                 .set_number_of_retries(config.reconnect_retries)
                 .set_max_delay(Duration::from_millis(200));
-            Ok(Conn::Single(
-                ConnectionManager::new_with_config(client, cfg).await?,
-            ))
+            Ok(Conn {
+                link: Link::Single(ConnectionManager::new_with_config(client, cfg).await?),
+                timeout: config.response_timeout,
+            })
         }
     }
 
     pub fn is_cluster(&self) -> bool {
-        matches!(self, Conn::Cluster(_))
+        matches!(self.link, Link::Cluster(_))
+    }
+
+    /// The configured response timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        match self {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
-        }
+        self.query_write(cmd, self.timeout).await
+    }
+
+    /// Sends a command and waits `wait` for its answer (at least the
+    /// configured timeout; a write waits up to its request's deadline: once
+    /// sent it runs, and answering failure would hide what it did).
+    pub async fn query_write<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        wait: Duration,
+    ) -> RedisResult<T> {
+        let answer = async {
+            match &self.link {
+                Link::Single(c) => cmd.query_async(&mut c.clone()).await,
+                Link::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            }
+        };
+        tokio::time::timeout(wait.max(self.timeout), answer)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 
     /// Sends a pipeline (a `MULTI`/`EXEC` transaction when it is atomic; on a
@@ -216,9 +291,14 @@ impl Conn {
         &self,
         pipe: &::redis::Pipeline,
     ) -> RedisResult<T> {
-        match self {
-            Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
-        }
+        let answer = async {
+            match &self.link {
+                Link::Single(c) => pipe.query_async(&mut c.clone()).await,
+                Link::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, answer)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 }

@@ -83,7 +83,8 @@ impl RedisStore {
     pub(super) async fn check_version(&self) -> anyhow::Result<()> {
         let mut cmd = ::redis::cmd("FCALL_RO");
         cmd.arg(fname("version")).arg(0);
-        let v: String = self.inner.conn.query(&cmd).await?;
+        // The readiness connection (issue 10): never behind business traffic.
+        let v: String = self.inner.probe.query(&cmd).await?;
         if v != LIBRARY_VERSION {
             anyhow::bail!("library version {v} loaded, {LIBRARY_VERSION} expected");
         }
@@ -96,11 +97,13 @@ impl RedisStore {
         keys: &[String],
         args: Vec<String>,
     ) -> StoreResult<Value> {
+        crate::store::budget::check_write()?;
         let mut cmd = ::redis::cmd("FCALL");
         cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
+        let wait = crate::store::budget::write_wait(self.inner.conn.timeout());
         self.inner
             .conn
-            .query(&cmd)
+            .query_write(&cmd, wait)
             .await
             .map_err(|e| self.unavailable(e))
     }
@@ -111,6 +114,7 @@ impl RedisStore {
         keys: &[String],
         args: Vec<String>,
     ) -> StoreResult<Value> {
+        crate::store::budget::check()?;
         let mut cmd = ::redis::cmd("FCALL_RO");
         cmd.arg(fname(name)).arg(keys.len()).arg(keys).arg(args);
         self.inner

@@ -63,6 +63,10 @@ use crate::domain::decision::{check_consent, Decision, DenyReason, Funding, Gran
 use crate::domain::event::{self, ids};
 use crate::domain::{CodeId, Money, TermsId};
 
+/// The readiness connection's response timeout is 4 × the business one,
+/// and at least this.
+const PROBE_TIMEOUT_FLOOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The version of the Function library; bump it whenever `callauth.lua`
 /// changes its behaviour or its calling convention.
 
@@ -73,6 +77,10 @@ pub struct RedisStore {
 
 struct Inner {
     conn: Conn,
+    /// A connection of its own for readiness (issue 10): the probe never
+    /// queues behind business commands on `conn`, so pure overload does not
+    /// turn the gateway NOT_SERVING.
+    probe: Conn,
     keys: Keys,
     policy: StorePolicy,
     ready: AtomicBool,
@@ -92,9 +100,16 @@ impl RedisStore {
     /// A connection, before the library is loaded or the policy checked.
     async fn open(config: &RedisConfig, policy: StorePolicy) -> anyhow::Result<RedisStore> {
         let conn = Conn::connect(config).await?;
+        // Readiness asks whether Redis answers, not how fast: a gateway
+        // whose CPU is saturated reads answers late, and a probe with the
+        // business timeout turned it NOT_SERVING under pure overload.
+        let mut probe_config = config.clone();
+        probe_config.response_timeout = (config.response_timeout * 4).max(PROBE_TIMEOUT_FLOOR);
+        let probe = Conn::connect(&probe_config).await?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
+                probe,
                 keys: Keys::new(&config.prefix),
                 policy,
                 ready: AtomicBool::new(false),
@@ -116,12 +131,13 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// The store policy recorded in the deployment record, if any.
+    /// The store policy recorded in the deployment record, if any (read on
+    /// the readiness connection).
     async fn recorded_policy(&self) -> StoreResult<Option<String>> {
         let mut cmd = ::redis::cmd("HGET");
         cmd.arg(self.inner.keys.meta()).arg("policy");
         self.inner
-            .conn
+            .probe
             .query(&cmd)
             .await
             .map_err(|e| self.unavailable(e))
@@ -223,6 +239,7 @@ impl RedisStore {
     }
 
     async fn hgetall(&self, key: &str) -> StoreResult<HashMap<String, String>> {
+        crate::store::budget::check()?;
         let mut cmd = ::redis::cmd("HGETALL");
         cmd.arg(key);
         let v: Value = self
