@@ -25,8 +25,12 @@ LARGE=${2:-25000}
 for tool in valgrind callgrind_annotate curl; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
-cargo build --release --bins -p callauth -p callauth-loadtest >&2
-BIN="$ROOT/target/release"
+# BIN=<dir> counts binaries built elsewhere (e.g. an earlier commit's, for a
+# before/after comparison) instead of building this tree's.
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --bins -p callauth -p callauth-loadtest >&2
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
