@@ -67,9 +67,8 @@ use crate::domain::{CodeId, Money, TermsId};
 /// and at least this.
 const PROBE_TIMEOUT_FLOOR: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The version of the Function library; bump it whenever `callauth.lua`
-/// changes its behaviour or its calling convention.
-
+/// The Redis (or Redis Cluster) state store: a handle shared by the
+/// gateway's requests, its sweeper and its readiness probe.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
