@@ -182,7 +182,31 @@ async fn reconcile_accounts(common: &Common, repair: bool) -> anyhow::Result<()>
             d.refused_ops
         );
     }
+    // A check that found drift fails, so that automation (a CronJob, a
+    // script after a failover) sees it without parsing the report; a repair
+    // fails only when it left an account unrepaired.
+    let unrepaired = unrepaired(&r, repair);
+    if unrepaired > 0 {
+        anyhow::bail!(
+            "{unrepaired} account(s) differ from the ledger{}",
+            if repair {
+                " after the repair"
+            } else {
+                "; `reconcile --repair` rewrites them from the ledger"
+            }
+        );
+    }
     Ok(())
+}
+
+/// Accounts a `reconcile` leaves differing from the ledger: every drifting
+/// one for a check, the ones a repair did not rewrite for `--repair`.
+fn unrepaired(r: &reconcile::ReconcileReport, repair: bool) -> usize {
+    if repair {
+        r.drifting.len().saturating_sub(r.repaired)
+    } else {
+        r.drifting.len()
+    }
 }
 
 /// `erase NUMBER` (R22): erases the holder's personal data and says what is kept and why.
@@ -331,4 +355,53 @@ async fn documents(common: &Common, action: &DocumentsAction) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drift(number: &str) -> reconcile::Drift {
+        reconcile::Drift {
+            number: number.into(),
+            ledger_unbilled_ore: 2990,
+            store_unbilled_ore: 0,
+            ledger_invoiced_unpaid_ore: 0,
+            store_invoiced_unpaid_ore: 0,
+            ledger_overdue_blocked: false,
+            store_overdue_blocked: false,
+            ledger_established: false,
+            store_established: false,
+            refused_ops: 0,
+        }
+    }
+
+    /// `reconcile` fails while an account differs from the ledger: a check
+    /// with drift, or a repair that left one unrepaired; a clean check and
+    /// a complete repair succeed.
+    #[test]
+    fn reconcile_fails_while_an_account_differs() {
+        let clean = reconcile::ReconcileReport {
+            checked: 2,
+            ..Default::default()
+        };
+        assert_eq!(unrepaired(&clean, false), 0);
+        let drifting = reconcile::ReconcileReport {
+            checked: 2,
+            drifting: vec![drift("+46701234567"), drift("+46701234568")],
+            total_drift_ore: 5980,
+            ..Default::default()
+        };
+        assert_eq!(unrepaired(&drifting, false), 2);
+        let half = reconcile::ReconcileReport {
+            repaired: 1,
+            ..drifting.clone()
+        };
+        assert_eq!(unrepaired(&half, true), 1);
+        let whole = reconcile::ReconcileReport {
+            repaired: 2,
+            ..drifting
+        };
+        assert_eq!(unrepaired(&whole, true), 0);
+    }
 }

@@ -151,7 +151,7 @@ impl RedisConfig {
 /// A cheap-to-clone connection; both kinds multiplex concurrent commands over
 /// few sockets (pipelining). The response timeout is applied here, per
 /// command ([`Conn::query`], [`Conn::query_write`]); the client library's own
-/// is only a ceiling ([`LIBRARY_TIMEOUT_FACTOR`]).
+/// is only a ceiling (16 × ours).
 #[derive(Clone)]
 pub struct Conn {
     link: Link,
@@ -196,7 +196,7 @@ fn io_runtime() -> &'static tokio::runtime::Handle {
 }
 
 impl Conn {
-    /// Connects on the Redis I/O runtime ([`io_runtime`]), so that the
+    /// Connects on the Redis I/O runtime (its own thread, `callauth-redis-io`), so that the
     /// connection's driver runs there.
     pub async fn connect(config: &RedisConfig) -> anyhow::Result<Conn> {
         let config = config.clone();
