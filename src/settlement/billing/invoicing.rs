@@ -87,33 +87,21 @@ pub async fn issue_invoice(
     let Some(calls) = uninvoiced_calls(conn, number, cutoff).await? else {
         return Ok(Err(NotIssued::NothingToInvoice));
     };
-    let Calls {
-        call_ids,
-        usage_ore,
-        first_call,
-        last_call,
-        reminder_fee_agreed,
-    } = calls;
+    let usage_ore = calls.usage_ore;
 
     let holder_id = holder_for(conn, number).await?;
     // R13: where the invoice can go decides its fee; with neither a postal
     // address nor a usable e-mail address it is held (see `delivery.rs`).
     let recipient = route::recipient(conn, holder_id).await?;
     let route = route::route_invoice(&recipient);
-    let fees_ore = match route {
-        Route::Send {
-            paper_fee: true, ..
-        } => policy.paper_invoice_fee.ore(),
-        _ => 0,
-    };
-    let fee_vat_ore = policy.paper_invoice_fee_vat.vat_in_ore(fees_ore);
+    let (fees_ore, fee_vat_ore) = sending_fee(policy, &route);
 
     // R14: a small amount waits for the next period, but never more than
     // max_carry_months after its oldest call. The minimum is compared with
     // the calls alone (seed 002: "kostnaderna"): the paper fee is the cost of
     // sending an invoice, so counting it would invoice a paper customer
     // whose e-mail neighbour with the same calls is carried.
-    if kind == InvoiceKind::Monthly && carried(policy, usage_ore, first_call, today) {
+    if kind == InvoiceKind::Monthly && carried(policy, usage_ore, calls.first_call, today) {
         return Ok(Err(NotIssued::Carried(Money::ore_unchecked(usage_ore))));
     }
 
@@ -126,45 +114,37 @@ pub async fn issue_invoice(
         .fetch_one(&mut *conn)
         .await?;
     let ocr = invoice_ocr(policy, id);
-    let due_date = match kind {
-        InvoiceKind::Threshold => calendar::due_date_after(today, policy.threshold_due_days),
-        InvoiceKind::Monthly => calendar::due_date_for_monthly_run(today, policy.invoice_day),
-    };
-    let period_start = calendar::stockholm_date(first_call.timestamp_millis());
-    let period_end = calendar::stockholm_date(last_call.timestamp_millis()).max(period_start);
-    let (paid_status, delivery) = match route {
+    let due_date = due_date(policy, kind, today);
+    let (status, delivery) = match route {
         _ if total_ore == 0 => ("paid", recipient.chosen.as_str()),
         Route::Send { channel, .. } => ("open", channel.as_str()),
         Route::Held => ("held", recipient.chosen.as_str()),
     };
-    sqlx::query(
-        "insert into invoices (id, number, holder_id, kind, ocr, issue_date, due_date, period_start, period_end,
-                               delivery, usage_ore, fees_ore, credits_ore, total_ore, status, stage_due_date,
-                               reminder_fee_agreed, paid_at, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $7, $16,
-                 case when $15 = 'paid' then $17 else null end, $17)",
+    insert_invoice(
+        conn,
+        &NewInvoice {
+            id,
+            number,
+            holder_id,
+            kind,
+            ocr: &ocr,
+            issue_date: today,
+            due_date,
+            period_start: calendar::stockholm_date(calls.first_call.timestamp_millis()),
+            period_end: calendar::stockholm_date(calls.last_call.timestamp_millis()),
+            delivery,
+            usage_ore,
+            fees_ore,
+            credits_ore,
+            total_ore,
+            status,
+            reminder_fee_agreed: calls.reminder_fee_agreed,
+        },
+        now,
     )
-    .bind(id)
-    .bind(number)
-    .bind(holder_id)
-    .bind(kind.as_str())
-    .bind(&ocr)
-    .bind(today)
-    .bind(due_date)
-    .bind(period_start)
-    .bind(period_end)
-    .bind(delivery)
-    .bind(usage_ore)
-    .bind(fees_ore)
-    .bind(credits_ore)
-    .bind(total_ore)
-    .bind(paid_status)
-    .bind(reminder_fee_agreed)
-    .bind(now)
-    .execute(&mut *conn)
     .await?;
     let lines = Lines {
-        call_ids: &call_ids,
+        call_ids: &calls.call_ids,
         fees_ore,
         fee_vat_ore,
         credits_ore,
@@ -173,13 +153,8 @@ pub async fn issue_invoice(
 
     let label = format!("{} invoice {ocr}", kind.as_str());
     book(conn, policy, number, id, &label, usage_ore, &lines, now).await?;
-    match route {
-        Route::Send { channel, .. } if paid_status == "open" => {
-            let doc = document::render(conn, policy, id, DocumentKind::Invoice).await?;
-            queue_document(conn, id, DocumentKind::Invoice, channel.as_str(), doc).await?;
-        }
-        // A held invoice is rendered when it can be sent (`delivery::release_held`).
-        _ => {}
+    if status == "open" {
+        send(conn, policy, id, &route).await?;
     }
     Ok(Ok(IssuedInvoice {
         id,
@@ -190,11 +165,105 @@ pub async fn issue_invoice(
         credits: Money::ore_unchecked(credits_ore),
         total: Money::ore_unchecked(total_ore),
         due_date,
-        held: paid_status == "held",
+        held: status == "held",
     }))
 }
 
 /// The postpaid calls of a number not yet invoiced (locked), in call order.
+/// The fee for sending an invoice by `route` and the VAT in it: the paper
+/// fee when it goes on paper (R13), else nothing.
+fn sending_fee(policy: &SettlementPolicy, route: &Route) -> (i64, i64) {
+    let fees_ore = match route {
+        Route::Send {
+            paper_fee: true, ..
+        } => policy.paper_invoice_fee.ore(),
+        _ => 0,
+    };
+    (fees_ore, policy.paper_invoice_fee_vat.vat_in_ore(fees_ore))
+}
+
+/// A threshold invoice is due `threshold_due_days` after issue; a monthly one
+/// by the monthly run's rule (both moved to a bank day by the calendar).
+fn due_date(policy: &SettlementPolicy, kind: InvoiceKind, today: NaiveDate) -> NaiveDate {
+    match kind {
+        InvoiceKind::Threshold => calendar::due_date_after(today, policy.threshold_due_days),
+        InvoiceKind::Monthly => calendar::due_date_for_monthly_run(today, policy.invoice_day),
+    }
+}
+
+/// Renders an open invoice and queues it on its channel. A held invoice is
+/// rendered when it can be sent (`delivery::release_held`).
+async fn send(
+    conn: &mut PgConnection,
+    policy: &SettlementPolicy,
+    id: i64,
+    route: &Route,
+) -> SettlementResult<()> {
+    if let Route::Send { channel, .. } = route {
+        let doc = document::render(conn, policy, id, DocumentKind::Invoice).await?;
+        queue_document(conn, id, DocumentKind::Invoice, channel.as_str(), doc).await?;
+    }
+    Ok(())
+}
+
+/// An invoice row as `issue_invoice` decided it.
+struct NewInvoice<'a> {
+    id: i64,
+    number: &'a str,
+    holder_id: i64,
+    kind: InvoiceKind,
+    ocr: &'a str,
+    issue_date: NaiveDate,
+    due_date: NaiveDate,
+    period_start: NaiveDate,
+    /// Never before `period_start` (a call across midnight of a DST change).
+    period_end: NaiveDate,
+    delivery: &'a str,
+    usage_ore: i64,
+    fees_ore: i64,
+    credits_ore: i64,
+    total_ore: i64,
+    /// `open`, `held`, or `paid` when credits cover it all.
+    status: &'a str,
+    reminder_fee_agreed: bool,
+}
+
+/// Writes the invoice row; its stage is due when the invoice is, and one
+/// covered by credits is paid as it is issued.
+async fn insert_invoice(
+    conn: &mut PgConnection,
+    inv: &NewInvoice<'_>,
+    now: DateTime<Utc>,
+) -> SettlementResult<()> {
+    sqlx::query(
+        "insert into invoices (id, number, holder_id, kind, ocr, issue_date, due_date, period_start, period_end,
+                               delivery, usage_ore, fees_ore, credits_ore, total_ore, status, stage_due_date,
+                               reminder_fee_agreed, paid_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $7, $16,
+                 case when $15 = 'paid' then $17 else null end, $17)",
+    )
+    .bind(inv.id)
+    .bind(inv.number)
+    .bind(inv.holder_id)
+    .bind(inv.kind.as_str())
+    .bind(inv.ocr)
+    .bind(inv.issue_date)
+    .bind(inv.due_date)
+    .bind(inv.period_start)
+    .bind(inv.period_end.max(inv.period_start))
+    .bind(inv.delivery)
+    .bind(inv.usage_ore)
+    .bind(inv.fees_ore)
+    .bind(inv.credits_ore)
+    .bind(inv.total_ore)
+    .bind(inv.status)
+    .bind(inv.reminder_fee_agreed)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 struct Calls {
     call_ids: Vec<String>,
     usage_ore: i64,
