@@ -144,6 +144,7 @@ async fn erasure_leaves_personal_data_in_no_table_and_waits_for_a_credit() {
     // on paper: 299,00 + 30,00 = 329,00.
     w.call(A, "a1", TAROT, 600).await;
     w.settle().await;
+    consent_is_in_one_place(&w, "a1").await;
     daily::run_day(&w.settlement, ymd(2025, 12, 15))
         .await
         .unwrap();
@@ -177,6 +178,10 @@ async fn erasure_leaves_personal_data_in_no_table_and_waits_for_a_credit() {
     let listed = x.json["payments"].as_array().unwrap();
     assert_eq!(listed.len(), 1, "one payment, listed once: {listed:?}");
     assert_eq!(listed[0]["amount_ore"], 40_000);
+    // The consent, kept only in its row (issue 13.3), is in the extract.
+    let consents = x.json["consents"].as_array().unwrap();
+    assert_eq!(consents.len(), 1, "{consents:?}");
+    assert_eq!(consents[0]["call_id"], "a1");
     assert_eq!(x.json["credit_ore"], 7_100, "the 71,00 kr we owe her");
     assert!(x.text.contains("71,00"), "{}", x.text);
 
@@ -250,6 +255,33 @@ async fn erasure_leaves_personal_data_in_no_table_and_waits_for_a_credit() {
 }
 
 /// Noon in Stockholm on `day`, in Unix ms.
+/// Issue 13.3: a consent is in exactly one place — its `consents` row
+/// (which the extract lists and erasure deletes, asserted by the caller);
+/// its event row keeps only the id, kind and time (idempotency), no payload.
+async fn consent_is_in_one_place(w: &World, call: &str) {
+    let rows: i64 = sqlx::query_scalar("select count(*) from consents where call_id = $1")
+        .bind(call)
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the consent row");
+    let payload: Option<serde_json::Value> =
+        sqlx::query_scalar("select payload from events where event_id = $1")
+            .bind(format!("consent:{call}"))
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(payload, None, "the event row keeps no copy of the consent");
+    let copies: i64 = sqlx::query_scalar(
+        "select count(*) from events where payload::text like '%' || $1 || '%' and kind <> 'usage_posted'",
+    )
+    .bind(format!("\"call_id\": \"{call}\""))
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(copies, 0, "no other event carries the consent");
+}
+
 fn noon(day: NaiveDate) -> i64 {
     use chrono::TimeZone;
     chrono_tz::Europe::Stockholm
@@ -394,9 +426,24 @@ async fn records_are_deleted_after_their_retention_and_open_claims_stay() {
         .await
         .unwrap();
     assert_eq!(left, vec!["b1"]);
+    // Issue 13.3: a consent event carries no payload (its `consents` row
+    // holds the fact), so once the row is deleted no copy of it is left;
+    // the event rows stay for idempotency until the bookkeeping retention.
     assert_eq!(
-        count(&w, "select count(*) from events where kind = 'consent_recorded' and payload ? 'consent_recorded'").await,
-        1
+        count(
+            &w,
+            "select count(*) from events where kind = 'consent_recorded' and payload is not null"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &w,
+            "select count(*) from events where kind = 'consent_recorded'"
+        )
+        .await,
+        3
     );
     assert_eq!(
         count(

@@ -92,7 +92,15 @@ async fn record_events<'a>(
     let kinds: Vec<&str> = batch.iter().map(|d| d.event.body.label()).collect();
     let ats: Vec<DateTime<Utc>> = batch.iter().map(|d| ms_to_utc(d.event.at_ms)).collect();
     // As text, cast to jsonb by PostgreSQL: no intermediate JSON tree here.
-    let payloads: Vec<String> = batch.iter().map(|d| d.event.to_json()).collect();
+    // Issue 13.3 (migration 0007): the log keeps a payload only where no
+    // table holds the fact; a consent's every field is in its `consents` row.
+    let payloads: Vec<Option<String>> = batch
+        .iter()
+        .map(|d| match &d.event.body {
+            EventBody::ConsentRecorded(_) => None,
+            _ => Some(d.event.to_json()),
+        })
+        .collect();
     let inserted: Vec<String> = sqlx::query_scalar(
         "insert into events (event_id, partition, stream_id, kind, at, payload)
          select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]::jsonb[])
