@@ -7,47 +7,18 @@ mod common;
 
 use std::sync::Arc;
 
-use callauth::auth::TokenRegistry;
 use callauth::domain::{CodeHasher, E164};
-use callauth::gateway::catalog_file::{CatalogFile, DEMO};
 use callauth::pb;
 use callauth::pb::settlement_client::SettlementClient;
-use callauth::settlement::worker::api::SettlementApi;
 use callauth::settlement::{billing::merchants, SettlementPolicy};
 use callauth::store::Store;
 use chrono::NaiveDate;
 use common::server::{req, ADMIN, IVR, RADGIV, STJARN};
 use common::settle::World;
 use common::*;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const A: &str = "+46701234567";
-
-async fn serve(w: &World) -> Channel {
-    let tokens = TokenRegistry::from_clients(&CatalogFile::parse(DEMO).unwrap().clients).unwrap();
-    let api = pb::settlement_server::SettlementServer::with_interceptor(
-        SettlementApi {
-            settlement: w.settlement.clone(),
-            hasher: Some(CodeHasher::new(&[42u8; 32]).unwrap()),
-        },
-        tokens.interceptor(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(api)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merchants_see_only_their_statements_and_admins_run_the_rest() {
@@ -63,7 +34,7 @@ async fn merchants_see_only_their_statements_and_admins_run_the_rest() {
             .await
             .unwrap();
     assert_eq!(made.len(), 1);
-    let mut c = SettlementClient::new(serve(&w).await);
+    let mut c = SettlementClient::new(w.serve_api().await);
 
     // stjarnlinjen sees its statement; radgivarna sees none and may not ask for stjarnlinjen's.
     let own = c
@@ -204,7 +175,7 @@ async fn merchants_see_only_their_statements_and_admins_run_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepaid_orders_are_paid_by_swish_and_picked_up_once_with_the_secret() {
     let w = World::new(T0, &[A], SettlementPolicy::default()).await;
-    let mut c = SettlementClient::new(serve(&w).await);
+    let mut c = SettlementClient::new(w.serve_api().await);
     let order = c
         .create_prepaid_order(req(
             pb::CreatePrepaidOrderRequest {
@@ -350,7 +321,7 @@ async fn an_embedded_gateways_jsonl_outbox_is_ingested_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mailing_system_fetches_documents_and_reports_them() {
     let w = World::new(T0, &[A], SettlementPolicy::default()).await;
-    let mut c = SettlementClient::new(serve(&w).await);
+    let mut c = SettlementClient::new(w.serve_api().await);
     let holder = |address: bool| pb::UpsertHolderRequest {
         number: A.into(),
         name: "Kim Karlsson".into(),
@@ -496,7 +467,7 @@ async fn refused_store_changes_are_listed_and_payments_dismissed_by_admins() {
         .await
         .unwrap();
 
-    let mut c = SettlementClient::new(serve(&w).await);
+    let mut c = SettlementClient::new(w.serve_api().await);
     let denied = c
         .list_refused_store_ops(req(pb::ListRefusedStoreOpsRequest {}, STJARN))
         .await

@@ -6,45 +6,15 @@
 
 mod common;
 
-use callauth::auth::TokenRegistry;
-use callauth::domain::CodeHasher;
-use callauth::gateway::catalog_file::{CatalogFile, DEMO};
 use callauth::pb;
 use callauth::pb::settlement_client::SettlementClient;
-use callauth::settlement::worker::api::SettlementApi;
 use callauth::settlement::SettlementPolicy;
 use common::server::{consent_for, req, ADMIN, IVR};
 use common::settle::World;
 use common::*;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const A: &str = "+46701234567";
-
-async fn serve(w: &World) -> Channel {
-    let tokens = TokenRegistry::from_clients(&CatalogFile::parse(DEMO).unwrap().clients).unwrap();
-    let api = pb::settlement_server::SettlementServer::with_interceptor(
-        SettlementApi {
-            settlement: w.settlement.clone(),
-            hasher: Some(CodeHasher::new(&[42u8; 32]).unwrap()),
-        },
-        tokens.interceptor(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(api)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
 
 fn holder(name: &str, address: &[&str], email: &str) -> pb::UpsertHolderRequest {
     pb::UpsertHolderRequest {
@@ -74,7 +44,7 @@ fn assert_invalid(err: &tonic::Status, field: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_in_settlement_requests_are_invalid_and_store_nothing() {
     let w = World::new(T0, &[A], SettlementPolicy::default()).await;
-    let mut c = SettlementClient::new(serve(&w).await);
+    let mut c = SettlementClient::new(w.serve_api().await);
     // The test world's own holders (with their postal addresses) are there
     // before; nothing may be added to them.
     let holders_before = w

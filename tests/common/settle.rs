@@ -144,3 +144,36 @@ pub async fn register_paper_holder(pool: &sqlx::PgPool, number: &str, i: usize) 
     .await
     .unwrap();
 }
+
+/// The settlement gRPC API over this world, with the demo catalogue's
+/// tokens, on a free port; the channel to it.
+impl World {
+    pub async fn serve_api(&self) -> tonic::transport::Channel {
+        use callauth::auth::TokenRegistry;
+        use callauth::gateway::catalog_file::{CatalogFile, DEMO};
+        use callauth::settlement::worker::api::SettlementApi;
+        let tokens =
+            TokenRegistry::from_clients(&CatalogFile::parse(DEMO).unwrap().clients).unwrap();
+        let api = callauth::pb::settlement_server::SettlementServer::with_interceptor(
+            SettlementApi {
+                settlement: self.settlement.clone(),
+                hasher: Some(callauth::domain::CodeHasher::new(&[42u8; 32]).unwrap()),
+            },
+            tokens.interceptor(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(api)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+}
