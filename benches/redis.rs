@@ -70,6 +70,34 @@ fn redis_store(c: &mut Criterion) {
             }
         })
     });
+    // The expiry sweep (library version 5: a list per second of expiry):
+    // 100 pending holds made before each timed sweep, then one sweep that
+    // expires them. Earlier than the calls above, so only these are due.
+    let mut k = 0u64;
+    c.bench_function("redis_store_sweep_100_due_holds", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (store, service, numbers) = (store.clone(), service.clone(), numbers.clone());
+            k += 1;
+            let round = k;
+            async move {
+                let t0 = 1_795_000_000_000 - 10_000_000;
+                let mut timed = std::time::Duration::ZERO;
+                for it in 0..iters {
+                    for (x, number) in numbers.iter().take(100).enumerate() {
+                        let id = format!("s{round}-{it}-{x}");
+                        support::call_in_progress(&store, number, &id, &service, t0)
+                            .await
+                            .unwrap();
+                    }
+                    let start = std::time::Instant::now();
+                    let expired = store.expire_due(t0 + 2_000_000, 1000).await.unwrap();
+                    timed += start.elapsed();
+                    assert_eq!(expired, 100);
+                }
+                timed
+            }
+        })
+    });
     // Clean up the prefix.
     rt.block_on(async {
         let pattern = format!("{{{}:*", config.prefix);

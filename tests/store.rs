@@ -26,6 +26,11 @@ mod redis_single {
     async fn version_3_holds_are_still_served() {
         crate::suite::version_3_holds_are_still_served(fresh().await).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_4_holds_are_still_served() {
+        crate::suite::version_4_holds_are_still_served(fresh().await).await;
+    }
 }
 
 mod redis_cluster {
@@ -38,5 +43,10 @@ mod redis_cluster {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn version_3_holds_are_still_served() {
         crate::suite::version_3_holds_are_still_served(fresh().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn version_4_holds_are_still_served() {
+        crate::suite::version_4_holds_are_still_served(fresh().await).await;
     }
 }

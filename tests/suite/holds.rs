@@ -187,3 +187,75 @@ pub async fn extend_grows_the_grant_idempotently<S: Store>(s: S) {
     ));
     let _ = g;
 }
+
+/// R10: a sweep expires exactly the pending holds due by its time, earliest
+/// expiry first and at most `max` of them, whatever extensions, releases and
+/// postings did before. (On Redis the expiry index lists call ids per second
+/// of expiry: an extension moves a hold to a later second, an ended call
+/// leaves an entry the sweep drops, and a due hold is kept when `max` is
+/// reached — issue 13.1.)
+pub async fn a_sweep_expires_exactly_the_due_holds_in_order<S: Store>(s: S) {
+    ready(&s).await;
+    // One number (one partition: a sweep takes partitions one after the
+    // other), with room for six calls.
+    let room = LimitChange::CreditDecision {
+        limit: Money::sek(10_000),
+        credit_check_reference: "UC-1".into(),
+        decided_by: "credit".into(),
+    };
+    s.set_limit(&n(NUM_A), &room, "test", T0).await.unwrap();
+    let grace = policy().hold_grace_ms;
+    let expiry = |at: i64, g: &Grant| at + i64::from(g.granted_seconds) * 1000 + grace;
+    let a = allowed(&s, NUM_A, "sw-a", TAROT, T0).await;
+    let b = allowed(&s, NUM_A, "sw-b", TAROT, T0 + 300).await;
+    allowed(&s, NUM_A, "sw-released", TAROT, T0).await;
+    allowed(&s, NUM_A, "sw-posted", TAROT, T0).await;
+    let e = allowed(&s, NUM_A, "sw-e", TAROT, T0 + 2_000).await;
+    allowed(&s, NUM_A, "sw-f", TAROT, T0).await;
+    let (ea, eb, ee) = (expiry(T0, &a), expiry(T0 + 300, &b), expiry(T0 + 2_000, &e));
+    assert_eq!(eb, ea + 300);
+
+    s.release(&call_id("sw-released"), IVR, T0 + 50)
+        .await
+        .unwrap();
+    s.post_usage(&usage("sw-posted", TAROT, MERCHANT, 30), T0 + 60_000)
+        .await
+        .unwrap();
+    let f = s
+        .extend(&call_id("sw-f"), IVR, 1, T0 + 60_100)
+        .await
+        .unwrap();
+    assert_eq!(f.outcome, ExtendOutcome::Extended);
+    let ef = f.hold_expires_at_ms;
+    assert!(ef > ee, "the extension moved the hold after the others");
+    assert_eq!(s.stats().await.unwrap().pending_holds, 4);
+
+    let expired_ids = |events: Vec<callauth::domain::Event>| -> Vec<String> {
+        events
+            .into_iter()
+            .filter_map(|e| match e.body {
+                EventBody::HoldExpired(h) => Some(h.call_id.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(s.expire_due(ea - 1, 10).await.unwrap(), 0);
+    // Both a and b are due; max 1 takes the earlier and keeps the other.
+    assert_eq!(s.expire_due(eb, 1).await.unwrap(), 1);
+    assert_eq!(expired_ids(events(&s).await), ["sw-a"]);
+    assert_eq!(s.expire_due(eb, 10).await.unwrap(), 1);
+    assert_eq!(s.expire_due(ee - 1, 10).await.unwrap(), 0);
+    assert_eq!(s.stats().await.unwrap().pending_holds, 2);
+    assert_eq!(s.expire_due(ee, 10).await.unwrap(), 1);
+    assert_eq!(s.expire_due(ef - 1, 10).await.unwrap(), 0);
+    assert_eq!(s.expire_due(ef, 10).await.unwrap(), 1);
+    assert_eq!(s.expire_due(ef + 1_000_000_000, 10).await.unwrap(), 0);
+    assert_eq!(
+        expired_ids(events(&s).await),
+        ["sw-a", "sw-b", "sw-e", "sw-f"]
+    );
+    assert_eq!(s.stats().await.unwrap().pending_holds, 0);
+    let acct = s.account(&n(NUM_A)).await.unwrap();
+    assert_eq!(acct.pending, Money::ZERO);
+    assert_eq!(acct.pending_calls, 0);
+}

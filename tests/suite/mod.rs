@@ -123,6 +123,7 @@ macro_rules! store_suite {
             release_voids_and_blocks_later_usage,
             holds_expire_and_late_usage_is_charged,
             extend_grows_the_grant_idempotently,
+            a_sweep_expires_exactly_the_due_holds_in_order,
             limits_follow_r9,
             catalog_versions_terms,
             reconciliation_repairs_balances,

@@ -22,6 +22,11 @@
 -- enums when the library is loaded (functions.rs `lua_constants`).
 -- Events are the proto3 JSON of callauth.v1.Event (src/domain/event.rs),
 -- every field written.
+--
+-- Library version 5 (issue 13.1) made an Authorize cheaper for Redis: the
+-- hold's fixed fields arrive MessagePack-encoded from the gateway (the
+-- Function appends the grant), and the expiry index is a list per second of
+-- expiry instead of one sorted set (see `index_expiry`).
 
 __CONSTANTS__
 
@@ -189,7 +194,8 @@ end
 -- code id), num (the caller), svc, mer, tid, p, b, m (the tariff), v (VAT %),
 -- cl (the IVR client), og, oh (the original grant and hold), g, h (the grant
 -- and hold now), at (authorized), exp (expiry), st (HOLD_*), x (every
--- extension's answer, by sequence) and, once posted, u = {duration, charge,
+-- extension's answer, by sequence), xb (the second of the expiry index it is
+-- listed under; since version 5) and, once posted, u = {duration, charge,
 -- billed, overrun, late, uncollected}. One SET with its time to live writes
 -- it (a hash of twenty fields cost more Redis CPU than anything else in an
 -- Authorize); numbers stay numbers.
@@ -225,14 +231,68 @@ local function store_hold(key, h, ttl_ms)
   end
 end
 
--- Writes a new pending hold (hold.rs Hold::new). Returns its expiry.
-local function create_hold(h_key, exp_key, call_id, h, granted, hold, now, grace, retention)
+-- The expiry index of a partition (R10; the embedded store's BTreeSet of
+-- (expiry, call id)). KEYS[3] of every hold Function is its base,
+-- "{…}:x"; under it:
+--   {…}:x:<s>  a list of the call ids whose hold expires in second s
+--              (floor(expiry ms / 1000)), appended by authorize and extend;
+--   {…}:x      a sorted set of the seconds that have such a list;
+--   {…}:xn     the number of pending holds (the callauth_holds_pending gauge).
+-- An RPUSH replaces the ZADD of every call id that version 4 made (the
+-- largest single cost of an Authorize); the sorted set grows by one member
+-- per second, not per call. Entries are not removed when a call ends: the
+-- sweep (expire_due) drops them when their second comes, by reading the
+-- hold. A pending hold records its second (xb) so an extension moves it at
+-- most once per second of growth, and so the sweep can tell a current entry
+-- from one an extension left behind or one of a call that ended.
+-- Holds made by version 4 (no xb) are in the version-4 sorted set
+-- "{…}:exp" until they end; the sweep still reads it.
+local EXPIRY_SECOND_MS = 1000
+
+local function expiry_second(expires)
+  return math.floor(expires / EXPIRY_SECOND_MS)
+end
+
+local function legacy_expiry_key(base)
+  return string.sub(base, 1, -2) .. 'exp'
+end
+
+local function index_expiry(base, second, call_id)
+  if redis.call('RPUSH', base .. ':' .. second, call_id) == 1 then
+    redis.call('ZADD', base, second, second)
+  end
+end
+
+-- A pending hold leaves the index (released, posted or expired): counted
+-- out, and its xb cleared (the caller stores it), which tells the sweep that
+-- this entry was counted out. A hold still carrying xb once ended was ended
+-- by a version-4 gateway during a rollout, which does not count; the sweep
+-- counts it out then.
+local function unindex_expiry(base, h, call_id)
+  if h.xb then
+    redis.call('DECR', base .. 'n')
+    h.xb = nil
+  else
+    redis.call('ZREM', legacy_expiry_key(base), call_id)
+  end
+end
+
+-- Writes a new pending hold (hold.rs Hold::new) without building it as a
+-- table: `fixed` is the MessagePack of its seven text fields (pk, pid, num,
+-- svc, mer, tid, cl) as the gateway encoded them (calls.rs
+-- hold_fixed_fields); here the map's header (map 16 of 20 entries) goes
+-- before them and the tariff, VAT rate and grant after. Returns its expiry.
+local HOLD_HEADER = '\222\0\20'
+local function create_hold(h_key, base, call_id, fixed, p, b, m, vat, granted, hold, now, grace, retention)
   local expires = now + granted * 1000 + grace
-  h.og, h.oh, h.g, h.h, h.at, h.exp, h.st, h.x = granted, hold, granted, hold, now, expires, HOLD_PENDING, {}
+  local second = expiry_second(expires)
   -- TTLs are relative: `now` is the caller's clock, which Redis's own clock
   -- need not match (and a test's clock may be years away).
-  store_hold(h_key, h, (expires - now) + retention)
-  redis.call('ZADD', exp_key, expires, call_id)
+  redis.call('SET', h_key, HOLD_HEADER .. fixed .. cmsgpack.pack('p', p, 'b', b, 'm', m, 'v', vat,
+    'og', granted, 'oh', hold, 'g', granted, 'h', hold, 'at', now, 'exp', expires,
+    'st', HOLD_PENDING, 'x', {}, 'xb', second), 'PX', (expires - now) + retention)
+  index_expiry(base, second, call_id)
+  redis.call('INCR', base .. 'n')
   return expires
 end
 
@@ -283,14 +343,15 @@ local function claim_call(keys, args)
 end
 
 -- Postpaid authorize (decision.rs decide_postpaid + hold.rs Hold::new).
--- KEYS[1] account hash   KEYS[2] hold   KEYS[3] expiry zset   KEYS[4] event stream
+-- KEYS[1] account hash   KEYS[2] hold   KEYS[3] expiry index base   KEYS[4] event stream
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, number, service, merchant, terms_id, price, step, minimum,
 --       quota, max_call, grace_ms, retention_ms, first_time_limit, established_limit,
 --       consent_verdict (0 = both steps for these terms, else the reason code),
 --       partition, ivr_client, with_consent (0/1), consent_event_json (appended when allowed),
---       vat_rate_percent, claimed ('fresh' when the gateway claimed the index fresh on a
---       cluster, else '') [, index_payer, index_ttl_ms with KEYS[5]]
+--       vat_rate_percent, hold_fixed_fields (MessagePack, see create_hold), claimed ('fresh' when the
+--       gateway claimed the index fresh on a cluster, else '')
+--       [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns {0, reason} refused | {1, granted, hold, expires, terms_id} allowed |
 --         {2, granted, hold, expires, terms_id} replayed | {3} replayed, the call ended |
 --         {-1, message} call id reused.
@@ -304,10 +365,10 @@ local function authorize(keys, args)
   local first_time, established = tonumber(args[14]), tonumber(args[15])
   local consent_verdict = tonumber(args[16])
   local client, with_consent = args[18], args[19] == '1'
-  local vat, claim = tonumber(args[21]), args[22]
+  local vat, fixed, claim = tonumber(args[21]), args[22], args[23]
 
   if keys[5] then
-    claim = claim_index(keys[5], args[23], tonumber(args[24]))
+    claim = claim_index(keys[5], args[24], tonumber(args[25]))
     if not claim then return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED } end
   end
   -- A fresh claim of the index means no hold of this call id exists.
@@ -333,9 +394,7 @@ local function authorize(keys, args)
   if consent_verdict ~= 0 then return { 0, consent_verdict } end
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, INSUFFICIENT_CREDIT } end
-  local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'n', pid = number, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat, cl = client },
-    granted, hold, now, grace, retention)
+  local expires = create_hold(h_key, exp_key, call_id, fixed, p, b, m, vat, granted, hold, now, grace, retention)
   redis.call('HSET', a_key, 'pd', pending + hold, 'pc', num(f[13]) + 1)
   redis.call('XADD', stream, '*', 'e', args[20])
   return { 1, granted, hold, expires, terms_id }
@@ -400,12 +459,13 @@ local function code_failure(keys, args)
 end
 
 -- The code's part of a prepaid authorize (decision.rs decide_prepaid_code + hold.rs Hold::new).
--- KEYS[1] code hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- KEYS[1] code hash   KEYS[2] hold   KEYS[3] expiry index base   KEYS[4] event stream
 -- [KEYS[5] call index entry, single node only]
 -- ARGV: now, call_id, code_id, number ('' when withheld), service, merchant, terms_id,
 --       price, step, minimum, quota, max_call, grace_ms, retention_ms, consent_verdict,
 --       partition, ivr_client, with_consent (0/1), consent_event_json, vat_rate_percent,
---       claimed ('fresh' or '', as for authorize) [, index_payer, index_ttl_ms with KEYS[5]]
+--       hold_fixed_fields (MessagePack, see create_hold), claimed ('fresh' or '', as for
+--       authorize) [, index_payer, index_ttl_ms with KEYS[5]]
 -- Returns as authorize; {0, PREPAID_CODE_INVALID} for an unknown code.
 local function authorize_code(keys, args)
   local c_key, h_key, exp_key, stream = keys[1], keys[2], keys[3], keys[4]
@@ -416,10 +476,10 @@ local function authorize_code(keys, args)
   local grace, retention = tonumber(args[13]), tonumber(args[14])
   local consent_verdict = tonumber(args[15])
   local client, with_consent = args[17], args[18] == '1'
-  local vat, claim = tonumber(args[20]), args[21]
+  local vat, fixed, claim = tonumber(args[20]), args[21], args[22]
 
   if keys[5] then
-    claim = claim_index(keys[5], args[22], tonumber(args[23]))
+    claim = claim_index(keys[5], args[23], tonumber(args[24]))
     if not claim then return { -1, 'call_id ' .. call_id .. ' ' .. CALL_ID_REUSED } end
   end
   local f = redis.call('HMGET', c_key, 'bal', 'pd')
@@ -437,9 +497,7 @@ local function authorize_code(keys, args)
   if consent_verdict ~= 0 then return { 0, consent_verdict } end
   local granted, hold = grant_for(p, b, m, available, quota, max_call)
   if not granted then return { 0, PREPAID_BALANCE_INSUFFICIENT } end
-  local expires = create_hold(h_key, exp_key, call_id,
-    { pk = 'c', pid = code_id, num = number, svc = service, mer = merchant, tid = terms_id, p = p, b = b, m = m, v = vat, cl = client },
-    granted, hold, now, grace, retention)
+  local expires = create_hold(h_key, exp_key, call_id, fixed, p, b, m, vat, granted, hold, now, grace, retention)
   redis.call('HSET', c_key, 'pd', pending + hold)
   redis.call('XADD', stream, '*', 'e', args[19])
   return { 1, granted, hold, expires, terms_id }
@@ -448,7 +506,7 @@ end
 -- Grows a pending call's grant (hold.rs Hold::extend_step and Hold::extend;
 -- decision.rs decide_extend), idempotent per (call_id, sequence): every earlier
 -- sequence replays its first answer. Only the authorizing IVR client may extend.
--- KEYS[1] payer hash (account or code)   KEYS[2] hold hash   KEYS[3] expiry zset
+-- KEYS[1] payer hash (account or code)   KEYS[2] hold   KEYS[3] expiry index base
 -- ARGV: now, call_id, sequence, quota, max_call, grace_ms, first_time_limit,
 --       established_limit, prepaid_holder_blocked (0/1), ivr_client
 -- Returns {-1, message} out of order | {-2} unknown call | {-3, message} another client's call |
@@ -511,7 +569,16 @@ local function extend(keys, args)
         local new_hold = math.max(rate(p, b, m, secs), hold)
         local new_expires = h.at + secs * 1000 + grace
         redis.call('HINCRBY', payer_key, 'pd', new_hold - hold)
-        redis.call('ZADD', exp_key, new_expires, call_id)
+        local second = expiry_second(new_expires)
+        if h.xb ~= second then
+          if not h.xb then
+            -- A version-4 hold moves into this version's index.
+            redis.call('ZREM', legacy_expiry_key(exp_key), call_id)
+            redis.call('INCR', exp_key .. 'n')
+          end
+          index_expiry(exp_key, second, call_id)
+          h.xb = second
+        end
         local left = redis.call('PTTL', h_key)
         if left > 0 then ttl = left + (new_expires - expires) end
         h.g, h.h, h.exp = secs, new_hold, new_expires
@@ -528,7 +595,7 @@ local function extend(keys, args)
 end
 
 -- Voids a pending hold (Release; hold.rs Hold::void). Only the authorizing IVR client may.
--- KEYS[1] payer hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- KEYS[1] payer hash   KEYS[2] hold   KEYS[3] expiry index base   KEYS[4] event stream
 -- ARGV: now, call_id, retention_ms, partition, ivr_client
 -- Returns {1, amount} voided | {2} already voided | {3} already posted | {4} already expired |
 --         {5} unknown | {-3, message} another client's call.
@@ -545,8 +612,8 @@ local function release(keys, args)
   if h.st == HOLD_EXPIRED then return { 4 } end
   local amount = h.h
   h.st = HOLD_VOIDED
+  unindex_expiry(exp_key, h, call_id)
   store_hold(h_key, h, retention)
-  redis.call('ZREM', exp_key, call_id)
   redis.call('HINCRBY', payer_key, 'pd', neg(amount))
   if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
   xadd(stream, event('voided:' .. call_id, now, partition, 'hold_voided', {
@@ -556,7 +623,7 @@ end
 
 -- Rates usage with the hold's terms and posts it (R4, R8, R10; hold.rs
 -- Hold::check_usage and prepaid_debit); idempotent per call.
--- KEYS[1] payer hash   KEYS[2] hold hash   KEYS[3] expiry zset   KEYS[4] event stream
+-- KEYS[1] payer hash   KEYS[2] hold   KEYS[3] expiry index base   KEYS[4] event stream
 -- ARGV: now, call_id, merchant, record_id, service, started_at_ms, duration_seconds,
 --       start_skew_ms, retention_ms, first_time_limit, established_limit, threshold_percent, partition
 -- Returns {1 applied | 2 duplicate, charge, billed, overrun, late, uncollected[, threshold_reached,
@@ -599,7 +666,7 @@ local function post_usage(keys, args)
   local granted = h.g
   local overrun = math.max(duration - granted, 0)
   if late == 0 then
-    redis.call('ZREM', exp_key, call_id)
+    unindex_expiry(exp_key, h, call_id)
     redis.call('HINCRBY', payer_key, 'pd', neg(h.h))
     if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
   end
@@ -642,33 +709,91 @@ local function post_usage(keys, args)
   return { 1, charge, billed, overrun, late, uncollected, thr, lim }
 end
 
--- Expires up to max due holds of a partition (R10; hold.rs Hold::expire). Safe to run concurrently.
--- KEYS[1] expiry zset   KEYS[2] event stream
+-- Expires one due hold (hold.rs Hold::expire).
+local function expire_one(stream, partition, prefix, h_key, h, call_id, now, retention)
+  local amount = h.h
+  local payer_key
+  if h.pk == 'n' then payer_key = prefix .. 'a:' .. h.pid else payer_key = prefix .. 'c:' .. h.pid end
+  h.st = HOLD_EXPIRED
+  store_hold(h_key, h, retention)
+  redis.call('HINCRBY', payer_key, 'pd', neg(amount))
+  if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
+  xadd(stream, event('expired:' .. call_id, now, partition, 'hold_expired', {
+    call_id = call_id, number = h.num, funding = funding_of(h), code_id = code_of(h),
+    amount_ore = amount, granted_seconds = h.g }))
+end
+
+-- Pushes call ids back onto a list, in slices Lua's stack can take.
+local function rpush_all(key, ids)
+  for i = 1, #ids, 1000 do
+    redis.call('RPUSH', key, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+
+-- Expires up to max due holds of a partition (R10; hold.rs Hold::expire),
+-- earliest expiry first, ties by call id (the embedded store's order). Safe
+-- to run concurrently: each call is one step.
+-- KEYS[1] expiry index base   KEYS[2] event stream
 -- ARGV: now, max, key_prefix (the partition's "{…}:" tag), retention_ms, partition
 -- Hold and payer keys are derived from the prefix and carry the same hash tag.
 -- Returns the number of holds expired.
 local function expire_due(keys, args)
-  local exp_key, stream = keys[1], keys[2]
+  local base, stream = keys[1], keys[2]
   local now, max, prefix = tonumber(args[1]), tonumber(args[2]), args[3]
   local retention, partition = tonumber(args[4]), tonumber(args[5])
-  local due = redis.call('ZRANGEBYSCORE', exp_key, '-inf', now, 'LIMIT', 0, max)
   local expired = 0
-  for _, call_id in ipairs(due) do
-    redis.call('ZREM', exp_key, call_id)
+  -- Holds made by version 4, in its sorted set.
+  local legacy = legacy_expiry_key(base)
+  for _, call_id in ipairs(redis.call('ZRANGEBYSCORE', legacy, '-inf', now, 'LIMIT', 0, max)) do
+    redis.call('ZREM', legacy, call_id)
     local h_key = prefix .. 'h:' .. call_id
     local h = load_hold(h_key)
-    if h and h.st == HOLD_PENDING and h.exp <= now then
-      local amount = h.h
-      local payer_key
-      if h.pk == 'n' then payer_key = prefix .. 'a:' .. h.pid else payer_key = prefix .. 'c:' .. h.pid end
-      h.st = HOLD_EXPIRED
-      store_hold(h_key, h, retention)
-      redis.call('HINCRBY', payer_key, 'pd', neg(amount))
-      if h.pk == 'n' then redis.call('HINCRBY', payer_key, 'pc', -1) end
-      xadd(stream, event('expired:' .. call_id, now, partition, 'hold_expired', {
-        call_id = call_id, number = h.num, funding = funding_of(h), code_id = code_of(h),
-        amount_ore = amount, granted_seconds = h.g }))
+    if h and h.st == HOLD_PENDING and h.exp <= now and not h.xb then
+      expire_one(stream, partition, prefix, h_key, h, call_id, now, retention)
       expired = expired + 1
+    end
+  end
+  -- Every second up to now's: in order, so expiries come out in order.
+  local seconds = redis.call('ZRANGEBYSCORE', base, '-inf', expiry_second(now))
+  for _, second in ipairs(seconds) do
+    if expired >= max then break end
+    local list = base .. ':' .. second
+    local s = tonumber(second)
+    local due, keep = {}, {}
+    for _, call_id in ipairs(redis.call('LRANGE', list, 0, -1)) do
+      local h_key = prefix .. 'h:' .. call_id
+      local h = load_hold(h_key)
+      -- Entries of ended calls, and those an extension moved to a later
+      -- second, are dropped here.
+      if h and h.xb == s then
+        if h.st ~= HOLD_PENDING then
+          -- Ended by a version-4 gateway, which did not count it out.
+          redis.call('DECR', base .. 'n')
+        elseif h.exp <= now then
+          due[#due + 1] = { h.exp, call_id, h_key, h }
+        else
+          keep[#keep + 1] = call_id
+        end
+      end
+    end
+    table.sort(due, function(x, y)
+      if x[1] ~= y[1] then return x[1] < y[1] end
+      return x[2] < y[2]
+    end)
+    for _, d in ipairs(due) do
+      if expired < max then
+        unindex_expiry(base, d[4], d[2])
+        expire_one(stream, partition, prefix, d[3], d[4], d[2], now, retention)
+        expired = expired + 1
+      else
+        keep[#keep + 1] = d[2]
+      end
+    end
+    redis.call('DEL', list)
+    if #keep > 0 then
+      rpush_all(list, keep)
+    else
+      redis.call('ZREM', base, second)
     end
   end
   return expired

@@ -65,6 +65,41 @@ impl Payer {
     }
 }
 
+/// The names of a hold's text fields, in the order [`hold_fixed_fields`]
+/// takes their values: the payer's kind ('n' number, 'c' code) and id, the
+/// caller, service, merchant, terms and IVR client.
+const HOLD_TEXT_FIELDS: [&str; 7] = ["pk", "pid", "num", "svc", "mer", "tid", "cl"];
+
+/// A new hold's text fields as MessagePack map entries (key, value, …),
+/// which the authorize Functions store after the map's header and before
+/// the fields they compute (callauth.lua `create_hold`): the Function then
+/// neither builds the hold as a Lua table nor packs these (issue 13.1).
+pub(super) fn hold_fixed_fields(values: [&str; 7]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96 + values.iter().map(|v| v.len()).sum::<usize>());
+    for (name, value) in HOLD_TEXT_FIELDS.iter().zip(values) {
+        msgpack_str(&mut out, name);
+        msgpack_str(&mut out, value);
+    }
+    out
+}
+
+/// A MessagePack str (fixstr, str 8, str 16 or str 32 by length).
+fn msgpack_str(out: &mut Vec<u8>, s: &str) {
+    let n = s.len();
+    if n < 32 {
+        out.push(0xa0 | n as u8);
+    } else if n <= usize::from(u8::MAX) {
+        out.extend_from_slice(&[0xd9, n as u8]);
+    } else if n <= usize::from(u16::MAX) {
+        out.push(0xda);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
 pub(super) fn consent_verdict(call: &CallSpec, funding: Funding) -> u8 {
     match check_consent(call.consent.as_ref(), &call.terms, funding) {
         Ok(()) => 0,
@@ -115,7 +150,16 @@ impl RedisStore {
             .arg(&call.evidence.ivr_client)
             .arg(u8::from(call.consent.is_some()))
             .arg(self.consent_json(call, Some(number), None, p, now_ms))
-            .arg(call.terms.vat.percent());
+            .arg(call.terms.vat.percent())
+            .arg(hold_fixed_fields([
+                "n",
+                number.as_str(),
+                number.as_str(),
+                call.service.number.as_str(),
+                call.service.merchant_id.as_str(),
+                call.terms.terms_id.as_str(),
+                &call.evidence.ivr_client,
+            ]));
         if let Some(i) = index {
             // `claimed` is the Function's own claim here; then the index.
             cmd.arg("").arg(&i.payer).arg(i.ttl_ms);
@@ -192,7 +236,16 @@ impl RedisStore {
             .arg(&call.evidence.ivr_client)
             .arg(u8::from(call.consent.is_some()))
             .arg(self.consent_json(call, number, Some(code), q, now_ms))
-            .arg(call.terms.vat.percent());
+            .arg(call.terms.vat.percent())
+            .arg(hold_fixed_fields([
+                "c",
+                code.as_str(),
+                number.map_or("", |n| n.as_str()),
+                call.service.number.as_str(),
+                call.service.merchant_id.as_str(),
+                call.terms.terms_id.as_str(),
+                &call.evidence.ivr_client,
+            ]));
         if let Some(i) = inline {
             cmd.arg("").arg(&i.payer).arg(i.ttl_ms);
         }
@@ -338,5 +391,51 @@ mod tests {
         }
         assert_eq!(Payer::decode("x|1|y"), None);
         assert_eq!(Payer::decode("n|q|y"), None);
+    }
+}
+
+#[cfg(test)]
+mod hold_encoding {
+    use super::*;
+
+    #[test]
+    fn text_fields_are_messagepack_strings_of_every_length_class() {
+        let mut out = Vec::new();
+        msgpack_str(&mut out, "");
+        msgpack_str(&mut out, "n");
+        assert_eq!(out, [0xa0, 0xa1, b'n']);
+        for (len, header) in [
+            (31, vec![0xbf]),
+            (32, vec![0xd9, 32]),
+            (255, vec![0xd9, 255]),
+            (256, vec![0xda, 1, 0]),
+            (65_536, vec![0xdb, 0, 1, 0, 0]),
+        ] {
+            let mut out = Vec::new();
+            msgpack_str(&mut out, &"x".repeat(len));
+            assert_eq!(&out[..header.len()], &header[..], "length {len}");
+            assert_eq!(out.len(), header.len() + len, "length {len}");
+        }
+    }
+
+    #[test]
+    fn the_fixed_fields_are_seven_named_pairs_in_order() {
+        let out = hold_fixed_fields(["n", "+46701234567", "+46701234567", "s", "m", "t", "ivr"]);
+        let mut expected = Vec::new();
+        for (k, v) in [
+            ("pk", "n"),
+            ("pid", "+46701234567"),
+            ("num", "+46701234567"),
+            ("svc", "s"),
+            ("mer", "m"),
+            ("tid", "t"),
+            ("cl", "ivr"),
+        ] {
+            expected.push(0xa0 | k.len() as u8);
+            expected.extend_from_slice(k.as_bytes());
+            expected.push(0xa0 | v.len() as u8);
+            expected.extend_from_slice(v.as_bytes());
+        }
+        assert_eq!(out, expected);
     }
 }

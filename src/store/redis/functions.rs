@@ -8,7 +8,7 @@
 
 use super::*;
 
-pub const LIBRARY_VERSION: &str = "4";
+pub const LIBRARY_VERSION: &str = "5";
 
 /// The Function library source with its version and code tables filled in.
 pub fn library_source() -> String {

@@ -41,15 +41,24 @@ pub(super) async fn recent_events(store: &RedisStore, max: usize) -> StoreResult
 pub(super) async fn stats(store: &RedisStore) -> StoreResult<StoreStats> {
     let mut stats = StoreStats::default();
     for p in 0..store.inner.policy.partitions {
+        // The pending holds: library version 5's count, and those version 4
+        // made, still in its sorted set until they end.
+        let mut n = ::redis::cmd("GET");
+        n.arg(store.inner.keys.pending_count(p));
         let mut z = ::redis::cmd("ZCARD");
-        z.arg(store.inner.keys.expiry(p));
+        z.arg(store.inner.keys.expiry_v4(p));
         let mut x = ::redis::cmd("XLEN");
         x.arg(store.inner.keys.events(p));
-        let (pending, len) = tokio::join!(
+        let (pending, pending_v4, len) = tokio::join!(
+            store.inner.conn.query::<Option<i64>>(&n),
             store.inner.conn.query::<u64>(&z),
             store.inner.conn.query::<u64>(&x)
         );
-        stats.pending_holds += pending.map_err(|e| store.unavailable(e))?;
+        let pending = pending.map_err(|e| store.unavailable(e))?.unwrap_or(0);
+        let pending = u64::try_from(pending).map_err(|_| {
+            StoreError::Corrupt(format!("partition {p} counts {pending} pending holds"))
+        })?;
+        stats.pending_holds += pending + pending_v4.map_err(|e| store.unavailable(e))?;
         stats
             .outbox_len
             .push(len.map_err(|e| store.unavailable(e))?);

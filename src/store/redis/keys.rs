@@ -33,8 +33,22 @@ impl Keys {
         format!("{}h:{call_id}", self.tag_prefix(p))
     }
 
-    /// Sorted set: the partition's pending holds by expiry time.
+    /// The partition's expiry index (library version 5; callauth.lua
+    /// `index_expiry`): this key is a sorted set of the seconds that have
+    /// holds expiring in them, `<this>:<second>` a list of those holds' call
+    /// ids, and `<this>n` the count of pending holds.
     pub fn expiry(&self, p: u32) -> String {
+        format!("{}x", self.tag_prefix(p))
+    }
+
+    /// String: the number of pending holds the expiry index lists.
+    pub fn pending_count(&self, p: u32) -> String {
+        format!("{}xn", self.tag_prefix(p))
+    }
+
+    /// Sorted set: library version 4's expiry index (call ids by expiry),
+    /// which holds made before the upgrade stay in until they end.
+    pub fn expiry_v4(&self, p: u32) -> String {
         format!("{}exp", self.tag_prefix(p))
     }
 
