@@ -214,18 +214,20 @@ NOW_MS=$(($(date +%s) * 1000))
 # number, service, merchant, terms_id, price, step, minimum, quota, max_call,
 # grace_ms, retention_ms, first_time_limit, established_limit, consent
 # verdict, partition, ivr_client, with_consent; then the consent event JSON,
-# the VAT rate, the `claimed` marker (empty on a single node) and, with the
-# fifth key (the call index, claimed inside the Function on a single node as
-# the gateway does), the payer and the index TTL (max_call + grace +
-# retention, in ms).
-INDEX_ARGV=(25 "" "n|0|+46700000000" $((14400 * 1000 + 120000 + 259200000)))
+# the VAT rate, the hold's text fields (MessagePack, as the gateway encodes
+# them), the `claimed` marker (empty on a single node) and, with the fifth
+# key (the call index, claimed inside the Function on a single node as the
+# gateway does), the payer and the index TTL (max_call + grace + retention,
+# in ms).
+INDEX_ARGV=(25 "$(hold_fixed_fields n +46700000000 +46700000000 +469001001010 stjarnlinjen \
+    t-469001001010-1 demo-ivr)" "" "n|0|+46700000000" $((14400 * 1000 + 120000 + 259200000)))
 argv() {
     echo "$NOW_MS" "$1" +46700000000 +469001001010 stjarnlinjen t-469001001010-1 \
         2990 60 0 900 14400 120000 259200000 150000 300000 0 0 demo-ivr 1
 }
 # shellcheck disable=SC2046
 FIRST=$(redis-cli -p "$REDIS_PORT" --raw FCALL "$FN" 5 "$ACCOUNT" '{bench:p0}:h:check' \
-    '{bench:p0}:exp' '{bench:p0}:events' '{bench:p0}:call:check' $(argv check) "$CONSENT_JSON" \
+    '{bench:p0}:x' '{bench:p0}:events' '{bench:p0}:call:check' $(argv check) "$CONSENT_JSON" \
     "${INDEX_ARGV[@]}" | sed -n 1p)
 [ "$FIRST" = 1 ] || die "the authorize Function did not grant the benchmark call (answer: $FIRST)"
 
@@ -234,7 +236,7 @@ rb() {
     local out="$DATA/redis-benchmark-$1.out"
     # shellcheck disable=SC2046
     ${PIN_C[@]+"${PIN_C[@]}"} redis-benchmark -p "$REDIS_PORT" -c "$2" -n "$3" -r 2000000000 \
-        FCALL "$FN" 5 "$ACCOUNT" '{bench:p0}:h:__rand_int__' '{bench:p0}:exp' '{bench:p0}:events' \
+        FCALL "$FN" 5 "$ACCOUNT" '{bench:p0}:h:__rand_int__' '{bench:p0}:x' '{bench:p0}:events' \
         '{bench:p0}:call:__rand_int__' $(argv __rand_int__) "$CONSENT_JSON" "${INDEX_ARGV[@]}" 2>&1 | tr '\r' '\n' | grep -v 'rps=' >"$out"
     echo "$out"
 }
@@ -312,7 +314,7 @@ cat >"$DATA/notes.md" <<EOF
 * **CPU µs/request**: utime + stime of the process from \`/proc/<pid>/stat\` over the measured window, divided by the requests answered in it; the server column excludes Redis, which has its own. At 1×1 the figure also carries the process's idle work (timers, background tasks, a wake-up per request) over few requests: compare CPU at saturation. "Redis CPU" is the private redis-server's. "other procs cores" is the CPU every other process of the machine used meanwhile (from \`/proc/stat\`): a non-zero value means the machine was not quiet.
 * **Row 1b** is the no-op server with TCP_NODELAY off: what a server socket without it costs (the gateway had that bug until commit 6449db7, because tonic ignores \`Server::tcp_nodelay\` when it is given its own incoming stream). If a gateway row ever shows ~40 ms at 1×1, compare it with this row.
 * **Row 3** (\`callauth-loadtest noop-server --fcall\`) does per request exactly one \`FCALL $FN\` built by \`RedisStore::authorize_command\` on accounts it set up at start — the same command the gateway sends, with the call-index claim inside it (fifth key; single node); the gateway (row 4) additionally decodes the request, authenticates, looks up the catalogue, limits concurrency and records metrics.
-* **Row 5**: \`redis-benchmark -c <clients> -n <n> -r 2000000000 FCALL $FN 5 $ACCOUNT {bench:p0}:h:__rand_int__ {bench:p0}:exp {bench:p0}:events {bench:p0}:call:__rand_int__ <20 ARGV>\` against an account seeded with \`HSET $ACCOUNT dir 1 ls 3 lf 100000000000000\`; ARGV 18 is a real consent event taken from row 4's stream, ARGV 19–20 the call-index payer and TTL. n is calibrated to last about ${MEASURE} s by a 20 000-request run (which also serves as its warm-up). Its "errors" are Redis error replies (\`total_error_replies\` of \`INFO stats\`); a request whose random call id repeats an earlier one is answered as a replay (the JSON counts them; at -r 2·10⁹ they are a few per million). Its latency is measured by redis-benchmark itself (closed loop, from send; p99.9 is its first percentile line at or above 99.9 %).
+* **Row 5**: \`redis-benchmark -c <clients> -n <n> -r 2000000000 FCALL $FN 5 $ACCOUNT {bench:p0}:h:__rand_int__ {bench:p0}:x {bench:p0}:events {bench:p0}:call:__rand_int__ <25 ARGV>\` against an account seeded with \`HSET $ACCOUNT dir 1 ls 3 lf 100000000000000\`; ARGV 20 is a real consent event taken from row 4's stream, ARGV 21–22 the VAT rate and the hold's text fields, ARGV 23 the empty \`claimed\` marker, ARGV 24–25 the call-index payer and TTL. n is calibrated to last about ${MEASURE} s by a 20 000-request run (which also serves as its warm-up). Its "errors" are Redis error replies (\`total_error_replies\` of \`INFO stats\`); a request whose random call id repeats an earlier one is answered as a replay (the JSON counts them; at -r 2·10⁹ they are a few per million). Its latency is measured by redis-benchmark itself (closed loop, from send; p99.9 is its first percentile line at or above 99.9 %).
 EOF
 say "report"
 server_cpus=()

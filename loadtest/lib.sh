@@ -39,3 +39,19 @@ stop() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
 }
+
+# hold_fixed_fields PK PID NUM SVC MER TID CL: the MessagePack the gateway
+# passes to the authorize Functions as a hold's text fields (calls.rs
+# hold_fixed_fields), for scripts that send the Function themselves. Each
+# value must be shorter than 32 bytes (a fixstr).
+hold_fixed_fields() {
+    local names=(pk pid num svc mer tid cl) i s
+    [ $# -eq 7 ] || die "hold_fixed_fields takes 7 values"
+    for i in 0 1 2 3 4 5 6; do
+        for s in "${names[$i]}" "${@:$((i + 1)):1}"; do
+            [ ${#s} -lt 32 ] || die "hold field longer than 31 bytes: $s"
+            # shellcheck disable=SC2059
+            printf "\\x$(printf %x $((0xa0 + ${#s})))%s" "$s"
+        done
+    done
+}

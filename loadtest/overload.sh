@@ -67,7 +67,9 @@ sleep 2 # any command still in Redis has run
 RSS_AFTER=$(rss_kib "$GW_PID")
 HOLDS=0
 for p in $(seq 0 15); do
-    HOLDS=$((HOLDS + $(redis-cli -p "$REDIS_PORT" ZCARD "{ov:p$p}:exp")))
+    # The pending holds of the partition (the expiry index's count).
+    PENDING=$(redis-cli -p "$REDIS_PORT" GET "{ov:p$p}:xn")
+    HOLDS=$((HOLDS + ${PENDING:-0}))
 done
 curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" >"$OUT/overload-metrics.txt"
 cat "$OUT/overload.txt"

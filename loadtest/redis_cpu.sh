@@ -10,8 +10,8 @@
 #
 # Usage: loadtest/redis_cpu.sh [RUNS=3] [CALLS=200000] [CLIENTS=32]
 # LIBRARY=<file> measures that library source instead of this tree's (e.g.
-# an earlier version's, for a before/after comparison; versions 3 and 4
-# differ by one argument, handled below).
+# an earlier version's, for a before/after comparison; versions 3, 4 and 5
+# differ in their arguments, handled below).
 # Prints one line per run and a summary; needs redis-server, redis-cli,
 # redis-benchmark and cargo (to print the Function library).
 set -euo pipefail
@@ -55,11 +55,16 @@ CONSENT_JSON='{"event_id":"consent:c-__rand_int__","at_ms":'$NOW_MS',"partition"
 # account, hold, expiry, events, call index; now, call_id, number, service,
 # merchant, terms_id, price, step, minimum, quota, max_call, grace_ms,
 # retention_ms, first_time_limit, established_limit, consent verdict,
-# partition, ivr_client, with_consent, consent JSON, VAT rate; the index's
-# payer and time to live.
-KEYS=("$ACCOUNT" '{bench:p0}:h:c-__rand_int__' '{bench:p0}:exp' '{bench:p0}:events' '{bench:p0}:call:c-__rand_int__')
+# partition, ivr_client, with_consent, consent JSON, VAT rate[, the hold's
+# text fields (version 5)][, `claimed` (version 4)]; the index's payer and
+# time to live. The expiry key is the version 5 index's base (version 4 used
+# it as its sorted set).
+KEYS=("$ACCOUNT" '{bench:p0}:h:c-__rand_int__' '{bench:p0}:x' '{bench:p0}:events' '{bench:p0}:call:c-__rand_int__')
 ARGS=("$NOW_MS" c-__rand_int__ +46700000000 +469001001010 stjarnlinjen t-469001001010-1
     2990 60 0 900 14400 120000 259200000 150000 300000 0 0 ivr-stockholm-1 1 "$CONSENT_JSON" 25)
+# From version 5 the hold's text fields, as the gateway encodes them.
+[ "$VERSION" -ge 5 ] && ARGS+=("$(hold_fixed_fields n +46700000000 +46700000000 +469001001010 \
+    stjarnlinjen t-469001001010-1 ivr-stockholm-1)")
 # From version 4 a `claimed` marker (empty: the Function claims the index itself).
 [ "$VERSION" -ge 4 ] && ARGS+=("")
 ARGS+=('n|0|+46700000000' $((14400 * 1000 + 120000 + 259200000)))
@@ -99,7 +104,9 @@ for run in $(seq 1 "$RUNS"); do
         "$run" "$fn" "$ref" "$granted"
     [ "$granted" -ge $((CALLS * 99 / 100)) ] || die "only $granted of $CALLS calls were granted"
     results+=("$fn $ref")
-    cli DEL '{bench:p0}:events' '{bench:p0}:exp' >/dev/null
+    # The stream and the expiry index (every call expires in one second here).
+    cli DEL '{bench:p0}:events' '{bench:p0}:x' '{bench:p0}:xn' >/dev/null
+    cli --scan --pattern '{bench:p0}:x:*' | while read -r key; do cli DEL "$key" >/dev/null; done
 done
 # Where the Function's time goes: the commands it called, per authorize call
 # (INFO commandstats counts commands run inside Functions too).
