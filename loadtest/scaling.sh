@@ -33,7 +33,12 @@
 #   TOPOLOGIES ["single cluster"]
 #   CONCURRENCY [128]    requests in flight (closed loop)
 #   CONNECTIONS [4]      HTTP/2 connections of the generator
-#   RATE []              open loop at this many Authorize/s instead of closed loop
+#   SCENARIO [authorize] or mix: whole calls (consent, codes, extensions,
+#                        releases, usage; money check), CPU then per call;
+#                        the gateway gets --usage-clock-skew-seconds 14400 and
+#                        there is no control case (the no-op server answers
+#                        Authorize only)
+#   RATE []              open loop at this many Authorize/s (calls/s) instead of closed loop
 #   CONTROL [1]          0: skip the no-op server control case
 #   CLIENT_THREADS [1]   the generator's Tokio worker threads
 #   NUMBERS [1000]       population size
@@ -75,6 +80,18 @@ say() { printf '\n== %s\n' "$*" >&2; }
 # die, free_port, wait_port, wait_ready, stop
 # shellcheck source=loadtest/lib.sh
 . "$ROOT/loadtest/lib.sh"
+
+SCENARIO=${SCENARIO:-authorize}
+SCENARIO_ARGS=""
+case $SCENARIO in
+    authorize) UNIT=Authorize ;;
+    mix)
+        UNIT=call
+        CONTROL=0
+        SCENARIO_ARGS="--usage-clock-skew-seconds 14400"
+        ;;
+    *) die "SCENARIO: authorize or mix (got '$SCENARIO')" ;;
+esac
 
 for tool in redis-server redis-cli curl jq awk; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -223,13 +240,13 @@ keys_per_node() {
 
 # The measured cases.
 TSV="$DATA/results.tsv"
-printf 'topology\tthreads\trun\tat\tload1\tthroughput\tp50_us\tp99_us\terrors\tgw_us\tgw_cores\tredis_us\tredis_cores\tredis_max_us\tshard_us\tshard_cores\tclient_us\tclient_cores\tother_cores\tkeys\twarnings\n' >"$TSV"
+printf 'topology\tthreads\trun\tat\tload1\tthroughput\tp50_us\tp99_us\terrors\tgw_us\tgw_cores\tredis_us\tredis_cores\tredis_max_us\tshard_us\tshard_cores\tclient_us\tclient_cores\tother_cores\tkeys\twarnings\tmoney\n' >"$TSV"
 
 load_args=(--concurrency "$CONCURRENCY")
-LOAD_TEXT="closed loop, $CONCURRENCY requests in flight over $CONNECTIONS HTTP/2 connections"
+LOAD_TEXT="closed loop, $CONCURRENCY ${UNIT}s in flight over $CONNECTIONS HTTP/2 connections"
 if [ -n "$RATE" ]; then
     load_args=(--rate "$RATE")
-    LOAD_TEXT="open loop at $RATE Authorize/s over $CONNECTIONS HTTP/2 connections"
+    LOAD_TEXT="open loop at $RATE ${UNIT}s/s over $CONNECTIONS HTTP/2 connections"
 fi
 CASES=""
 [ "$CONTROL" = 1 ] && CASES="noop:1"
@@ -260,7 +277,7 @@ for run in $(seq 1 "$RUNS"); do
                 --store "${URL[$topo]}" --redis-prefix "$PREFIX" --partitions "$PARTITIONS" \
                 --prepaid-code-key "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" \
                 --grpc-listen "127.0.0.1:$GRPC_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
-                --worker-threads "$t" $GATEWAY_ARGS >"$DATA/$name.gateway.log" 2>&1 &
+                --worker-threads "$t" $SCENARIO_ARGS $GATEWAY_ARGS >"$DATA/$name.gateway.log" 2>&1 &
             GW_PID=$!
             PIDS+=("$GW_PID")
             wait_ready "$HTTP_PORT" "$GW_PID" || die "the gateway did not start (see $DATA/$name.gateway.log)"
@@ -273,15 +290,15 @@ for run in $(seq 1 "$RUNS"); do
         at=$(date -u +%H:%M:%S)
         say "run $run/$RUNS: $topo, $t gateway thread(s) ($LOAD_TEXT; ${WARMUP} s + ${DURATION} s; load average $load1)"
         rc=0
-        ${PIN_C[@]+"${PIN_C[@]}"} "$BIN/callauth-loadtest" run --scenario authorize \
+        ${PIN_C[@]+"${PIN_C[@]}"} "$BIN/callauth-loadtest" run --scenario "$SCENARIO" \
             --endpoint "http://127.0.0.1:$GRPC_PORT" "${load_args[@]}" --connections "$CONNECTIONS" \
             --numbers "$NUMBERS" --duration "$DURATION" --warmup-seconds "$WARMUP" \
             --worker-threads "$CLIENT_THREADS" "${watch[@]}" \
             --label "$topo, $t gateway thread(s), run $run" --json-out "$DATA/$name.json" \
             >"$DATA/$name.txt" 2>&1 || rc=$?
-        grep -E '^(Authorize|  (client|gateway|redis[0-9]*) |  other)|WARNING|ERRORS' "$DATA/$name.txt" >&2 || true
+        grep -E '^(Authorize|calls|  (client|gateway|redis[0-9]*) |  other)|WARNING|ERRORS|money check' "$DATA/$name.txt" >&2 || true
         case $rc in
-            0 | 2) ;; # 2: the run saw errors; the report flags them
+            0 | 2 | 3) ;; # 2: the run saw errors, 3: the money check failed; the report flags both
             *)
                 cat "$DATA/$name.txt" >&2
                 die "callauth-loadtest run failed (exit $rc) for $name"
@@ -296,18 +313,23 @@ for run in $(seq 1 "$RUNS"); do
         jq -r --arg topo "$topo" --arg t "$t" --arg run "$run" --arg at "$at" --arg load1 "$load1" \
             --arg keys "$keys" '
             def r(d): if . == null then "?" else (. * pow(10; d) | round) / pow(10; d) | tostring end;
+            # CPU µs per unit measured (an Authorize, or a whole call of the mix)
+            .summary.requests as $n
+            | def per: if .cpu_seconds == null or $n == 0 then null else .cpu_seconds * 1e6 / $n end;
             [.cpu | to_entries[] | select(.key | test("^redis[0-9]*$"))] as $shards
             | [$topo, $t, $run, $at, $load1,
                (.summary.throughput_per_s | r(0)), (.summary.p50_us | r(0)), (.summary.p99_us | r(0)),
                (.summary.errors_total | tostring),
-               (.cpu.gateway.us_per_request | r(2)), (.cpu.gateway.cores | r(2)),
-               ([$shards[].value.us_per_request] | add | r(2)), ([$shards[].value.cores] | add | r(2)),
-               ([$shards[].value.us_per_request] | max | r(2)),
-               ([$shards[].value.us_per_request | r(1)] | join("/")),
+               (.cpu.gateway | per | r(2)), (.cpu.gateway.cores | r(2)),
+               ([$shards[].value | per] | add | r(2)), ([$shards[].value.cores] | add | r(2)),
+               ([$shards[].value | per] | max | r(2)),
+               ([$shards[].value | per | r(1)] | join("/")),
                ([$shards[].value.cores | r(2)] | join("/")),
-               (.cpu.client.us_per_request | r(2)), (.cpu.client.cores | r(2)),
+               (.cpu.client | per | r(2)), (.cpu.client.cores | r(2)),
                (.summary.other_cpu_cores | r(2)), $keys,
-               ([.warnings[] | select(test("machine was not quiet") | not)] | length | tostring)] | @tsv' "$DATA/$name.json" >>"$TSV"
+               ([.warnings[] | select(test("machine was not quiet") | not)] | length | tostring),
+               (if .money_check == null then "-" elif .money_check.ok then "ok" else "FAILED" end)]
+            | @tsv' "$DATA/$name.json" >>"$TSV"
     done
 done
 FINISHED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -319,7 +341,7 @@ MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | sed 
 MEM_GB=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 GIT_DIRTY=$(git status --porcelain 2>/dev/null | wc -l | tr -d ' ')
-KNOBS="DURATION=$DURATION WARMUP_SECONDS=$WARMUP RUNS=$RUNS THREADS=\"$THREADS\" TOPOLOGIES=\"$TOPOLOGIES\" CONCURRENCY=$CONCURRENCY CONNECTIONS=$CONNECTIONS RATE=${RATE:-} CLIENT_THREADS=$CLIENT_THREADS NUMBERS=$NUMBERS PARTITIONS=$PARTITIONS GATEWAY_ARGS=\"$GATEWAY_ARGS\" GATEWAY_CPUS=$GATEWAY_CPUS REDIS_CPUS=$REDIS_CPUS CLIENT_CPUS=$CLIENT_CPUS"
+KNOBS="SCENARIO=$SCENARIO CONTROL=$CONTROL DURATION=$DURATION WARMUP_SECONDS=$WARMUP RUNS=$RUNS THREADS=\"$THREADS\" TOPOLOGIES=\"$TOPOLOGIES\" CONCURRENCY=$CONCURRENCY CONNECTIONS=$CONNECTIONS RATE=${RATE:-} CLIENT_THREADS=$CLIENT_THREADS NUMBERS=$NUMBERS PARTITIONS=$PARTITIONS GATEWAY_ARGS=\"$GATEWAY_ARGS\" GATEWAY_CPUS=$GATEWAY_CPUS REDIS_CPUS=$REDIS_CPUS CLIENT_CPUS=$CLIENT_CPUS"
 
 # stat TOPO THREADS COLUMN DIGITS: "median (min–max)" of a column over the runs.
 stat() {
@@ -385,8 +407,8 @@ Generated by \`loadtest/scaling.sh\`; raw results in \`$DATA_SHOWN/\` (\`results
 * **Machine:** $(nproc) CPU(s), ${MODEL:-unknown CPU}, ${MEM_GB:-?} GB RAM, $(uname -sr)
 * **Versions:** $(rustc --version 2>/dev/null || echo "rustc ?"), Redis $REDIS_VERSION (private instances, \`--save '' --appendonly no\`)
 * **Placement:** $PLACEMENT
-* **Load:** \`callauth-loadtest run --scenario authorize\`, $LOAD_TEXT, generator with $CLIENT_THREADS worker thread(s); ${WARMUP} s warm-up + ${DURATION} s measured per case; population $NUMBERS numbers
-* **Gateway:** \`callauth-gateway --demo --store <url> --redis-prefix $PREFIX --partitions $PARTITIONS --worker-threads <1|2>${GATEWAY_ARGS:+ $GATEWAY_ARGS}\`, a fresh process per case; every node flushed after each case
+* **Load:** \`callauth-loadtest run --scenario $SCENARIO\`, $LOAD_TEXT, generator with $CLIENT_THREADS worker thread(s); ${WARMUP} s warm-up + ${DURATION} s measured per case; population $NUMBERS numbers
+* **Gateway:** \`callauth-gateway --demo --store <url> --redis-prefix $PREFIX --partitions $PARTITIONS --worker-threads <$(echo "$THREADS" | tr ' ' '|')>${SCENARIO_ARGS:+ $SCENARIO_ARGS}${GATEWAY_ARGS:+ $GATEWAY_ARGS}\`, a fresh process per case; every node flushed after each case
 EOF
     for topo in $TOPOLOGIES; do
         if [ "$topo" = single ]; then
@@ -395,27 +417,27 @@ EOF
             echo "* **cluster:** 3 masters, no replicas, \`${URL[cluster]}\`; the $PARTITIONS partitions' hash tags \`{$PREFIX:pN}\` fall $PARTITION_SPREAD on the three masters"
         fi
     done
-    cat <<'EOF'
+    cat <<EOF
 
 ## Every case
 
-Rows "noop" are the control (below). Throughput and latency of Authorize
-(closed loop: from send), CPU µs per
-Authorize answered in the measured window and cores (CPU seconds / window)
+Rows "noop" are the control (below). Throughput ($UNIT/s) and latency of
+Authorize (closed loop: from send; open loop: from the scheduled start), CPU
+µs per $UNIT answered in the measured window and cores (CPU seconds / window)
 of each process; "shards" lists each redis-server's µs and cores (a single
 node has one); "other" is the CPU every other process of the machine used
-meanwhile (from `/proc/stat`); "keys" the keys on each node after the case.
+meanwhile (from \`/proc/stat\`); "keys" the keys on each node after the case.
 
-| topology | gw threads | run | at (UTC) | load avg | Authorize/s | p50 µs | p99 µs | errors | gateway µs | gateway cores | Redis µs (Σ shards) | Redis cores (Σ) | shards µs | shards cores | generator µs | generator cores | other cores | keys | warnings |
-|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|---|--:|
+| topology | gw threads | run | at (UTC) | load avg | ${UNIT}s/s | Authorize p50 µs | Authorize p99 µs | errors | gateway µs | gateway cores | Redis µs (Σ shards) | Redis cores (Σ) | shards µs | shards cores | generator µs | generator cores | other cores | keys | warnings | money check |
+|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|---|--:|---|
 EOF
-    awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20, $21 }' "$TSV"
-    cat <<'EOF'
+    awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20, $21, $22 }' "$TSV"
+    cat <<EOF
 
 ## Per configuration: median (min–max) over the runs
 
-| topology | gw threads | Authorize/s | p50 µs | p99 µs | gateway µs/Authorize | gateway cores | Redis µs/Authorize (Σ shards) | hottest shard µs/Authorize | Redis cores (Σ) | generator cores | other cores |
+| topology | gw threads | ${UNIT}s/s | Authorize p50 µs | Authorize p99 µs | gateway µs/$UNIT | gateway cores | Redis µs/$UNIT (Σ shards) | hottest shard µs/$UNIT | Redis cores (Σ) | generator cores | other cores |
 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
     for c in $CASES; do
@@ -429,19 +451,19 @@ EOF
             "$(stat "$topo" "$t" 14 1)" "$(stat "$topo" "$t" 13 2)" "$(stat "$topo" "$t" 18 2)" \
             "$(stat "$topo" "$t" 19 2)"
     done
-    cat <<'EOF'
+    cat <<EOF
 
 ## Derived sizing figures: median (min–max) over the runs
 
-From the CPU per Authorize, not from the throughput (see below):
-Authorize/s per gateway core = 10⁶ / gateway µs; per Redis shard core =
+From the CPU per $UNIT, not from the throughput (see below):
+${UNIT}s/s per gateway core = 10⁶ / gateway µs; per Redis shard core =
 10⁶ / Σ shards' µs (calls spread evenly over the shards; a Redis shard is
-one core: its commands run on one thread); cores per 10 000 Authorize/s =
+one core: its commands run on one thread); cores per 10 000 ${UNIT}s/s =
 µs / 100; gateway cores per Redis shard core = gateway µs / Σ shards' µs.
 With an uneven spread the hottest shard saturates first, at 10⁶ / its µs
-Authorize/s for the whole cluster.
+${UNIT}s/s for the whole cluster.
 
-| topology | gw threads | Authorize/s per gateway core | Authorize/s per Redis shard core | gateway cores per 10 000/s | Redis shard cores per 10 000/s | cluster limit by the hottest shard (Authorize/s) | gateway cores per Redis shard core | gateway µs ÷ control µs (same run) |
+| topology | gw threads | ${UNIT}s/s per gateway core | ${UNIT}s/s per Redis shard core | gateway cores per 10 000/s | Redis shard cores per 10 000/s | cluster limit by the hottest shard (${UNIT}s/s) | gateway cores per Redis shard core | gateway µs ÷ control µs (same run) |
 |---|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
     for topo in $TOPOLOGIES; do
@@ -464,9 +486,9 @@ EOF
   one node: its three Redis processes, the gateway and the generator share
   the same cores, and each extra round trip costs CPU on all of them.
   The figures that transfer to a deployment are the **CPU µs per
-  Authorize** of each process (and the sizing derived from them), not the
+  $UNIT** of each process (and the sizing derived from them), not the
   throughput.
-* CPU per Authorize at saturation on a contended box is an upper estimate
+* CPU per $UNIT at saturation on a contended box is an upper estimate
   of the work (cache and scheduler contention inflate it) and a lower
   estimate of the cost at low load (a busy Redis or gateway handles many
   requests per wake-up; a quiet one pays the system calls per request).
