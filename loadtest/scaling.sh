@@ -84,9 +84,13 @@ say() { printf '\n== %s\n' "$*" >&2; }
 SCENARIO=${SCENARIO:-authorize}
 SCENARIO_ARGS=""
 case $SCENARIO in
-    authorize) UNIT=Authorize ;;
+    authorize)
+        UNIT=Authorize
+        UNITS=Authorize
+        ;;
     mix)
         UNIT=call
+        UNITS=calls
         CONTROL=0
         SCENARIO_ARGS="--usage-clock-skew-seconds 14400"
         ;;
@@ -243,10 +247,10 @@ TSV="$DATA/results.tsv"
 printf 'topology\tthreads\trun\tat\tload1\tthroughput\tp50_us\tp99_us\terrors\tgw_us\tgw_cores\tredis_us\tredis_cores\tredis_max_us\tshard_us\tshard_cores\tclient_us\tclient_cores\tother_cores\tkeys\twarnings\tmoney\n' >"$TSV"
 
 load_args=(--concurrency "$CONCURRENCY")
-LOAD_TEXT="closed loop, $CONCURRENCY ${UNIT}s in flight over $CONNECTIONS HTTP/2 connections"
+LOAD_TEXT="closed loop, $CONCURRENCY $UNITS in flight over $CONNECTIONS HTTP/2 connections"
 if [ -n "$RATE" ]; then
     load_args=(--rate "$RATE")
-    LOAD_TEXT="open loop at $RATE ${UNIT}s/s over $CONNECTIONS HTTP/2 connections"
+    LOAD_TEXT="open loop at $RATE $UNITS/s over $CONNECTIONS HTTP/2 connections"
 fi
 CASES=""
 [ "$CONTROL" = 1 ] && CASES="noop:1"
@@ -417,18 +421,20 @@ EOF
             echo "* **cluster:** 3 masters, no replicas, \`${URL[cluster]}\`; the $PARTITIONS partitions' hash tags \`{$PREFIX:pN}\` fall $PARTITION_SPREAD on the three masters"
         fi
     done
+    CONTROL_NOTE=""
+    [ "$CONTROL" = 1 ] && CONTROL_NOTE='Rows "noop" are the control (below). '
     cat <<EOF
 
 ## Every case
 
-Rows "noop" are the control (below). Throughput ($UNIT/s) and latency of
+${CONTROL_NOTE}Throughput ($UNITS/s) and latency of
 Authorize (closed loop: from send; open loop: from the scheduled start), CPU
 µs per $UNIT answered in the measured window and cores (CPU seconds / window)
 of each process; "shards" lists each redis-server's µs and cores (a single
 node has one); "other" is the CPU every other process of the machine used
 meanwhile (from \`/proc/stat\`); "keys" the keys on each node after the case.
 
-| topology | gw threads | run | at (UTC) | load avg | ${UNIT}s/s | Authorize p50 µs | Authorize p99 µs | errors | gateway µs | gateway cores | Redis µs (Σ shards) | Redis cores (Σ) | shards µs | shards cores | generator µs | generator cores | other cores | keys | warnings | money check |
+| topology | gw threads | run | at (UTC) | load avg | $UNITS/s | Authorize p50 µs | Authorize p99 µs | errors | gateway µs | gateway cores | Redis µs (Σ shards) | Redis cores (Σ) | shards µs | shards cores | generator µs | generator cores | other cores | keys | warnings | money check |
 |---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|---|--:|---|
 EOF
     awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
@@ -437,7 +443,7 @@ EOF
 
 ## Per configuration: median (min–max) over the runs
 
-| topology | gw threads | ${UNIT}s/s | Authorize p50 µs | Authorize p99 µs | gateway µs/$UNIT | gateway cores | Redis µs/$UNIT (Σ shards) | hottest shard µs/$UNIT | Redis cores (Σ) | generator cores | other cores |
+| topology | gw threads | $UNITS/s | Authorize p50 µs | Authorize p99 µs | gateway µs/$UNIT | gateway cores | Redis µs/$UNIT (Σ shards) | hottest shard µs/$UNIT | Redis cores (Σ) | generator cores | other cores |
 |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
     for c in $CASES; do
@@ -456,14 +462,14 @@ EOF
 ## Derived sizing figures: median (min–max) over the runs
 
 From the CPU per $UNIT, not from the throughput (see below):
-${UNIT}s/s per gateway core = 10⁶ / gateway µs; per Redis shard core =
+$UNITS/s per gateway core = 10⁶ / gateway µs; per Redis shard core =
 10⁶ / Σ shards' µs (calls spread evenly over the shards; a Redis shard is
-one core: its commands run on one thread); cores per 10 000 ${UNIT}s/s =
+one core: its commands run on one thread); cores per 10 000 $UNITS/s =
 µs / 100; gateway cores per Redis shard core = gateway µs / Σ shards' µs.
 With an uneven spread the hottest shard saturates first, at 10⁶ / its µs
-${UNIT}s/s for the whole cluster.
+$UNITS/s for the whole cluster.
 
-| topology | gw threads | ${UNIT}s/s per gateway core | ${UNIT}s/s per Redis shard core | gateway cores per 10 000/s | Redis shard cores per 10 000/s | cluster limit by the hottest shard (${UNIT}s/s) | gateway cores per Redis shard core | gateway µs ÷ control µs (same run) |
+| topology | gw threads | $UNITS/s per gateway core | $UNITS/s per Redis shard core | gateway cores per 10 000/s | Redis shard cores per 10 000/s | cluster limit by the hottest shard ($UNITS/s) | gateway cores per Redis shard core | gateway µs ÷ control µs (same run) |
 |---|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
     for topo in $TOPOLOGIES; do
@@ -495,8 +501,8 @@ EOF
   Size with headroom: a Redis shard or a gateway core planned at ≤ 50–70 %.
 * "other cores" shows how much the rest of the machine (other builds) took
   during each measured window; runs with a high value are the noisy ones.
-* The control (no-op gRPC server, 1 worker thread, same load, first case
-  of every run) does no work per request beyond gRPC; its CPU per request
+* The control (when CONTROL=1: the no-op gRPC server, 1 worker thread,
+  same load, first case of every run) does no work beyond gRPC; its CPU per request
   on a quiet machine is known (docs/performance.md: 14–16 µs on the 2-vCPU
   development VM). Its value in a run, divided by that, is roughly how much
   the machine's load inflated that run's CPU figures; "gateway µs ÷ control
@@ -506,8 +512,8 @@ EOF
 * On a cluster a postpaid Authorize with consent is two round trips
   (\`claim_call\` in the call id's slot, then \`authorize\` in the number's;
   docs/redis.md), against one Function call on a single node: the Σ shards'
-  µs of the cluster includes that second call and the cluster's own
-  redirection bookkeeping.
+  µs of the cluster includes that second call, and what cluster mode adds
+  per command (the slot check) and per second (the cluster bus).
 EOF
 } >"$REPORT"
 say "wrote $REPORT"
