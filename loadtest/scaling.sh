@@ -227,6 +227,20 @@ if [ -n "${PORTS[cluster]:-}" ]; then
     done | sed 's:/$::')
 fi
 
+# utime+stime (clock ticks) of a process, and of its threads named NAME: the
+# gateway's Redis connections are driven by one thread of their own
+# (callauth-redis-io, src/store/redis/conn.rs), whatever --worker-threads says;
+# /proc shows a thread's name cut to 15 bytes: callauth-redis-.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+thread_ticks() {
+    local task sum=0
+    for task in /proc/"$1"/task/*; do
+        [ "$(cat "$task/comm" 2>/dev/null)" = "$2" ] || continue
+        sum=$((sum + $(sed 's/.*) //' "$task/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$sum"
+}
+
 flush_all() {
     local p
     # shellcheck disable=SC2086
@@ -244,7 +258,7 @@ keys_per_node() {
 
 # The measured cases.
 TSV="$DATA/results.tsv"
-printf 'topology\tthreads\trun\tat\tload1\tthroughput\tp50_us\tp99_us\terrors\tgw_us\tgw_cores\tredis_us\tredis_cores\tredis_max_us\tshard_us\tshard_cores\tclient_us\tclient_cores\tother_cores\tkeys\twarnings\tmoney\n' >"$TSV"
+printf 'topology\tthreads\trun\tat\tload1\tthroughput\tp50_us\tp99_us\terrors\tgw_us\tgw_cores\tredis_us\tredis_cores\tredis_max_us\tshard_us\tshard_cores\tclient_us\tclient_cores\tother_cores\tkeys\twarnings\tmoney\tio_share\n' >"$TSV"
 
 load_args=(--concurrency "$CONCURRENCY")
 LOAD_TEXT="closed loop, $CONCURRENCY $UNITS in flight over $CONNECTIONS HTTP/2 connections"
@@ -291,6 +305,8 @@ for run in $(seq 1 "$RUNS"); do
             done
         fi
         load1=$(cut -d' ' -f1 /proc/loadavg)
+        gw_before=$(cpu_ticks "$GW_PID")
+        io_before=$(thread_ticks "$GW_PID" callauth-redis-)
         at=$(date -u +%H:%M:%S)
         say "run $run/$RUNS: $topo, $t gateway thread(s) ($LOAD_TEXT; ${WARMUP} s + ${DURATION} s; load average $load1)"
         rc=0
@@ -308,6 +324,11 @@ for run in $(seq 1 "$RUNS"); do
                 die "callauth-loadtest run failed (exit $rc) for $name"
                 ;;
         esac
+        # The Redis I/O thread's share of the gateway's CPU over the whole
+        # case (setup and warm-up included).
+        io_share=$(awk -v g=$(($(cpu_ticks "$GW_PID") - gw_before)) \
+            -v i=$(($(thread_ticks "$GW_PID" callauth-redis-) - io_before)) -v topo="$topo" \
+            'BEGIN { if (topo == "noop" || g <= 0) print "?"; else printf "%.3f", i / g }')
         stop "$GW_PID"
         keys=-
         if [ "$topo" != noop ]; then
@@ -315,7 +336,7 @@ for run in $(seq 1 "$RUNS"); do
             flush_all "$topo"
         fi
         jq -r --arg topo "$topo" --arg t "$t" --arg run "$run" --arg at "$at" --arg load1 "$load1" \
-            --arg keys "$keys" '
+            --arg keys "$keys" --arg io "$io_share" '
             def r(d): if . == null then "?" else (. * pow(10; d) | round) / pow(10; d) | tostring end;
             # CPU µs per unit measured (an Authorize, or a whole call of the mix)
             .summary.requests as $n
@@ -332,7 +353,7 @@ for run in $(seq 1 "$RUNS"); do
                (.cpu.client | per | r(2)), (.cpu.client.cores | r(2)),
                (.summary.other_cpu_cores | r(2)), $keys,
                ([.warnings[] | select(test("machine was not quiet") | not)] | length | tostring),
-               (if .money_check == null then "-" elif .money_check.ok then "ok" else "FAILED" end)]
+               (if .money_check == null then "-" elif .money_check.ok then "ok" else "FAILED" end), $io]
             | @tsv' "$DATA/$name.json" >>"$TSV"
     done
 done
@@ -385,6 +406,18 @@ ratio() {
         }' "$TSV"
 }
 
+# io_limit TOPO THREADS: what one gateway's Redis I/O thread can carry at
+# one core: 10⁶ / (its share × gateway µs), per run.
+io_limit() {
+    awk -F'\t' -v topo="$1" -v t="$2" '
+        NR > 1 && $1 == topo && $2 == t && $10 != "?" && $23 != "?" && $23 > 0 { v[++n] = 1e6 / ($23 * $10) }
+        END {
+            if (n == 0) { print "?"; exit }
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { x = v[i]; v[i] = v[j]; v[j] = x }
+            med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            printf "%.0f (%.0f–%.0f)\n", med, v[1], v[n]
+        }' "$TSV"
+}
 # vs_control TOPO THREADS: gateway µs / the control's µs of the same run.
 vs_control() {
     awk -F'\t' -v topo="$1" -v t="$2" '
@@ -434,28 +467,28 @@ of each process; "shards" lists each redis-server's µs and cores (a single
 node has one); "other" is the CPU every other process of the machine used
 meanwhile (from \`/proc/stat\`); "keys" the keys on each node after the case.
 
-| topology | gw threads | run | at (UTC) | load avg | $UNITS/s | Authorize p50 µs | Authorize p99 µs | errors | gateway µs | gateway cores | Redis µs (Σ shards) | Redis cores (Σ) | shards µs | shards cores | generator µs | generator cores | other cores | keys | warnings | money check |
-|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|---|--:|---|
+| topology | gw threads | run | at (UTC) | load avg | $UNITS/s | Authorize p50 µs | Authorize p99 µs | errors | gateway µs | gateway cores | Redis µs (Σ shards) | Redis cores (Σ) | shards µs | shards cores | generator µs | generator cores | other cores | keys | warnings | money check | gateway's Redis I/O thread share |
+|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|---|--:|---|--:|
 EOF
-    awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20, $21, $22 }' "$TSV"
+    awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20, $21, $22, $23 }' "$TSV"
     cat <<EOF
 
 ## Per configuration: median (min–max) over the runs
 
-| topology | gw threads | $UNITS/s | Authorize p50 µs | Authorize p99 µs | gateway µs/$UNIT | gateway cores | Redis µs/$UNIT (Σ shards) | hottest shard µs/$UNIT | Redis cores (Σ) | generator cores | other cores |
-|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+| topology | gw threads | $UNITS/s | Authorize p50 µs | Authorize p99 µs | gateway µs/$UNIT | gateway cores | Redis µs/$UNIT (Σ shards) | hottest shard µs/$UNIT | Redis cores (Σ) | generator cores | other cores | gateway's Redis I/O thread share |
+|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
     for c in $CASES; do
         topo=${c%:*}
         t=${c#*:}
         label=$topo
         [ "$topo" = noop ] && label="no-op server (control)"
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$t" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$t" \
             "$(stat "$topo" "$t" 6 0)" "$(stat "$topo" "$t" 7 0)" "$(stat "$topo" "$t" 8 0)" \
             "$(stat "$topo" "$t" 10 1)" "$(stat "$topo" "$t" 11 2)" "$(stat "$topo" "$t" 12 1)" \
             "$(stat "$topo" "$t" 14 1)" "$(stat "$topo" "$t" 13 2)" "$(stat "$topo" "$t" 18 2)" \
-            "$(stat "$topo" "$t" 19 2)"
+            "$(stat "$topo" "$t" 19 2)" "$(stat "$topo" "$t" 23 2)"
     done
     cat <<EOF
 
@@ -467,17 +500,22 @@ $UNITS/s per gateway core = 10⁶ / gateway µs; per Redis shard core =
 one core: its commands run on one thread); cores per 10 000 $UNITS/s =
 µs / 100; gateway cores per Redis shard core = gateway µs / Σ shards' µs.
 With an uneven spread the hottest shard saturates first, at 10⁶ / its µs
-$UNITS/s for the whole cluster.
+$UNITS/s for the whole cluster. Whatever its worker threads, a gateway
+drives all its Redis connections from one thread of its own
+(\`callauth-redis-io\`); at one core that thread carries 10⁶ / (its share
+of the gateway's CPU × gateway µs) $UNITS/s, a ceiling per gateway that
+more cores do not raise.
 
-| topology | gw threads | $UNITS/s per gateway core | $UNITS/s per Redis shard core | gateway cores per 10 000/s | Redis shard cores per 10 000/s | cluster limit by the hottest shard ($UNITS/s) | gateway cores per Redis shard core | gateway µs ÷ control µs (same run) |
-|---|--:|--:|--:|--:|--:|--:|--:|--:|
+| topology | gw threads | $UNITS/s per gateway core | $UNITS/s per Redis shard core | gateway cores per 10 000/s | Redis shard cores per 10 000/s | cluster limit by the hottest shard ($UNITS/s) | gateway cores per Redis shard core | gateway µs ÷ control µs (same run) | one gateway's limit by its Redis I/O thread ($UNITS/s) |
+|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
     for topo in $TOPOLOGIES; do
         for t in $THREADS; do
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$topo" "$t" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$topo" "$t" \
                 "$(derived "$topo" "$t" 10 per_core)" "$(derived "$topo" "$t" 12 per_core)" \
                 "$(derived "$topo" "$t" 10 per_10k)" "$(derived "$topo" "$t" 12 per_10k)" \
-                "$(derived "$topo" "$t" 14 per_core)" "$(ratio "$topo" "$t")" "$(vs_control "$topo" "$t")"
+                "$(derived "$topo" "$t" 14 per_core)" "$(ratio "$topo" "$t")" "$(vs_control "$topo" "$t")" \
+                "$(io_limit "$topo" "$t")"
         done
     done
     cat <<EOF
