@@ -280,25 +280,35 @@ for run in $(seq 1 "$RUNS"); do
         t=${c#*:}
         name="$topo-t$t-run$run"
         if [ "$topo" = noop ]; then
-            GRPC_PORT=$(free_port)
-            ${PIN_G[@]+"${PIN_G[@]}"} "$BIN/callauth-loadtest" noop-server --listen "127.0.0.1:$GRPC_PORT" \
-                --worker-threads 1 >"$DATA/$name.noop.log" 2>&1 &
-            GW_PID=$!
-            PIDS+=("$GW_PID")
-            wait_port "$GRPC_PORT" "$GW_PID" || die "the no-op server did not start (see $DATA/$name.noop.log)"
+            for attempt in 1 2 3; do
+                GRPC_PORT=$(free_port)
+                ${PIN_G[@]+"${PIN_G[@]}"} "$BIN/callauth-loadtest" noop-server --listen "127.0.0.1:$GRPC_PORT" \
+                    --worker-threads 1 >"$DATA/$name.noop.log" 2>&1 &
+                GW_PID=$!
+                PIDS+=("$GW_PID")
+                wait_port "$GRPC_PORT" "$GW_PID" && break
+                # a port found free may be taken before the bind (an outgoing
+                # connection's local port): try other ports
+                grep -q 'Address already in use' "$DATA/$name.noop.log" && [ "$attempt" -lt 3 ] ||
+                    die "the no-op server did not start (see $DATA/$name.noop.log)"
+            done
             watch=(--watch-pid "gateway=$GW_PID" --skip-setup)
         else
-            GRPC_PORT=$(free_port)
-            HTTP_PORT=$(free_port)
-            # shellcheck disable=SC2086
-            ${PIN_G[@]+"${PIN_G[@]}"} env RUST_LOG=warn "$BIN/callauth-gateway" --demo \
-                --store "${URL[$topo]}" --redis-prefix "$PREFIX" --partitions "$PARTITIONS" \
-                --prepaid-code-key "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" \
-                --grpc-listen "127.0.0.1:$GRPC_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
-                --worker-threads "$t" $SCENARIO_ARGS $GATEWAY_ARGS >"$DATA/$name.gateway.log" 2>&1 &
-            GW_PID=$!
-            PIDS+=("$GW_PID")
-            wait_ready "$HTTP_PORT" "$GW_PID" || die "the gateway did not start (see $DATA/$name.gateway.log)"
+            for attempt in 1 2 3; do
+                GRPC_PORT=$(free_port)
+                HTTP_PORT=$(free_port)
+                # shellcheck disable=SC2086
+                ${PIN_G[@]+"${PIN_G[@]}"} env RUST_LOG=warn "$BIN/callauth-gateway" --demo \
+                    --store "${URL[$topo]}" --redis-prefix "$PREFIX" --partitions "$PARTITIONS" \
+                    --prepaid-code-key "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" \
+                    --grpc-listen "127.0.0.1:$GRPC_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+                    --worker-threads "$t" $SCENARIO_ARGS $GATEWAY_ARGS >"$DATA/$name.gateway.log" 2>&1 &
+                GW_PID=$!
+                PIDS+=("$GW_PID")
+                wait_ready "$HTTP_PORT" "$GW_PID" && break
+                grep -q 'Address already in use' "$DATA/$name.gateway.log" && [ "$attempt" -lt 3 ] ||
+                    die "the gateway did not start (see $DATA/$name.gateway.log)"
+            done
             watch=(--watch-pid "gateway=$GW_PID")
             for w in ${REDIS_PIDS[$topo]}; do
                 watch+=(--watch-pid "$w")
