@@ -18,7 +18,8 @@
 # population and limits), closed loop at saturation (CONNECTIONS ×
 # CONCURRENCY in flight; or open loop at RATE), watching the gateway, each
 # redis-server and the generator itself (utime + stime from /proc/<pid>/stat
-# over the measured window); then the gateway is stopped and every node
+# over the measured window, and the share of the gateway's CPU its Redis I/O
+# thread used over the case); then the gateway is stopped and every node
 # flushed (FLUSHALL; the Function library stays loaded). Each run starts
 # with a control case: callauth-loadtest's no-op gRPC server (1 worker
 # thread) under the same load — no Redis, no work — whose CPU per request,
