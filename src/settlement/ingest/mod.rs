@@ -95,12 +95,13 @@ async fn record_events<'a>(
     let kinds: Vec<&str> = batch.iter().map(|d| d.event.body.label()).collect();
     let ats: Vec<DateTime<Utc>> = batch.iter().map(|d| ms_to_utc(d.event.at_ms)).collect();
     // As text, cast to jsonb by PostgreSQL: no intermediate JSON tree here.
-    // Issue 13.3 (migration 0007): the log keeps a payload only where no
-    // table holds the fact; a consent's every field is in its `consents` row.
+    // Issue 13.3: the log keeps a payload only where no table holds the
+    // fact. A consent's every field is in its `consents` row (migration
+    // 0007), a posted call's in its `usage` row (0008).
     let payloads: Vec<Option<String>> = batch
         .iter()
         .map(|d| match &d.event.body {
-            EventBody::ConsentRecorded(_) => None,
+            EventBody::ConsentRecorded(_) | EventBody::UsagePosted(_) => None,
             _ => Some(d.event.to_json()),
         })
         .collect();
@@ -371,7 +372,7 @@ async fn insert_usage(
         "copy usage (call_id, record_id, merchant_id, service_number, number, funding, code_id, terms_id,
                      price_per_minute_ore, billing_step_seconds, minimum_minutes, started_at, duration_seconds,
                      billed_seconds, charge_ore, granted_seconds, overrun_seconds, late, posted_at,
-                     vat_rate_percent, vat_ore)
+                     vat_rate_percent, vat_ore, authorized_at, exposure_after_ore, uncollected_ore)
          from stdin (format binary)",
         rows,
     )
@@ -450,7 +451,7 @@ pub fn usage_txns(usages: &[(&Event, &UsagePosted)]) -> Vec<Txn> {
 /// The CDRs of posted calls as `COPY` rows, in the column order of
 /// [`insert_usage`]'s statement. Pure, so the benchmarks measure it.
 pub fn usage_rows(usages: &[(&Event, &UsagePosted)]) -> CopyRows {
-    let mut rows = CopyRows::new(21, usages.len() * 340);
+    let mut rows = CopyRows::new(24, usages.len() * 360);
     for (e, u) in usages {
         rows.row()
             .text(&u.call_id)
@@ -473,7 +474,10 @@ pub fn usage_rows(usages: &[(&Event, &UsagePosted)]) -> CopyRows {
             .bool(u.late)
             .timestamptz(ms_to_utc(e.at_ms))
             .int4(u.vat_rate.percent() as i32)
-            .int8(u.vat_rate.vat_in_ore(u.charge_ore));
+            .int8(u.vat_rate.vat_in_ore(u.charge_ore))
+            .timestamptz(ms_to_utc(u.authorized_at_ms))
+            .int8(u.exposure_after_ore)
+            .int8(u.uncollected_ore);
     }
     rows
 }
