@@ -5,15 +5,21 @@
 //!   payments (the size a busy bankgiro number receives), parsed and checked.
 //! - OCR: making the reference printed on an invoice, and validating one
 //!   read from a payment.
+//! - Ingest (issue 13.3): a batch of 500 events (250 posted calls, each with
+//!   its consent) turned into the binary `COPY` rows the worker sends — the
+//!   CDRs, the ledger entries, the consents.
 
 #[path = "../tests/common/bgmax_writer.rs"]
 #[allow(dead_code)]
 mod bgmax_writer;
 
 use bgmax_writer::FileBuilder;
-use callauth::domain::Money;
+use callauth::domain::event::{ConsentRecorded, EventBody, UsagePosted};
+use callauth::domain::{Event, Funding, Money};
 use callauth::settlement::formats::bgmax;
 use callauth::settlement::formats::ocr::{self, OcrLevel};
+use callauth::settlement::ingest;
+use callauth::settlement::ledger;
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
@@ -66,5 +72,100 @@ fn ocr_references(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bgmax_parsing, ocr_references);
+/// 250 posted calls and their consents, as `examples/ingest_rate.rs` makes
+/// them (the same fields a gateway fills).
+fn calls(n: usize) -> Vec<(Event, Event)> {
+    const T0: i64 = 1_795_000_000_000;
+    (0..n)
+        .map(|i| {
+            let number = format!("+4670{:07}", i % 10_000);
+            let call_id = format!("bench-{i}");
+            let at = T0 + i as i64;
+            let consent = Event {
+                event_id: format!("consent:{call_id}"),
+                at_ms: at,
+                partition: 0,
+                body: EventBody::ConsentRecorded(ConsentRecorded {
+                    call_id: call_id.clone(),
+                    number: number.clone(),
+                    service_number: "+469001001010".into(),
+                    merchant_id: "stjarnlinjen".into(),
+                    funding: Funding::Postpaid,
+                    terms_id: "t-469001001010-1".into(),
+                    price_per_minute_ore: 2990,
+                    billing_step_seconds: 60,
+                    reminder_fee_ore: 6000,
+                    age_confirmed: true,
+                    own_number_confirmed: true,
+                    step1_at_ms: at,
+                    terms_accepted: true,
+                    step2_at_ms: at,
+                    ivr_client: "ivr-1".into(),
+                    ivr_id: "node-1".into(),
+                    authorized_at_ms: at,
+                    ..Default::default()
+                }),
+            };
+            let seconds = 30 + (i as u32 % 600);
+            let billed = seconds.div_ceil(60) * 60;
+            let usage = Event {
+                event_id: format!("usage:{call_id}"),
+                at_ms: at + 1,
+                partition: 0,
+                body: EventBody::UsagePosted(UsagePosted {
+                    call_id: call_id.clone(),
+                    record_id: format!("r-{call_id}"),
+                    merchant_id: "stjarnlinjen".into(),
+                    service_number: "+469001001010".into(),
+                    number,
+                    funding: Funding::Postpaid,
+                    terms_id: "t-469001001010-1".into(),
+                    price_per_minute_ore: 2990,
+                    billing_step_seconds: 60,
+                    started_at_ms: at,
+                    duration_seconds: seconds,
+                    billed_seconds: billed,
+                    charge_ore: i64::from(billed / 60) * 2990,
+                    granted_seconds: 900,
+                    authorized_at_ms: at,
+                    exposure_after_ore: 0,
+                    ..Default::default()
+                }),
+            };
+            (consent, usage)
+        })
+        .collect()
+}
+
+fn ingest_encoding(c: &mut Criterion) {
+    let calls = calls(250);
+    let usages: Vec<(&Event, &UsagePosted)> = calls
+        .iter()
+        .map(|(_, u)| match &u.body {
+            EventBody::UsagePosted(p) => (u, p),
+            _ => unreachable!(),
+        })
+        .collect();
+    let consents: Vec<&ConsentRecorded> = calls
+        .iter()
+        .map(|(c, _)| match &c.body {
+            EventBody::ConsentRecorded(r) => r,
+            _ => unreachable!(),
+        })
+        .collect();
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Elements(500));
+    g.bench_function("copy_rows_500_events", |b| {
+        b.iter(|| {
+            let usage = ingest::usage_rows(black_box(&usages)).finish();
+            let txns = ingest::usage_txns(black_box(&usages));
+            let entries = ledger::entry_rows(&txns).unwrap().finish();
+            let consents = ingest::consent_rows(black_box(&consents)).finish();
+            (usage.len(), entries.len(), consents.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bgmax_parsing, ocr_references, ingest_encoding);
 criterion_main!(benches);

@@ -179,69 +179,93 @@ async fn run(
     if let Some(redis_url) = redis_url {
         let mut cfg = RedisConfig::new(redis_url);
         cfg.prefix = format!("ingestbench{}", std::process::id());
+        // On a loaded machine (builds, a gateway under load beside it) a
+        // 500-entry XREADGROUP can take longer than the default 250 ms.
+        cfg.response_timeout = std::time::Duration::from_secs(10);
         let store = RedisStore::connect(&cfg, policy.clone()).await?;
-        let evs = events(total / 2, policy.partitions, "b");
-        for chunk in evs.chunks(1000) {
-            let mut pipe = redis::pipe();
-            for e in chunk {
-                pipe.cmd("XADD")
-                    .arg(store.keys().events(e.partition))
-                    .arg("*")
-                    .arg("e")
-                    .arg(e.to_json())
-                    .ignore();
-            }
-            store.conn().query_pipeline::<()>(&pipe).await?;
-        }
-        let s = Arc::new(Settlement::new(
-            pool.clone(),
-            store.clone(),
-            SettlementPolicy::default(),
-            clock.clone(),
-        ));
-        let consumer = StreamConsumer::new(
-            s,
-            store.clone(),
-            ConsumerConfig {
-                consumer: "bench".into(),
-                partitions: (0..policy.partitions).collect(),
-                batch,
-                max_deliveries: 5,
-                claim_idle: std::time::Duration::from_secs(60),
-                poll_interval: std::time::Duration::from_millis(10),
-                concurrency,
-            },
-        );
-        consumer.ensure_groups().await?;
-        let start = Instant::now();
-        let n = consumer.drain().await?;
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "stream path: {n} events in {:.2} s = {:.0} events/s = {:.0} usage events/s, each with its consent (XREADGROUP, commit, XACK; batches of {batch}, {concurrency} partitions at once)",
-            secs,
-            n as f64 / secs,
-            n as f64 / 2.0 / secs
-        );
-        let mut cursor = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{{{}:*", cfg.prefix))
-                .arg("COUNT")
-                .arg(1000);
-            let (next, keys): (u64, Vec<String>) = store.conn().query(&scan).await?;
-            for k in keys {
-                let mut del = redis::cmd("UNLINK");
-                del.arg(k);
-                store.conn().query::<i64>(&del).await?;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        let result = stream_path(&pool, &store, total, concurrency, batch, &clock).await;
+        remove_keys(&store, &cfg.prefix).await?;
+        result?;
     }
     pool.close().await;
     Ok(())
+}
+
+/// (2) The stream path: the events XADDed to the partitions' streams, then
+/// read, committed and acknowledged by the consumer group.
+async fn stream_path(
+    pool: &sqlx::PgPool,
+    store: &RedisStore,
+    total: usize,
+    concurrency: usize,
+    batch: usize,
+    clock: &Arc<ManualClock>,
+) -> anyhow::Result<()> {
+    let policy = StorePolicy::default();
+    let evs = events(total / 2, policy.partitions, "b");
+    for chunk in evs.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for e in chunk {
+            pipe.cmd("XADD")
+                .arg(store.keys().events(e.partition))
+                .arg("*")
+                .arg("e")
+                .arg(e.to_json())
+                .ignore();
+        }
+        store.conn().query_pipeline::<()>(&pipe).await?;
+    }
+    let s = Arc::new(Settlement::new(
+        pool.clone(),
+        store.clone(),
+        SettlementPolicy::default(),
+        clock.clone(),
+    ));
+    let consumer = StreamConsumer::new(
+        s,
+        store.clone(),
+        ConsumerConfig {
+            consumer: "bench".into(),
+            partitions: (0..policy.partitions).collect(),
+            batch,
+            max_deliveries: 5,
+            claim_idle: std::time::Duration::from_secs(60),
+            poll_interval: std::time::Duration::from_millis(10),
+            concurrency,
+        },
+    );
+    consumer.ensure_groups().await?;
+    let start = Instant::now();
+    let n = consumer.drain().await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "stream path: {n} events in {:.2} s = {:.0} events/s = {:.0} usage events/s, each with its consent (XREADGROUP, commit, XACK; batches of {batch}, {concurrency} partitions at once)",
+        secs,
+        n as f64 / secs,
+        n as f64 / 2.0 / secs
+    );
+    Ok(())
+}
+
+/// Unlinks the run's keys (its prefix), whether the run succeeded or not.
+async fn remove_keys(store: &RedisStore, prefix: &str) -> anyhow::Result<()> {
+    let mut cursor = 0u64;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{{{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys): (u64, Vec<String>) = store.conn().query(&scan).await?;
+        for k in keys {
+            let mut del = redis::cmd("UNLINK");
+            del.arg(k);
+            store.conn().query::<i64>(&del).await?;
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok(());
+        }
+    }
 }

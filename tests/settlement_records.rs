@@ -145,6 +145,7 @@ async fn erasure_leaves_personal_data_in_no_table_and_waits_for_a_credit() {
     w.call(A, "a1", TAROT, 600).await;
     w.settle().await;
     consent_is_in_one_place(&w, "a1").await;
+    usage_is_in_one_place(&w, "a1", 29_900).await;
     daily::run_day(&w.settlement, ymd(2025, 12, 15))
         .await
         .unwrap();
@@ -280,6 +281,33 @@ async fn consent_is_in_one_place(w: &World, call: &str) {
     .await
     .unwrap();
     assert_eq!(copies, 0, "no other event carries the consent");
+}
+
+/// Issue 13.3 (migration 0008): a posted call is in its `usage` row, the
+/// three facts only its event used to carry included (the authorization
+/// instant, the exposure after the call, the uncollected amount); its event
+/// row keeps only the id, kind and time, no payload.
+async fn usage_is_in_one_place(w: &World, call: &str, exposure_after_ore: i64) {
+    // `World::call` authorizes and starts the call at the same instant.
+    let (authorized_at_start, exposure, uncollected): (bool, i64, i64) = sqlx::query_as(
+        "select authorized_at = started_at, exposure_after_ore, uncollected_ore
+           from usage where call_id = $1",
+    )
+    .bind(call)
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (authorized_at_start, exposure, uncollected),
+        (true, exposure_after_ore, 0)
+    );
+    let payload: Option<serde_json::Value> =
+        sqlx::query_scalar("select payload from events where event_id = $1")
+            .bind(format!("usage:{call}"))
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(payload, None, "the event row keeps no copy of the call");
 }
 
 fn noon(day: NaiveDate) -> i64 {

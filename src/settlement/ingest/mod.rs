@@ -4,10 +4,12 @@
 //! a redelivered batch — after a crash between the commit and the stream
 //! acknowledgement — changes nothing.
 //!
-//! The high-volume events (usage posted, consent recorded) are written with
-//! one `unnest` statement per kind per batch; the rare ones one by one. A
-//! threshold event issues its invoice in the same transaction (R8: "an
-//! invoice is created and sent at once").
+//! The high-volume events (usage posted, consent recorded) are written in
+//! bulk: their event ids with one `unnest` statement (the one that finds
+//! which are new), then their CDRs, consents and ledger entries with one
+//! binary `COPY` per table per batch (issue 13.3); the rare events one by
+//! one. A threshold event issues its invoice in the same transaction (R8:
+//! "an invoice is created and sent at once").
 //!
 //! Where the events come from: [`consumer`] reads the partitions' Redis
 //! streams, [`jsonl`] an embedded gateway's JSON-lines outbox file.
@@ -22,9 +24,10 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use crate::domain::decision::Funding;
-use crate::domain::event::{Event, EventBody};
+use crate::domain::event::{ConsentRecorded, Event, EventBody, UsagePosted};
 use crate::settlement::billing::invoicing::{issue_invoice, InvoiceKind};
 use crate::settlement::context::{audit, ms_to_utc, SettlementResult};
+use crate::settlement::formats::pgcopy::CopyRows;
 use crate::settlement::ledger::{self, account, Txn};
 use crate::settlement::policy::SettlementPolicy;
 
@@ -92,12 +95,13 @@ async fn record_events<'a>(
     let kinds: Vec<&str> = batch.iter().map(|d| d.event.body.label()).collect();
     let ats: Vec<DateTime<Utc>> = batch.iter().map(|d| ms_to_utc(d.event.at_ms)).collect();
     // As text, cast to jsonb by PostgreSQL: no intermediate JSON tree here.
-    // Issue 13.3 (migration 0007): the log keeps a payload only where no
-    // table holds the fact; a consent's every field is in its `consents` row.
+    // Issue 13.3: the log keeps a payload only where no table holds the
+    // fact. A consent's every field is in its `consents` row (migration
+    // 0007), a posted call's in its `usage` row (0008).
     let payloads: Vec<Option<String>> = batch
         .iter()
         .map(|d| match &d.event.body {
-            EventBody::ConsentRecorded(_) => None,
+            EventBody::ConsentRecorded(_) | EventBody::UsagePosted(_) => None,
             _ => Some(d.event.to_json()),
         })
         .collect();
@@ -131,7 +135,7 @@ async fn record_events<'a>(
 /// merchant without VAT and the VAT to output VAT at the call's rate.
 /// Returns how many calls were posted.
 async fn post_usage(conn: &mut PgConnection, fresh: &[&Event]) -> SettlementResult<usize> {
-    let usages: Vec<(&Event, &crate::domain::event::UsagePosted)> = fresh
+    let usages: Vec<(&Event, &UsagePosted)> = fresh
         .iter()
         .filter_map(|e| match &e.body {
             EventBody::UsagePosted(u) => Some((*e, u)),
@@ -140,35 +144,14 @@ async fn post_usage(conn: &mut PgConnection, fresh: &[&Event]) -> SettlementResu
         .collect();
     if !usages.is_empty() {
         insert_usage(conn, &usages).await?;
-        let txns: Vec<Txn> = usages
-            .iter()
-            .map(|(e, u)| {
-                let debit = match u.funding {
-                    Funding::Postpaid => account::caller_unbilled(&u.number),
-                    Funding::Prepaid => account::prepaid(&u.code_id),
-                };
-                let vat_ore = u.vat_rate.vat_in_ore(u.charge_ore);
-                Txn::new(
-                    format!("usage:{}", u.call_id),
-                    ms_to_utc(e.at_ms),
-                    "call posted",
-                )
-                .debit(debit, u.charge_ore)
-                .credit(
-                    account::merchant_payable(&u.merchant_id),
-                    u.charge_ore - vat_ore,
-                )
-                .credit(account::vat_output(u.vat_rate), vat_ore)
-            })
-            .collect();
-        ledger::post_many(conn, &txns).await?;
+        ledger::post_many(conn, &usage_txns(&usages)).await?;
     }
     Ok(usages.len())
 }
 
 /// Step 3: consents (bulk).
 async fn record_consents(conn: &mut PgConnection, fresh: &[&Event]) -> SettlementResult<()> {
-    let consents: Vec<&crate::domain::event::ConsentRecorded> = fresh
+    let consents: Vec<&ConsentRecorded> = fresh
         .iter()
         .filter_map(|e| match &e.body {
             EventBody::ConsentRecorded(c) => Some(c),
@@ -374,77 +357,25 @@ async fn insert_movement(
     Ok(())
 }
 
+/// The CDRs, with one binary `COPY`. Every call is new: its usage event was
+/// (the event id is `usage:<call_id>`, `ids::usage`), so there is no
+/// conflict to skip; a `usage` row without its event would fail the batch,
+/// which the consumer then retries event by event and dead-letters.
 async fn insert_usage(
     conn: &mut PgConnection,
-    usages: &[(&Event, &crate::domain::event::UsagePosted)],
+    usages: &[(&Event, &UsagePosted)],
 ) -> SettlementResult<()> {
     insert_numbers(conn, usages).await?;
-    let col = |f: fn(&crate::domain::event::UsagePosted) -> String| -> Vec<String> {
-        usages.iter().map(|(_, u)| f(u)).collect()
-    };
-    let ints = |f: fn(&crate::domain::event::UsagePosted) -> i32| -> Vec<i32> {
-        usages.iter().map(|(_, u)| f(u)).collect()
-    };
-    let call_ids = col(|u| u.call_id.clone());
-    let record_ids = col(|u| u.record_id.clone());
-    let merchants = col(|u| u.merchant_id.clone());
-    let services = col(|u| u.service_number.clone());
-    let numbers: Vec<Option<&str>> = usages.iter().map(|(_, u)| opt(&u.number)).collect();
-    let fundings: Vec<&str> = usages.iter().map(|(_, u)| funding_str(u.funding)).collect();
-    let codes: Vec<Option<&str>> = usages.iter().map(|(_, u)| opt(&u.code_id)).collect();
-    let terms = col(|u| u.terms_id.clone());
-    let prices: Vec<i64> = usages.iter().map(|(_, u)| u.price_per_minute_ore).collect();
-    let steps = ints(|u| u.billing_step_seconds as i32);
-    let minimums = ints(|u| u.minimum_minutes as i32);
-    let started: Vec<DateTime<Utc>> = usages
-        .iter()
-        .map(|(_, u)| ms_to_utc(u.started_at_ms))
-        .collect();
-    let durations = ints(|u| u.duration_seconds as i32);
-    let billed = ints(|u| u.billed_seconds as i32);
-    let charges: Vec<i64> = usages.iter().map(|(_, u)| u.charge_ore).collect();
-    let granted = ints(|u| u.granted_seconds as i32);
-    let overruns = ints(|u| u.overrun_seconds as i32);
-    let late: Vec<bool> = usages.iter().map(|(_, u)| u.late).collect();
-    let posted: Vec<DateTime<Utc>> = usages.iter().map(|(e, _)| ms_to_utc(e.at_ms)).collect();
-    let vat_rates = ints(|u| u.vat_rate.percent() as i32);
-    let vats: Vec<i64> = usages
-        .iter()
-        .map(|(_, u)| u.vat_rate.vat_in_ore(u.charge_ore))
-        .collect();
-    sqlx::query(
-        "insert into usage (call_id, record_id, merchant_id, service_number, number, funding, code_id, terms_id,
-                            price_per_minute_ore, billing_step_seconds, minimum_minutes, started_at, duration_seconds,
-                            billed_seconds, charge_ore, granted_seconds, overrun_seconds, late, posted_at,
-                            vat_rate_percent, vat_ore)
-         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                              $8::text[], $9::bigint[], $10::int[], $11::int[], $12::timestamptz[], $13::int[],
-                              $14::int[], $15::bigint[], $16::int[], $17::int[], $18::bool[], $19::timestamptz[],
-                              $20::int[], $21::bigint[])
-         on conflict (call_id) do nothing",
+    let rows = usage_rows(usages);
+    ledger::copy_rows(
+        conn,
+        "copy usage (call_id, record_id, merchant_id, service_number, number, funding, code_id, terms_id,
+                     price_per_minute_ore, billing_step_seconds, minimum_minutes, started_at, duration_seconds,
+                     billed_seconds, charge_ore, granted_seconds, overrun_seconds, late, posted_at,
+                     vat_rate_percent, vat_ore, authorized_at, exposure_after_ore, uncollected_ore)
+         from stdin (format binary)",
+        rows,
     )
-    .bind(&call_ids)
-    .bind(&record_ids)
-    .bind(&merchants)
-    .bind(&services)
-    .bind(&numbers)
-    .bind(&fundings)
-    .bind(&codes)
-    .bind(&terms)
-    .bind(&prices)
-    .bind(&steps)
-    .bind(&minimums)
-    .bind(&started)
-    .bind(&durations)
-    .bind(&billed)
-    .bind(&charges)
-    .bind(&granted)
-    .bind(&overruns)
-    .bind(&late)
-    .bind(&posted)
-    .bind(&vat_rates)
-    .bind(&vats)
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -452,13 +383,17 @@ async fn insert_usage(
 /// The postpaid calls' numbers, known to the ledger from their first call.
 async fn insert_numbers(
     conn: &mut PgConnection,
-    usages: &[(&Event, &crate::domain::event::UsagePosted)],
+    usages: &[(&Event, &UsagePosted)],
 ) -> SettlementResult<()> {
-    let numbers: Vec<&str> = usages
+    let mut numbers: Vec<&str> = usages
         .iter()
         .filter(|(_, u)| u.funding == Funding::Postpaid && !u.number.is_empty())
         .map(|(_, u)| u.number.as_str())
         .collect();
+    // Once each, in one order: fewer lookups, and concurrent batches lock
+    // the same numbers in the same order.
+    numbers.sort_unstable();
+    numbers.dedup();
     sqlx::query("insert into numbers (number) select * from unnest($1::text[]) on conflict (number) do nothing")
         .bind(&numbers)
         .execute(&mut *conn)
@@ -466,79 +401,114 @@ async fn insert_numbers(
     Ok(())
 }
 
+/// The consents, with one binary `COPY`; every call is new, as for
+/// [`insert_usage`] (the event id is `consent:<call_id>`).
 async fn insert_consents(
     conn: &mut PgConnection,
-    consents: &[&crate::domain::event::ConsentRecorded],
+    consents: &[&ConsentRecorded],
 ) -> SettlementResult<()> {
-    let s = |f: fn(&crate::domain::event::ConsentRecorded) -> String| -> Vec<String> {
-        consents.iter().map(|c| f(c)).collect()
-    };
-    let call_ids = s(|c| c.call_id.clone());
-    let numbers: Vec<Option<&str>> = consents.iter().map(|c| opt(&c.number)).collect();
-    let withheld: Vec<bool> = consents.iter().map(|c| c.number_withheld).collect();
-    let services = s(|c| c.service_number.clone());
-    let merchants = s(|c| c.merchant_id.clone());
-    let fundings: Vec<&str> = consents.iter().map(|c| funding_str(c.funding)).collect();
-    let codes: Vec<Option<&str>> = consents.iter().map(|c| opt(&c.code_id)).collect();
-    let terms = s(|c| c.terms_id.clone());
-    let prices: Vec<i64> = consents.iter().map(|c| c.price_per_minute_ore).collect();
-    let minimums: Vec<i32> = consents.iter().map(|c| c.minimum_minutes as i32).collect();
-    let steps: Vec<i32> = consents
-        .iter()
-        .map(|c| c.billing_step_seconds as i32)
-        .collect();
-    let fees: Vec<i64> = consents.iter().map(|c| c.reminder_fee_ore).collect();
-    let age: Vec<bool> = consents.iter().map(|c| c.age_confirmed).collect();
-    let own: Vec<bool> = consents.iter().map(|c| c.own_number_confirmed).collect();
-    let step1: Vec<Option<DateTime<Utc>>> = consents
-        .iter()
-        .map(|c| (c.step1_at_ms > 0).then(|| ms_to_utc(c.step1_at_ms)))
-        .collect();
-    let accepted: Vec<bool> = consents.iter().map(|c| c.terms_accepted).collect();
-    let step2: Vec<Option<DateTime<Utc>>> = consents
-        .iter()
-        .map(|c| (c.step2_at_ms > 0).then(|| ms_to_utc(c.step2_at_ms)))
-        .collect();
-    let clients = s(|c| c.ivr_client.clone());
-    let ivrs = s(|c| c.ivr_id.clone());
-    let lines = s(|c| c.line_ref.clone());
-    let authorized: Vec<DateTime<Utc>> = consents
-        .iter()
-        .map(|c| ms_to_utc(c.authorized_at_ms))
-        .collect();
-    sqlx::query(
-        "insert into consents (call_id, number, number_withheld, service_number, merchant_id, funding, code_id, terms_id,
-                               price_per_minute_ore, minimum_minutes, billing_step_seconds, reminder_fee_ore,
-                               age_confirmed, own_number_confirmed, step1_at, terms_accepted, step2_at,
-                               ivr_client, ivr_id, line_ref, authorized_at)
-         select * from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::text[],
-                              $8::text[], $9::bigint[], $10::int[], $11::int[], $12::bigint[], $13::bool[],
-                              $14::bool[], $15::timestamptz[], $16::bool[], $17::timestamptz[], $18::text[],
-                              $19::text[], $20::text[], $21::timestamptz[])
-         on conflict (call_id) do nothing",
+    let rows = consent_rows(consents);
+    ledger::copy_rows(
+        conn,
+        "copy consents (call_id, number, number_withheld, service_number, merchant_id, funding, code_id, terms_id,
+                        price_per_minute_ore, minimum_minutes, billing_step_seconds, reminder_fee_ore,
+                        age_confirmed, own_number_confirmed, step1_at, terms_accepted, step2_at,
+                        ivr_client, ivr_id, line_ref, authorized_at)
+         from stdin (format binary)",
+        rows,
     )
-    .bind(&call_ids)
-    .bind(&numbers)
-    .bind(&withheld)
-    .bind(&services)
-    .bind(&merchants)
-    .bind(&fundings)
-    .bind(&codes)
-    .bind(&terms)
-    .bind(&prices)
-    .bind(&minimums)
-    .bind(&steps)
-    .bind(&fees)
-    .bind(&age)
-    .bind(&own)
-    .bind(&step1)
-    .bind(&accepted)
-    .bind(&step2)
-    .bind(&clients)
-    .bind(&ivrs)
-    .bind(&lines)
-    .bind(&authorized)
-    .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The ledger transactions of posted calls, one each: the charge (VAT
+/// included) from the caller or the code, to the merchant without VAT and
+/// the VAT to output VAT at the call's rate.
+pub fn usage_txns(usages: &[(&Event, &UsagePosted)]) -> Vec<Txn> {
+    usages
+        .iter()
+        .map(|(e, u)| {
+            let debit = match u.funding {
+                Funding::Postpaid => account::caller_unbilled(&u.number),
+                Funding::Prepaid => account::prepaid(&u.code_id),
+            };
+            let vat_ore = u.vat_rate.vat_in_ore(u.charge_ore);
+            Txn::new(
+                format!("usage:{}", u.call_id),
+                ms_to_utc(e.at_ms),
+                "call posted",
+            )
+            .debit(debit, u.charge_ore)
+            .credit(
+                account::merchant_payable(&u.merchant_id),
+                u.charge_ore - vat_ore,
+            )
+            .credit(account::vat_output(u.vat_rate), vat_ore)
+        })
+        .collect()
+}
+
+/// The CDRs of posted calls as `COPY` rows, in the column order of
+/// [`insert_usage`]'s statement. Pure, so the benchmarks measure it.
+pub fn usage_rows(usages: &[(&Event, &UsagePosted)]) -> CopyRows {
+    let mut rows = CopyRows::new(24, usages.len() * 360);
+    for (e, u) in usages {
+        rows.row()
+            .text(&u.call_id)
+            .text(&u.record_id)
+            .text(&u.merchant_id)
+            .text(&u.service_number)
+            .opt_text(opt(&u.number))
+            .text(funding_str(u.funding))
+            .opt_text(opt(&u.code_id))
+            .text(&u.terms_id)
+            .int8(u.price_per_minute_ore)
+            .int4(u.billing_step_seconds as i32)
+            .int4(u.minimum_minutes as i32)
+            .timestamptz(ms_to_utc(u.started_at_ms))
+            .int4(u.duration_seconds as i32)
+            .int4(u.billed_seconds as i32)
+            .int8(u.charge_ore)
+            .int4(u.granted_seconds as i32)
+            .int4(u.overrun_seconds as i32)
+            .bool(u.late)
+            .timestamptz(ms_to_utc(e.at_ms))
+            .int4(u.vat_rate.percent() as i32)
+            .int8(u.vat_rate.vat_in_ore(u.charge_ore))
+            .timestamptz(ms_to_utc(u.authorized_at_ms))
+            .int8(u.exposure_after_ore)
+            .int8(u.uncollected_ore);
+    }
+    rows
+}
+
+/// The consents as `COPY` rows, in the column order of
+/// [`insert_consents`]'s statement. Pure, so the benchmarks measure it.
+pub fn consent_rows(consents: &[&ConsentRecorded]) -> CopyRows {
+    let mut rows = CopyRows::new(21, consents.len() * 320);
+    for c in consents {
+        rows.row()
+            .text(&c.call_id)
+            .opt_text(opt(&c.number))
+            .bool(c.number_withheld)
+            .text(&c.service_number)
+            .text(&c.merchant_id)
+            .text(funding_str(c.funding))
+            .opt_text(opt(&c.code_id))
+            .text(&c.terms_id)
+            .int8(c.price_per_minute_ore)
+            .int4(c.minimum_minutes as i32)
+            .int4(c.billing_step_seconds as i32)
+            .int8(c.reminder_fee_ore)
+            .bool(c.age_confirmed)
+            .bool(c.own_number_confirmed)
+            .opt_timestamptz((c.step1_at_ms > 0).then(|| ms_to_utc(c.step1_at_ms)))
+            .bool(c.terms_accepted)
+            .opt_timestamptz((c.step2_at_ms > 0).then(|| ms_to_utc(c.step2_at_ms)))
+            .text(&c.ivr_client)
+            .text(&c.ivr_id)
+            .text(&c.line_ref)
+            .timestamptz(ms_to_utc(c.authorized_at_ms));
+    }
+    rows
 }
