@@ -58,6 +58,19 @@ pub struct Common {
     )]
     pub redis_prefix: String,
 
+    /// How long a Redis command may take before it fails, milliseconds.
+    /// Longer than the gateways' 250 ms: the worker reads whole batches from
+    /// the event streams, and with the gateways busy on the same Redis a
+    /// 250 ms read timed out on every run of the issue 13.3 measurement (a
+    /// failed read is retried; nothing is lost, but nothing moves either).
+    #[arg(
+        long,
+        env = "CALLAUTH_SETTLEMENT_REDIS_TIMEOUT_MS",
+        global = true,
+        default_value_t = 2000
+    )]
+    pub redis_timeout_ms: u64,
+
     /// The rules the state store applies (the gateways' own flags; the
     /// store records them and a worker with others refuses to start).
     #[command(flatten)]
@@ -354,6 +367,7 @@ impl Common {
         let mut c = crate::store::redis::RedisConfig::new(&self.store);
         c.prefix = self.redis_prefix.clone();
         c.tls = self.redis_tls.files();
+        c.response_timeout = Duration::from_millis(self.redis_timeout_ms);
         c
     }
 }
