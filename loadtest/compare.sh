@@ -177,6 +177,11 @@ for load in 1x1 sat; do
 done
 stop "$PID"
 
+# The authorize Function's name (rows 3 and 5, and the notes).
+LIB_VERSION=$(sed -n 's/^pub const LIBRARY_VERSION: &str = "\([^"]*\)";/\1/p' src/store/redis/functions.rs)
+FN="ca_v${LIB_VERSION}_authorize"
+ACCOUNT='{bench:p0}:a:+46700000000'
+
 if [ "$ROWS" = all ]; then
 # ---------------------------------------------------- 3. FCALL server
 PORT=$(free_port)
@@ -217,9 +222,6 @@ done
 stop "$PID"
 
 # ------------------------------------------ 5. redis-benchmark, FCALL only
-LIB_VERSION=$(sed -n 's/^pub const LIBRARY_VERSION: &str = "\([^"]*\)";/\1/p' src/store/redis/functions.rs)
-FN="ca_v${LIB_VERSION}_authorize"
-ACCOUNT='{bench:p0}:a:+46700000000'
 redis-cli -p "$REDIS_PORT" HSET "$ACCOUNT" dir 1 ls 3 lf 100000000000000 >/dev/null
 [ -n "$CONSENT_JSON" ] || die "no consent event found in the gateway's streams"
 NOW_MS=$(($(date +%s) * 1000))
