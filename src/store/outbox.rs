@@ -305,3 +305,127 @@ impl Outbox {
         self.dropped.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MerchantId, Money, Tariff, VatRate};
+
+    fn entry(code: Option<&str>, number: Option<&str>) -> ConsentEntry {
+        let svc = E164::parse("0900-100 10 10").unwrap();
+        let terms = Arc::new(Terms {
+            terms_id: Terms::make_id(&svc, 3),
+            service_number: svc.clone(),
+            service_name: "Tarotlinjen".into(),
+            version: 3,
+            tariff: Tariff::new(Money::ore_unchecked(2990), 60, 2).unwrap(),
+            reminder_fee: Money::sek(60),
+            vat: VatRate::STANDARD,
+            created_at_ms: 0,
+            announcements: Default::default(),
+        });
+        ConsentEntry {
+            partition: 7,
+            at_ms: 1_700_000_000_123,
+            call_id: CallId::parse("ivr1:c-1").unwrap(),
+            number: number.map(|n| E164::parse(n).unwrap()),
+            number_withheld: number.is_none(),
+            code_id: code.map(|c| serde_json::from_str(&format!("\"{c}\"")).unwrap()),
+            service: Arc::new(Service {
+                number: svc,
+                merchant_id: MerchantId::parse("stjarnlinjen").unwrap(),
+                name: "Tarotlinjen".into(),
+                category: String::new(),
+                active: true,
+                terms: terms.clone(),
+            }),
+            terms,
+            age_confirmed: true,
+            own_number_confirmed: number.is_some(),
+            terms_accepted: true,
+            step1_at_ms: 1_700_000_000_001,
+            step2_at_ms: 1_700_000_000_002,
+            ivr_client: Arc::from("ivr-a"),
+            ivr_id: Arc::from("nod \"é\""),
+            line_ref: Arc::from(""),
+        }
+    }
+
+    /// A kept consent is the event the store used to build, and its file
+    /// line is that event's JSON.
+    #[test]
+    fn a_consent_entry_is_its_event() {
+        let e = entry(None, Some("070-123 45 67"));
+        let event = e.to_event();
+        assert_eq!(event.event_id, "consent:ivr1:c-1");
+        assert_eq!((event.at_ms, event.partition), (1_700_000_000_123, 7));
+        let EventBody::ConsentRecorded(c) = &event.body else {
+            panic!("not a consent: {event:?}")
+        };
+        assert_eq!(
+            c,
+            &ConsentRecorded {
+                call_id: "ivr1:c-1".into(),
+                number: "+46701234567".into(),
+                number_withheld: false,
+                service_number: "+469001001010".into(),
+                merchant_id: "stjarnlinjen".into(),
+                funding: Funding::Postpaid,
+                code_id: String::new(),
+                terms_id: "t-469001001010-3".into(),
+                price_per_minute_ore: 2990,
+                minimum_minutes: 2,
+                billing_step_seconds: 60,
+                reminder_fee_ore: 6000,
+                age_confirmed: true,
+                own_number_confirmed: true,
+                step1_at_ms: 1_700_000_000_001,
+                terms_accepted: true,
+                step2_at_ms: 1_700_000_000_002,
+                ivr_client: "ivr-a".into(),
+                ivr_id: "nod \"é\"".into(),
+                line_ref: String::new(),
+                authorized_at_ms: 1_700_000_000_123,
+            }
+        );
+        assert_eq!(e.to_json(), event.to_json());
+        let prepaid = entry(Some("ab12"), None);
+        let event = prepaid.to_event();
+        assert_eq!(prepaid.to_json(), event.to_json());
+        assert_eq!(Event::from_json(&prepaid.to_json()).unwrap(), event);
+        let EventBody::ConsentRecorded(c) = &event.body else {
+            panic!("not a consent: {event:?}")
+        };
+        assert_eq!(
+            (c.funding, c.code_id.as_str(), c.number.as_str()),
+            (Funding::Prepaid, "ab12", "")
+        );
+    }
+
+    /// The ring drops its oldest entries, consents and other events alike,
+    /// and reads back oldest first.
+    #[test]
+    fn the_ring_keeps_the_newest_of_both_kinds() {
+        let outbox = Outbox::new(1, 2);
+        let mut first = entry(None, Some("070-123 45 67"));
+        first.at_ms = 1;
+        outbox.append_consent(first);
+        outbox.append(Event {
+            event_id: "voided:x".into(),
+            at_ms: 2,
+            partition: 0,
+            body: EventBody::HoldVoided(Default::default()),
+        });
+        let mut third = entry(None, Some("070-123 45 67"));
+        third.at_ms = 3;
+        third.partition = 0;
+        outbox.append_consent(third);
+        let recent = outbox.recent(10);
+        assert_eq!(
+            recent.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(outbox.dropped(), 1);
+        assert_eq!(outbox.lengths(), vec![2]);
+    }
+}
