@@ -77,6 +77,9 @@ fn pure_core(c: &mut Criterion) {
     c.bench_function("e164_parse_national", |b| {
         b.iter(|| E164::parse(black_box("070-123 45 67")))
     });
+    c.bench_function("e164_parse_e164", |b| {
+        b.iter(|| E164::parse(black_box("+46701234567")))
+    });
 }
 
 /// The embedded store in a steady state: each iteration is one whole call
@@ -173,5 +176,91 @@ fn memory_store(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, pure_core, memory_store);
+/// The embedded store as `loadtest/compare.sh` drives it (issue 13.2): every
+/// iteration an Authorize with consent and an IVR's evidence that leaves its
+/// hold pending (a hold, a call-index claim, an expiry entry and a consent
+/// event in the outbox ring, which drops its oldest), over 1 000 numbers;
+/// grants of 60 s expire and are swept as the clock advances 1 ms per call,
+/// so the store holds ~60 000 pending holds instead of growing for the run.
+fn memory_store_pending(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = MemoryStore::new(StorePolicy {
+        grant: GrantPolicy {
+            quota_seconds: 60,
+            max_call_seconds: 14_400,
+        },
+        hold_grace_ms: 0,
+        hold_retention_ms: 10_000,
+        ..StorePolicy::default()
+    });
+    let (cat, spec) = catalog();
+    let service = rt.block_on(async {
+        let merchant = cat.merchants.values().next().unwrap().as_ref().clone();
+        store.upsert_merchant(&merchant).await.unwrap();
+        store.upsert_service(&spec, 0).await.unwrap().service
+    });
+    let numbers: Vec<E164> = (0..1000)
+        .map(|i| E164::parse(&format!("+4670{:07}", i)).unwrap())
+        .collect();
+    // The load test's 1 000 000 kr credit decision: every call is granted.
+    let limit = callauth::domain::LimitChange::CreditDecision {
+        limit: Money::sek(1_000_000),
+        credit_check_reference: "bench".into(),
+        decided_by: "bench".into(),
+    };
+    rt.block_on(async {
+        for n in &numbers {
+            store.put_directory(n, true, "bench", 0).await.unwrap();
+            store.set_limit(n, &limit, "bench", 0).await.unwrap();
+        }
+    });
+    let consent = Consent {
+        age_confirmed: true,
+        own_number_confirmed: true,
+        step1_at_ms: 0,
+        terms_accepted: true,
+        step2_at_ms: 0,
+        terms_id: Some(service.terms.terms_id.clone()),
+    };
+    let mut now = 1i64;
+    c.bench_function("memory_store_authorize_pending", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                now += 1;
+                let k = now as u64;
+                // A fresh parse, as each request's number is.
+                let n = E164::parse(numbers[(k % 1000) as usize].as_str()).unwrap();
+                let spec = CallSpec {
+                    call_id: CallId::parse(&format!("p{k}")).unwrap(),
+                    service: service.clone(),
+                    terms: service.terms.clone(),
+                    consent: Some(consent.clone()),
+                    evidence: Evidence {
+                        ivr_client: "ivr-bench".into(),
+                        ivr_id: "callauth-loadtest-ivr".into(),
+                        line_ref: String::new(),
+                        number_withheld: false,
+                    },
+                };
+                (n, spec, now)
+            },
+            |(n, spec, now)| {
+                let store = store.clone();
+                async move {
+                    let r = store.authorize(&n, &spec, now).await.unwrap();
+                    assert!(matches!(r.decision, callauth::domain::Decision::Allowed(_)));
+                    if now % 1024 == 0 {
+                        store.expire_due(now, 100_000).await.unwrap();
+                    }
+                    r
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, pure_core, memory_store, memory_store_pending);
 criterion_main!(benches);

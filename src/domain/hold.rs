@@ -11,6 +11,9 @@
 //! bookkeeping: a posted or voided pending hold releases its amount from the
 //! payer's pending; an expired one already did.
 
+use std::sync::Arc;
+
+use super::catalog::{Service, Terms};
 use super::decision::{decide_extend, Decision, DenyReason, Extension, Grant, GrantPolicy};
 use super::ids::{MerchantId, TermsId};
 use super::money::Money;
@@ -193,20 +196,25 @@ pub enum ReleaseOutcome {
 pub const MAX_EXTENSIONS: u32 = 64;
 
 /// A call's hold: what the call was authorized for, and where it is.
+///
+/// Compact on purpose (issue 13.2): an embedded store keeps one per call
+/// for the call and its retention, so the service and the accepted terms
+/// are the catalogue's shared `Arc`s (their number, merchant, terms id,
+/// tariff and VAT rate are read through them: [`Hold::service_number`] and
+/// the other accessors) and the IVR client is a shared string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
     /// The postpaid payer, or the caller of a prepaid call (None when withheld).
     pub number: Option<E164>,
     /// The prepaid payer.
     pub code: Option<CodeId>,
-    pub service_number: E164,
-    pub merchant_id: MerchantId,
-    pub terms_id: TermsId,
-    pub tariff: Tariff,
-    /// The VAT rate of the accepted terms, carried to the usage event.
-    pub vat_rate: VatRate,
+    /// The service called (its number and merchant at Authorize).
+    pub service: Arc<Service>,
+    /// The terms the caller accepted: the tariff a usage is rated by, the
+    /// VAT rate carried to the usage event.
+    pub terms: Arc<Terms>,
     /// The IVR client that authorized the call: only it may extend or release it.
-    pub ivr_client: String,
+    pub ivr_client: Arc<str>,
     /// The grant given by Authorize (what a replay returns).
     pub original: Grant,
     /// The grant now, after extensions.
@@ -252,12 +260,9 @@ impl Hold {
     pub fn new(
         number: Option<E164>,
         code: Option<CodeId>,
-        service_number: E164,
-        merchant_id: MerchantId,
-        terms_id: TermsId,
-        tariff: Tariff,
-        vat_rate: VatRate,
-        ivr_client: String,
+        service: Arc<Service>,
+        terms: Arc<Terms>,
+        ivr_client: Arc<str>,
         grant: Grant,
         now_ms: i64,
         grace_ms: i64,
@@ -265,11 +270,8 @@ impl Hold {
         Hold {
             number,
             code,
-            service_number,
-            merchant_id,
-            terms_id,
-            tariff,
-            vat_rate,
+            service,
+            terms,
             ivr_client,
             original: grant,
             grant,
@@ -278,6 +280,31 @@ impl Hold {
             state: HoldState::Pending,
             extensions: Vec::new(),
         }
+    }
+
+    /// The service number the call was authorized for.
+    pub fn service_number(&self) -> &E164 {
+        &self.service.number
+    }
+
+    /// The merchant whose service it is.
+    pub fn merchant_id(&self) -> &MerchantId {
+        &self.service.merchant_id
+    }
+
+    /// The terms version the caller accepted.
+    pub fn terms_id(&self) -> &TermsId {
+        &self.terms.terms_id
+    }
+
+    /// The tariff of the accepted terms.
+    pub fn tariff(&self) -> &Tariff {
+        &self.terms.tariff
+    }
+
+    /// The VAT rate of the accepted terms, carried to the usage event.
+    pub fn vat_rate(&self) -> VatRate {
+        self.terms.vat
     }
 
     /// Still holding credit: pending and not past its expiry (a sweeper may
@@ -291,7 +318,7 @@ impl Hold {
     /// over and the answer says so (`CALL_ENDED`), never a grant that no
     /// longer exists.
     pub fn replay(&self, service: &E164, ivr_client: &str, now_ms: i64) -> Replay {
-        if &self.service_number != service || self.ivr_client != ivr_client {
+        if self.service_number() != service || &*self.ivr_client != ivr_client {
             return Replay::Reused;
         }
         Replay::Answer(if self.is_live(now_ms) {
@@ -331,7 +358,7 @@ impl Hold {
         let decided = if !self.is_live(now_ms) {
             Extension::Refused(DenyReason::CallEnded)
         } else {
-            decide_extend(&self.tariff, before, available, refusal, policy)
+            decide_extend(self.tariff(), before, available, refusal, policy)
         };
         let (outcome, delta) = match decided {
             Extension::Extended(g) => {
@@ -387,10 +414,10 @@ impl Hold {
         duration_seconds: u32,
         start_skew_ms: i64,
     ) -> UsageCheck {
-        if &self.service_number != service {
+        if self.service_number() != service {
             return UsageCheck::Answer(UsageOutcome::rejected(UsageReject::ServiceMismatch));
         }
-        if &self.merchant_id != merchant {
+        if self.merchant_id() != merchant {
             return UsageCheck::Answer(UsageOutcome::rejected(UsageReject::NotMerchantsService));
         }
         let late = match &self.state {
@@ -416,7 +443,7 @@ impl Hold {
         if started_at_ms < self.authorized_at_ms - start_skew_ms {
             return UsageCheck::Answer(UsageOutcome::rejected(UsageReject::StartOutOfRange));
         }
-        let rated = rate(&self.tariff, duration_seconds);
+        let rated = rate(self.tariff(), duration_seconds);
         UsageCheck::Post {
             posting: Posting {
                 charge: rated.charge,
@@ -461,14 +488,30 @@ mod tests {
 
     fn hold() -> Hold {
         let svc = E164::parse("0900-100 10 10").unwrap();
+        let terms = Arc::new(crate::domain::Terms {
+            terms_id: crate::domain::Terms::make_id(&svc, 1),
+            service_number: svc.clone(),
+            service_name: "Tarotlinjen".into(),
+            version: 1,
+            tariff: Tariff::new(Money::ore_unchecked(2990), 60, 0).unwrap(),
+            reminder_fee: Money::ZERO,
+            vat: VatRate::default(),
+            created_at_ms: 0,
+            announcements: Default::default(),
+        });
+        let service = Arc::new(Service {
+            number: svc,
+            merchant_id: MerchantId::parse("stjarnlinjen").unwrap(),
+            name: "Tarotlinjen".into(),
+            category: String::new(),
+            active: true,
+            terms: terms.clone(),
+        });
         Hold::new(
             E164::parse("070-123 45 67").ok(),
             None,
-            svc.clone(),
-            MerchantId::parse("stjarnlinjen").unwrap(),
-            crate::domain::Terms::make_id(&svc, 1),
-            Tariff::new(Money::ore_unchecked(2990), 60, 0).unwrap(),
-            VatRate::default(),
+            service,
+            terms,
             "ivr-a".into(),
             Grant {
                 granted_seconds: 900,
@@ -482,7 +525,7 @@ mod tests {
     #[test]
     fn a_replay_after_the_end_says_the_call_is_over() {
         let mut h = hold();
-        let svc = h.service_number.clone();
+        let svc = h.service_number().clone();
         assert!(matches!(
             h.replay(&svc, "ivr-a", 1_000_001),
             Replay::Answer(Decision::Allowed(_))

@@ -70,30 +70,48 @@ impl E164 {
             Some(i) => (&trimmed[..i], &trimmed[i + 3..]),
             None => (trimmed, ""),
         };
-        // One allocation: "+" and the digits, then the prefix rewritten in place.
-        let mut out = String::with_capacity(trimmed.len() + 3);
-        out.push('+');
+        // "+" and the digits, then the prefix rewritten in place, on the
+        // stack for any number that can be valid: the only allocation is the
+        // number's own (issue 13.2: two numbers are parsed per Authorize).
+        let mut stack = [0u8; 40];
+        let mut heap = Vec::new();
+        let cap = trimmed.len() + 3;
+        let buf: &mut [u8] = if cap <= stack.len() {
+            &mut stack[..cap]
+        } else {
+            heap.resize(cap, 0);
+            &mut heap[..]
+        };
+        buf[0] = b'+';
+        let mut len = 1;
         let mut plus = false;
         for (i, c) in head.chars().chain(tail.chars()).enumerate() {
             match c {
-                '0'..='9' => out.push(c),
+                '0'..='9' => {
+                    buf[len] = c as u8;
+                    len += 1;
+                }
                 '+' if i == 0 => plus = true,
                 ' ' | '-' | '.' | '/' | '(' | ')' | '\u{a0}' => {}
                 _ => return Err(NumberError::BadCharacters),
             }
         }
-        if out.len() == 1 {
+        if len == 1 {
             return Err(NumberError::Empty);
         }
         if !plus {
-            if out[1..].starts_with("00") {
-                out.replace_range(1..3, "");
-            } else if out[1..].starts_with('0') {
-                out.replace_range(1..2, "46");
+            if buf[1..len].starts_with(b"00") {
+                buf.copy_within(3..len, 1);
+                len -= 2;
+            } else if buf[1..len].starts_with(b"0") {
+                buf.copy_within(2..len, 3);
+                buf[1..3].copy_from_slice(b"46");
+                len += 1;
             } else {
                 return Err(NumberError::NoPrefix);
             }
         }
+        let out = std::str::from_utf8(&buf[..len]).expect("'+' and ASCII digits");
         let international = &out[1..];
         if let Some(nsn) = international.strip_prefix("46") {
             if !valid_swedish_nsn(nsn) {

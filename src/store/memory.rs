@@ -14,13 +14,13 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::domain::catalog::FastMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use arc_swap::ArcSwap;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use super::outbox::Outbox;
+use super::outbox::{ConsentEntry, Outbox};
 use super::partition::partition_of;
 use super::validate::{check_amount, check_prepaid_amount, normalise_block_target};
 use super::*;
@@ -63,6 +63,37 @@ struct Inner {
     catalog: ArcSwap<CatalogSnapshot>,
     catalog_write: Mutex<()>,
     outbox: Outbox,
+    /// The IVRs' texts every hold and consent event carries.
+    texts: Texts,
+}
+
+/// The texts an IVR sends with every call — its client id, its node id, its
+/// line reference — kept once and shared by the holds and consent events
+/// that carry them, instead of a copy per call (issue 13.2). At most
+/// [`Texts::MAX`] are kept (about a megabyte at the longest texts); past
+/// that a text is copied per call, as before.
+#[derive(Default)]
+struct Texts(RwLock<HashSet<Arc<str>, foldhash::fast::RandomState>>);
+
+impl Texts {
+    const MAX: usize = 4096;
+
+    fn get(&self, text: &str) -> Arc<str> {
+        // A poisoned lock only means a panic elsewhere while inserting a
+        // text: the set itself is still whole.
+        if let Some(t) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(text) {
+            return t.clone();
+        }
+        let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = set.get(text) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(text);
+        if set.len() < Self::MAX {
+            set.insert(t.clone());
+        }
+        t
+    }
 }
 
 /// A call-index entry: whose the call is, until when.
@@ -291,7 +322,7 @@ fn replay(call: &CallSpec, hold: &Hold, now_ms: i64) -> StoreResult<AuthorizeRes
             Decision::Allowed(_) => AuthorizeResult {
                 decision,
                 replayed: true,
-                terms_id: Some(hold.terms_id.clone()),
+                terms_id: Some(hold.terms_id().clone()),
                 hold_expires_at_ms: hold.expires_at_ms,
                 lockout_started: false,
             },
@@ -305,7 +336,7 @@ fn replay(call: &CallSpec, hold: &Hold, now_ms: i64) -> StoreResult<AuthorizeRes
 
 /// Only the IVR client that authorized a call may extend or release it.
 fn check_client(call_id: &CallId, hold: &Hold, ivr_client: &str) -> StoreResult<()> {
-    if hold.ivr_client == ivr_client {
+    if &*hold.ivr_client == ivr_client {
         Ok(())
     } else {
         Err(not_yours(call_id))
@@ -334,6 +365,7 @@ impl MemoryStore {
                 catalog: ArcSwap::from_pointee(CatalogSnapshot::default()),
                 catalog_write: Mutex::new(()),
                 outbox,
+                texts: Texts::default(),
             }),
         }
     }
@@ -359,6 +391,13 @@ impl Inner {
 
     fn account_arc(&self, number: &E164) -> Option<Arc<Mutex<Account>>> {
         self.accounts.get(number).map(|a| a.clone())
+    }
+
+    /// The account and its key (the number as the account map keeps it).
+    fn account_keyed(&self, number: &E164) -> Option<(E164, Arc<Mutex<Account>>)> {
+        self.accounts
+            .get(number)
+            .map(|a| (a.key().clone(), a.value().clone()))
     }
 
     fn account_or_new(&self, number: &E164) -> Arc<Mutex<Account>> {
@@ -436,12 +475,9 @@ impl Inner {
         Hold::new(
             number.cloned(),
             code.cloned(),
-            call.service.number.clone(),
-            call.service.merchant_id.clone(),
-            call.terms.terms_id.clone(),
-            call.terms.tariff,
-            call.terms.vat,
-            call.evidence.ivr_client.clone(),
+            call.service.clone(),
+            call.terms.clone(),
+            self.texts.get(&call.evidence.ivr_client),
             g,
             now_ms,
             self.policy.hold_grace_ms,
@@ -450,34 +486,25 @@ impl Inner {
 
     fn emit_consent(&self, partition: u32, call: &CallSpec, hold: &Hold, now_ms: i64) {
         let c = call.consent.as_ref();
-        self.emit(
+        let e = &call.evidence;
+        self.outbox.append_consent(ConsentEntry {
             partition,
-            now_ms,
-            ids::consent(call.call_id.as_str()),
-            EventBody::ConsentRecorded(event::ConsentRecorded {
-                call_id: call.call_id.to_string(),
-                number: number_str(hold),
-                number_withheld: call.evidence.number_withheld,
-                service_number: call.service.number.as_str().to_string(),
-                merchant_id: call.service.merchant_id.to_string(),
-                funding: funding(hold),
-                code_id: code_str(hold),
-                terms_id: call.terms.terms_id.to_string(),
-                price_per_minute_ore: call.terms.tariff.price_per_minute.ore(),
-                minimum_minutes: call.terms.tariff.minimum_minutes,
-                billing_step_seconds: call.terms.tariff.billing_step_seconds,
-                reminder_fee_ore: call.terms.reminder_fee.ore(),
-                age_confirmed: c.is_some_and(|c| c.age_confirmed),
-                own_number_confirmed: c.is_some_and(|c| c.own_number_confirmed),
-                step1_at_ms: c.map_or(0, |c| c.step1_at_ms),
-                terms_accepted: c.is_some_and(|c| c.terms_accepted),
-                step2_at_ms: c.map_or(0, |c| c.step2_at_ms),
-                ivr_client: call.evidence.ivr_client.clone(),
-                ivr_id: call.evidence.ivr_id.clone(),
-                line_ref: call.evidence.line_ref.clone(),
-                authorized_at_ms: now_ms,
-            }),
-        );
+            at_ms: now_ms,
+            call_id: call.call_id.clone(),
+            number: hold.number.clone(),
+            number_withheld: e.number_withheld,
+            code_id: hold.code.clone(),
+            service: call.service.clone(),
+            terms: call.terms.clone(),
+            age_confirmed: c.is_some_and(|c| c.age_confirmed),
+            own_number_confirmed: c.is_some_and(|c| c.own_number_confirmed),
+            terms_accepted: c.is_some_and(|c| c.terms_accepted),
+            step1_at_ms: c.map_or(0, |c| c.step1_at_ms),
+            step2_at_ms: c.map_or(0, |c| c.step2_at_ms),
+            ivr_client: hold.ivr_client.clone(),
+            ivr_id: self.texts.get(&e.ivr_id),
+            line_ref: self.texts.get(&e.line_ref),
+        });
     }
 
     /// Posting usage (or fees) raised the exposure: the 80 % event once per
@@ -636,15 +663,21 @@ impl Store for MemoryStore {
         now_ms: i64,
     ) -> StoreResult<AuthorizeResult> {
         let s = &*self.inner;
-        let payer = Payer::Number(number.clone());
-        if call.consent.is_some() && !s.claim_call(&call.call_id, &payer, now_ms)? {
-            return Err(reused(&call.call_id));
+        // The account's own key, when it has one: the hold and the call
+        // index share it instead of keeping this request's copy.
+        let account = s.account_keyed(number);
+        if call.consent.is_some() {
+            let payer = Payer::Number(account.as_ref().map_or(number, |(n, _)| n).clone());
+            if !s.claim_call(&call.call_id, &payer, now_ms)? {
+                return Err(reused(&call.call_id));
+            }
         }
-        let Some(acct) = s.account_arc(number) else {
+        let Some((number, acct)) = account else {
             return Ok(AuthorizeResult::refused(Decision::PrepaidCodeRequired(
                 crate::domain::decision::PrepaidReason::NotInDirectory,
             )));
         };
+        let number = &number;
         let mut a = guard(&acct)?;
         if let Some(h) = a.holds.get(&call.call_id) {
             return replay(call, h, now_ms);
@@ -667,7 +700,7 @@ impl Store for MemoryStore {
         let result = AuthorizeResult {
             decision,
             replayed: false,
-            terms_id: Some(hold.terms_id.clone()),
+            terms_id: Some(hold.terms_id().clone()),
             hold_expires_at_ms: hold.expires_at_ms,
             lockout_started: false,
         };
@@ -747,7 +780,7 @@ impl Store for MemoryStore {
         let result = AuthorizeResult {
             decision,
             replayed: false,
-            terms_id: Some(hold.terms_id.clone()),
+            terms_id: Some(hold.terms_id().clone()),
             hold_expires_at_ms: hold.expires_at_ms,
             lockout_started: false,
         };
@@ -782,7 +815,7 @@ impl Store for MemoryStore {
                 let Some(hold) = a.holds.get(call_id) else {
                     return Err(StoreError::NotFound(format!("call {call_id}")));
                 };
-                let refusal = if a.holder_blocked(&hold.merchant_id, &hold.service_number) {
+                let refusal = if a.holder_blocked(hold.merchant_id(), hold.service_number()) {
                     Some(DenyReason::BlockedByHolder)
                 } else if a.overdue_blocked {
                     Some(DenyReason::BlockedOverdue)
@@ -808,7 +841,7 @@ impl Store for MemoryStore {
                     g.holds.get(call_id).and_then(|h| {
                         h.number
                             .clone()
-                            .map(|n| (n, h.merchant_id.clone(), h.service_number.clone()))
+                            .map(|n| (n, h.merchant_id().clone(), h.service_number().clone()))
                     })
                 };
                 let holder_blocked = match number {
@@ -1634,10 +1667,10 @@ fn emit_usage(
             number: number_str(hold),
             funding: funding(hold),
             code_id: code_str(hold),
-            terms_id: hold.terms_id.to_string(),
-            price_per_minute_ore: hold.tariff.price_per_minute.ore(),
-            billing_step_seconds: hold.tariff.billing_step_seconds,
-            minimum_minutes: hold.tariff.minimum_minutes,
+            terms_id: hold.terms_id().to_string(),
+            price_per_minute_ore: hold.tariff().price_per_minute.ore(),
+            billing_step_seconds: hold.tariff().billing_step_seconds,
+            minimum_minutes: hold.tariff().minimum_minutes,
             started_at_ms: usage.started_at_ms,
             duration_seconds: usage.duration_seconds,
             billed_seconds: posting.billed_seconds,
@@ -1648,7 +1681,7 @@ fn emit_usage(
             late: posting.late,
             authorized_at_ms: hold.authorized_at_ms,
             exposure_after_ore: exposure.ore(),
-            vat_rate: hold.vat_rate,
+            vat_rate: hold.vat_rate(),
         }),
     );
 }

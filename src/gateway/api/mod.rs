@@ -193,14 +193,17 @@ impl<S: Store> pb::authorization_server::Authorization for AuthorizationApi<S> {
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         let rpc = Rpc::begin(&self.0.limiter, method!("Authorize"), &req)?;
         let r = async {
-            let client = require_ivr(&req)?.client_id.clone();
+            require_ivr(&req)?;
+            // The principal is this request's own copy (the interceptor put
+            // it there): its client id moves into the call, uncopied.
+            let (_, mut extensions, message) = req.into_parts();
+            let client = extensions
+                .remove::<crate::auth::Principal>()
+                .map(|p| p.client_id)
+                .unwrap_or_default();
             let gateway = &self.0.gateway;
-            let input = convert::authorize_input(
-                req.into_inner(),
-                client,
-                gateway.now_ms(),
-                gateway.limits(),
-            )?;
+            let input =
+                convert::authorize_input(message, client, gateway.now_ms(), gateway.limits())?;
             let out = gw(gateway.authorize(input).await)?;
             Ok(Response::new(convert::authorize_response(&out)))
         }
