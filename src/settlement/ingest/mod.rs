@@ -449,7 +449,7 @@ pub fn usage_txns(usages: &[(&Event, &UsagePosted)]) -> Vec<Txn> {
 }
 
 /// The CDRs of posted calls as `COPY` rows, in the column order of
-/// [`insert_usage`]'s statement. Pure, so the benchmarks measure it.
+/// `insert_usage`'s statement. Pure, so the benchmarks measure it.
 pub fn usage_rows(usages: &[(&Event, &UsagePosted)]) -> CopyRows {
     let mut rows = CopyRows::new(24, usages.len() * 360);
     for (e, u) in usages {
@@ -483,7 +483,7 @@ pub fn usage_rows(usages: &[(&Event, &UsagePosted)]) -> CopyRows {
 }
 
 /// The consents as `COPY` rows, in the column order of
-/// [`insert_consents`]'s statement. Pure, so the benchmarks measure it.
+/// `insert_consents`'s statement. Pure, so the benchmarks measure it.
 pub fn consent_rows(consents: &[&ConsentRecorded]) -> CopyRows {
     let mut rows = CopyRows::new(21, consents.len() * 320);
     for c in consents {
