@@ -12,10 +12,12 @@
 #[path = "../tests/common/bgmax_writer.rs"]
 #[allow(dead_code)]
 mod bgmax_writer;
+#[path = "../examples/support/events.rs"]
+mod events;
 
 use bgmax_writer::FileBuilder;
 use callauth::domain::event::{ConsentRecorded, EventBody, UsagePosted};
-use callauth::domain::{Event, Funding, Money};
+use callauth::domain::{Event, Money};
 use callauth::settlement::formats::bgmax;
 use callauth::settlement::formats::ocr::{self, OcrLevel};
 use callauth::settlement::ingest;
@@ -80,59 +82,7 @@ fn calls(n: usize) -> Vec<(Event, Event)> {
         .map(|i| {
             let number = format!("+4670{:07}", i % 10_000);
             let call_id = format!("bench-{i}");
-            let at = T0 + i as i64;
-            let consent = Event {
-                event_id: format!("consent:{call_id}"),
-                at_ms: at,
-                partition: 0,
-                body: EventBody::ConsentRecorded(ConsentRecorded {
-                    call_id: call_id.clone(),
-                    number: number.clone(),
-                    service_number: "+469001001010".into(),
-                    merchant_id: "stjarnlinjen".into(),
-                    funding: Funding::Postpaid,
-                    terms_id: "t-469001001010-1".into(),
-                    price_per_minute_ore: 2990,
-                    billing_step_seconds: 60,
-                    reminder_fee_ore: 6000,
-                    age_confirmed: true,
-                    own_number_confirmed: true,
-                    step1_at_ms: at,
-                    terms_accepted: true,
-                    step2_at_ms: at,
-                    ivr_client: "ivr-1".into(),
-                    ivr_id: "node-1".into(),
-                    authorized_at_ms: at,
-                    ..Default::default()
-                }),
-            };
-            let seconds = 30 + (i as u32 % 600);
-            let billed = seconds.div_ceil(60) * 60;
-            let usage = Event {
-                event_id: format!("usage:{call_id}"),
-                at_ms: at + 1,
-                partition: 0,
-                body: EventBody::UsagePosted(UsagePosted {
-                    call_id: call_id.clone(),
-                    record_id: format!("r-{call_id}"),
-                    merchant_id: "stjarnlinjen".into(),
-                    service_number: "+469001001010".into(),
-                    number,
-                    funding: Funding::Postpaid,
-                    terms_id: "t-469001001010-1".into(),
-                    price_per_minute_ore: 2990,
-                    billing_step_seconds: 60,
-                    started_at_ms: at,
-                    duration_seconds: seconds,
-                    billed_seconds: billed,
-                    charge_ore: i64::from(billed / 60) * 2990,
-                    granted_seconds: 900,
-                    authorized_at_ms: at,
-                    exposure_after_ore: 0,
-                    ..Default::default()
-                }),
-            };
-            (consent, usage)
+            events::call_events(&call_id, &number, 0, T0 + i as i64, 30 + (i as u32 % 600))
         })
         .collect()
 }

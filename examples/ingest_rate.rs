@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use callauth::clock::ManualClock;
-use callauth::domain::event::{ConsentRecorded, EventBody, UsagePosted};
-use callauth::domain::{Event, Funding};
+use callauth::domain::Event;
 use callauth::settlement::context::{connect, migrate};
 use callauth::settlement::ingest::consumer::{ConsumerConfig, StreamConsumer};
 use callauth::settlement::ingest::{commit_batch, Delivered};
@@ -29,6 +28,9 @@ use callauth::store::redis::{RedisConfig, RedisStore};
 use callauth::store::StorePolicy;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
+#[path = "support/events.rs"]
+mod events;
+
 const T0: i64 = 1_795_000_000_000;
 
 fn events(calls: usize, partitions: u32, tag: &str) -> Vec<Event> {
@@ -37,58 +39,10 @@ fn events(calls: usize, partitions: u32, tag: &str) -> Vec<Event> {
         let number = format!("+4670{:07}", i % 10_000);
         let p = partition_of(&number, partitions);
         let call_id = format!("{tag}-{i}");
-        let at = T0 + i as i64;
-        out.push(Event {
-            event_id: format!("consent:{call_id}"),
-            at_ms: at,
-            partition: p,
-            body: EventBody::ConsentRecorded(ConsentRecorded {
-                call_id: call_id.clone(),
-                number: number.clone(),
-                service_number: "+469001001010".into(),
-                merchant_id: "stjarnlinjen".into(),
-                funding: Funding::Postpaid,
-                terms_id: "t-469001001010-1".into(),
-                price_per_minute_ore: 2990,
-                billing_step_seconds: 60,
-                reminder_fee_ore: 6000,
-                age_confirmed: true,
-                own_number_confirmed: true,
-                step1_at_ms: at,
-                terms_accepted: true,
-                step2_at_ms: at,
-                ivr_client: "ivr-1".into(),
-                ivr_id: "node-1".into(),
-                authorized_at_ms: at,
-                ..Default::default()
-            }),
-        });
-        let seconds = 30 + (i as u32 % 600);
-        let billed = seconds.div_ceil(60) * 60;
-        out.push(Event {
-            event_id: format!("usage:{call_id}"),
-            at_ms: at + 1,
-            partition: p,
-            body: EventBody::UsagePosted(UsagePosted {
-                call_id: call_id.clone(),
-                record_id: format!("r-{call_id}"),
-                merchant_id: "stjarnlinjen".into(),
-                service_number: "+469001001010".into(),
-                number: number.clone(),
-                funding: Funding::Postpaid,
-                terms_id: "t-469001001010-1".into(),
-                price_per_minute_ore: 2990,
-                billing_step_seconds: 60,
-                started_at_ms: at,
-                duration_seconds: seconds,
-                billed_seconds: billed,
-                charge_ore: i64::from(billed / 60) * 2990,
-                granted_seconds: 900,
-                authorized_at_ms: at,
-                exposure_after_ore: 0,
-                ..Default::default()
-            }),
-        });
+        let (consent, usage) =
+            events::call_events(&call_id, &number, p, T0 + i as i64, 30 + (i as u32 % 600));
+        out.push(consent);
+        out.push(usage);
     }
     out
 }

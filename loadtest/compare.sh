@@ -74,16 +74,7 @@ mkdir -p "$DATA"
 DATA_SHOWN=$DATA
 DATA=$(cd "$DATA" && pwd)
 PIDS=()
-cleanup() {
-    local p
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in ${PIDS[@]+"${PIDS[@]}"}; do
-        wait "$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 # CPU placement: the system under test (server, and Redis with it) on

@@ -1,4 +1,4 @@
-# lib.sh — shell helpers shared by compare.sh and instructions.sh (sourced).
+# lib.sh — shell helpers shared by the loadtest scripts (sourced).
 
 die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 
@@ -53,5 +53,17 @@ hold_fixed_fields() {
             # shellcheck disable=SC2059
             printf "\\x$(printf %x $((0xa0 + ${#s})))%s" "$s"
         done
+    done
+}
+
+# stop_all: kills every process whose pid is in the PIDS array and waits for
+# them (the scripts' EXIT trap).
+stop_all() {
+    local p
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do
+        wait "$p" 2>/dev/null || true
     done
 }
