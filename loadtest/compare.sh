@@ -59,15 +59,7 @@ done
 REDIS_VERSION=$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
 [ "${REDIS_VERSION%%.*}" -ge 7 ] 2>/dev/null || die "Redis 7 or later is required (Functions); found ${REDIS_VERSION:-?}"
 
-if [ -z "${BIN:-}" ]; then
-    say "building the release binaries"
-    cargo build --release --bins -p callauth -p callauth-loadtest >&2
-    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-    BIN="$TARGET_DIR/release"
-fi
-for b in callauth-gateway callauth-loadtest; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b was not built"
-done
+BIN=$(release_bins "${BIN:-}")
 
 rm -rf "$DATA"
 mkdir -p "$DATA"

@@ -67,3 +67,20 @@ stop_all() {
         wait "$p" 2>/dev/null || true
     done
 }
+
+# release_bins [DIR]: prints the directory of the release gateway and load
+# generator — DIR when given (prebuilt binaries, e.g. of another commit),
+# else this tree's, built first. Dies when either binary is missing.
+release_bins() {
+    local bin=${1:-} b
+    if [ -z "$bin" ]; then
+        printf '==> building the release binaries\n' >&2
+        cargo build --release --locked --bins -p callauth -p callauth-loadtest >&2
+        bin="$(cargo metadata --format-version 1 --no-deps |
+            grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)/release"
+    fi
+    for b in callauth-gateway callauth-loadtest; do
+        [ -x "$bin/$b" ] || die "$bin/$b was not built"
+    done
+    printf '%s\n' "$bin"
+}

@@ -110,15 +110,7 @@ for topo in $TOPOLOGIES; do
     case $topo in single | cluster) ;; *) die "TOPOLOGIES: 'single' and/or 'cluster' (got '$topo')" ;; esac
 done
 
-if [ -z "${BIN:-}" ]; then
-    say "building the release binaries"
-    cargo build --release --locked --bins -p callauth -p callauth-loadtest >&2
-    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-    BIN="$TARGET_DIR/release"
-fi
-for b in callauth-gateway callauth-loadtest; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b was not built"
-done
+BIN=$(release_bins "${BIN:-}")
 
 rm -rf "$DATA"
 mkdir -p "$DATA"
